@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything amortinv needs on this machine; safe to run again (quick when done).
 #   scripts/setup.sh          runtime: virtual environment + system data packages
-#   scripts/setup.sh --dev    also test tools and the browser used by the end-to-end tests
+#   scripts/setup.sh --dev    also the test and lint tools
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,7 +41,6 @@ DATA_PACKAGES=(
   asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav asterisk-prompt-it-menardi-wav
   asterisk-prompt-es-co asterisk-prompt-fr-armelle
 )
-(( DEV )) && DATA_PACKAGES+=(chromium)
 
 missing=()
 for p in "${DATA_PACKAGES[@]}"; do
@@ -77,8 +76,4 @@ if [[ ! -d /usr/share/datasets/fashion-mnist ]]; then
   "$VENV/bin/python" -m amortinv.data fetch fashion-mnist || say "download failed; continuing without it"
 fi
 
-# --- 5. Browser for the end-to-end tests ------------------------------------------------------
-if (( DEV )) && [[ ! -x /usr/bin/chromium ]]; then
-  say "no /usr/bin/chromium: the browser test will fail; install Debian's chromium"
-fi
 say "ready"

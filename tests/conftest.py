@@ -1,6 +1,10 @@
+import os
+
 import pytest
 
 from amortinv.data import registry
+
+_skipped_in_ci: list[str] = []
 
 
 @pytest.fixture
@@ -10,3 +14,17 @@ def fresh_cache(tmp_path, monkeypatch):
     registry.forget()
     yield tmp_path
     registry.forget()
+
+
+def pytest_runtest_logreport(report):
+    # Tests skip where a data package is missing on a user's machine; CI installs everything,
+    # so there a skip means the set-up missed something and must fail the run.
+    if os.environ.get("CI") and report.skipped:
+        _skipped_in_ci.append(f"{report.nodeid}: {report.longrepr[-1]}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _skipped_in_ci:
+        print("\nCI must run every test, but these were skipped:")
+        print("\n".join(f"  {line}" for line in _skipped_in_ci))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

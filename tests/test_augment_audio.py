@@ -26,6 +26,11 @@ def tone_burst(n=32, freq=440.0):
     return LogMel()(wave.expand(n, -1).contiguous())
 
 
+def noise_clips(n=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return LogMel()(torch.randn(n, SR, generator=g) * 0.1)
+
+
 def peak_hz(spec):
     freqs = LogMel().config.bin_frequencies()
     return freqs[spec.max(dim=2).values.argmax(dim=1)].float()
@@ -45,7 +50,7 @@ def test_all_zeros_gives_identical_views():
 
 
 def test_shapes_are_kept_and_seed_is_deterministic():
-    spec = LogMel()(torch.randn(8, SR) * 0.1)
+    spec = noise_clips(8)
     aug = AudioAugment(AUDIO)
     a = aug(spec, [1.0] * 5, generator=seeded(1))
     assert a.shape == spec.shape and a.dtype == spec.dtype and torch.isfinite(a).all()
@@ -87,7 +92,7 @@ def test_noise_raises_the_floor_only_when_on():
 
 
 def test_masks_only_when_on():
-    aug, spec = AudioAugment(AUDIO), LogMel()(torch.randn(32, SR) * 0.1)
+    aug, spec = AudioAugment(AUDIO), noise_clips()
 
     def masked_fraction(x):  # masks are filled with each clip's mean
         return (x.flatten(1) == spec.flatten(1).mean(1, keepdim=True)).float().mean(1)
@@ -99,13 +104,15 @@ def test_masks_only_when_on():
 
 
 def test_filter_tilts_the_spectrum_only_when_on():
-    aug, spec = AudioAugment(AUDIO), LogMel()(torch.randn(32, SR) * 0.1)
+    aug, spec = AudioAugment(AUDIO), noise_clips()
 
     def band_profile(x):
         return x.mean(2) - x.mean(dim=(1, 2)).view(-1, 1)
 
-    off = aug(spec, vec(time=1), generator=seeded())  # resampling in time blurs a little
-    assert torch.allclose(band_profile(off), band_profile(spec), atol=0.15)
+    # Resampling in time smooths the noise a little (up to ~0.2 over seeds 0-5); a filter at
+    # full strength moves some band by ~0.9 or more in every clip.
+    off = aug(spec, vec(time=1), generator=seeded())
+    assert torch.allclose(band_profile(off), band_profile(spec), atol=0.3)
     on = aug(spec, vec(filter=1), generator=seeded())
     change = (band_profile(on) - band_profile(spec)).abs().amax(1)
     assert (change > 0.5).float().mean() > 0.8  # several dB somewhere in every clip
