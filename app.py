@@ -80,14 +80,14 @@ augment = make_augment(space)
 generator = torch.Generator().manual_seed(int(seed))
 
 if meta["modality"] == "image":
-    x = torch.from_numpy(examples).float() / 255
+    x = torch.tensor(examples, dtype=torch.float32) / 255  # cached arrays are read-only
     views = augment.views(x, vector, generator=generator)
     for label, batch in (("original", x), ("view 1", views[0]), ("view 2", views[1])):
         st.caption(label)
         st.image([img.permute(1, 2, 0).numpy().squeeze() for img in batch], width=96,
                  clamp=True)
 else:
-    spec = LogMel()(torch.from_numpy(examples[:4]))
+    spec = LogMel()(torch.tensor(examples[:4]))
     views = augment.views(spec, vector, generator=generator)
     for i, row in enumerate(st.columns(4)):
         row.audio(examples[i], sample_rate=meta["sample_rate"])

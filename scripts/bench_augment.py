@@ -5,8 +5,9 @@ machine, in one run; images/s counts each image once. Prints one JSON line:
 
     python scripts/bench_augment.py [--batch 512] [--size 32] [--seconds 5]
 
-Keys: device, threads, batch, size, batched_img_s, torchvision_img_s, ratio, and where a GPU
-is present gpu_device, gpu_batched_img_s.
+Keys: device, threads, batch, size, batched_img_s, torchvision_img_s, ratio; audio_clip_s (1 s
+clips at 16 kHz: log-mel plus two views with every audio group at 1); where a GPU is present
+gpu_device, gpu_batched_img_s.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import time
 import torch
 from torchvision.transforms import v2
 
-from amortinv.augment import VisionAugment
-from amortinv.invariance import RGB
+from amortinv.augment import AudioAugment, LogMel, VisionAugment
+from amortinv.invariance import AUDIO, RGB
 
 
 def torchvision_pipeline(size: int) -> v2.Compose:
@@ -66,6 +67,10 @@ def main() -> None:
 
     batched = rate(lambda: aug.views(x, ones, generator=g), args.batch, args.seconds)
     per_sample = rate(torchvision_step, args.batch, args.seconds)
+    waves = torch.randn(args.batch // 2, 16000, generator=g) * 0.1
+    log_mel, audio_aug = LogMel(), AudioAugment(AUDIO)
+    audio = rate(lambda: audio_aug.views(log_mel(waves), [1.0] * len(AUDIO), generator=g),
+                 len(waves), args.seconds)
     result = {
         "device": "cpu",
         "threads": torch.get_num_threads(),
@@ -74,6 +79,7 @@ def main() -> None:
         "batched_img_s": round(batched),
         "torchvision_img_s": round(per_sample),
         "ratio": round(batched / per_sample, 2),
+        "audio_clip_s": round(audio),
     }
     if torch.cuda.is_available():
         xg = x.cuda()

@@ -35,3 +35,12 @@ def test_group_sliders_follow_the_space_and_drive_the_views():
     original = slice(0, 8)
     assert after[original] == before[original] and after[8:] != before[8:]
     assert after[8:16] == after[16:24] == after[original]  # all groups off: views = original
+
+
+def test_audio_datasets_get_audio_sliders_players_and_spectrograms():
+    at = run_app()
+    at.selectbox[0].select("asterisk-digits").run()
+    assert not at.exception, at.exception
+    assert [s.label for s in at.slider] == ["pitch", "time", "noise", "mask", "filter"]
+    assert len(at.get("audio")) == 4
+    assert len(shown_images(at)) == 8  # original and one view, as log-mel, per clip

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 from tqdm import tqdm
 
 #: Peak level of a normalised clip: a little headroom so gain or mixing augmentations do not
@@ -38,6 +37,7 @@ def resample(x: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     if from_rate == to_rate:
         return x
     g = math.gcd(from_rate, to_rate)
+    from scipy.signal import resample_poly  # slow to import; only for resampling
     return resample_poly(x, to_rate // g, from_rate // g, axis=-1).astype(np.float32)
 
 
