@@ -1,3 +1,22 @@
-"""amortinv: amortised invariance learning for contrastive self-supervision."""
+"""amortinv: amortised invariance learning for contrastive self-supervision.
+
+    >>> import amortinv
+    >>> enc = amortinv.load("checkpoints/<name>")          # model + invariance space + card
+    >>> z = enc.features(x, invariance={"crop": 1, "flip": 0, "color": 1, "blur": 0})
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from amortinv.models import Encoder
+
+
+def load(path: str, device: str = "cpu") -> Encoder:
+    """Load an amortised encoder from a checkpoint folder or ``.safetensors`` file."""
+    from amortinv.checkpoint import load as _load
+
+    return _load(path, device)

@@ -66,6 +66,10 @@ class LogMel(torch.nn.Module):
             sample_rate=c.sample_rate, n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels,
             f_min=c.f_min, f_max=c.f_max, power=2.0,
         )
+        # The window and filterbank follow from the config: keep them out of checkpoints.
+        for module in self.mel.modules():
+            module._non_persistent_buffers_set.update(n for n, _ in
+                                                      module.named_buffers(recurse=False))
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         if wave.ndim != 2:

@@ -1,0 +1,146 @@
+"""Checkpoints: safetensors weights with a JSON card in the header; nothing is unpickled.
+
+One file holds everything: tensors (weights, and for training checkpoints the projection head,
+queues and optimizer state) and, under the header key ``amortinv``, a JSON document with the
+format version, model config, invariance space and the card (data, recipe, metrics, code
+version). Writes are atomic (a temporary file, fsync, rename), so an interrupted save leaves
+the previous checkpoint intact.
+
+    >>> enc = amortinv.load("checkpoints/fmnist-hyper")   # a folder or a .safetensors file
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from amortinv.invariance import InvarianceSpace
+from amortinv.models.encoder import Encoder, ModelConfig
+
+FORMAT = "amortinv-checkpoint"
+VERSION = 1
+ENCODER_FILE = "encoder.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: corrupt, truncated, foreign or mismatched."""
+
+
+def save(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
+    """Write ``tensors`` and ``meta`` atomically to ``path`` (a ``.safetensors`` file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = {"amortinv": json.dumps({"format": FORMAT, "version": VERSION, **meta})}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=header)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def read_meta(path: str | Path) -> dict:
+    """The JSON document of a checkpoint, without loading its tensors."""
+    path = resolve(path)
+    try:
+        with safe_open(path, framework="pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is corrupt or truncated ({err}); use an earlier "
+                              "checkpoint or write it again") from None
+    if "amortinv" not in header:
+        raise CheckpointError(f"{path} is a safetensors file but not an amortinv checkpoint "
+                              "(no 'amortinv' header)")
+    try:
+        meta = json.loads(header["amortinv"])
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} has a damaged header ({err})") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an amortinv checkpoint")
+    if meta.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path} has format version {meta['version']}; this amortinv "
+                              f"reads up to {VERSION}: upgrade amortinv")
+    return meta
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """All tensors and the JSON document of a checkpoint."""
+    path = resolve(path)
+    meta = read_meta(path)
+    try:
+        tensors = load_file(path)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is corrupt or truncated ({err}); use an earlier "
+                              "checkpoint or write it again") from None
+    return tensors, meta
+
+
+def resolve(path: str | Path) -> Path:
+    """A checkpoint folder means its ``encoder.safetensors``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / ENCODER_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return path
+
+
+def encoder_meta(encoder: Encoder) -> dict:
+    return {"model": encoder.config.to_json(), "space": encoder.space.to_json(),
+            "card": encoder.card}
+
+
+def save_encoder(path: str | Path, encoder: Encoder, dtype: torch.dtype = torch.float32) -> Path:
+    """Save an encoder's weights (floating tensors cast to ``dtype``; fp16 for shipping)."""
+    state = {k: (v.to(dtype) if v.is_floating_point() else v)
+             for k, v in encoder.state_dict().items()}
+    return save(path, state, encoder_meta(encoder))
+
+
+def build_encoder(meta: dict, where: Path | str = "checkpoint") -> Encoder:
+    """The (untrained) encoder a checkpoint's JSON describes."""
+    try:
+        config = ModelConfig.from_json(meta["model"])
+        space = InvarianceSpace.from_json(meta["space"])
+        return Encoder(config, space, meta.get("card"))
+    except KeyError as err:
+        raise CheckpointError(f"{where} lacks {err} in its header") from None
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{where} describes a model that cannot be built: {err}") from None
+
+
+def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """``load_state_dict`` with an error that says what does not match."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        parts = [f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}" if missing else "",
+                 f"unexpected {unexpected[:3]}" if unexpected else "",
+                 f"shape mismatch {shapes[:3]}" if shapes else ""]
+        raise CheckpointError(f"{where}: the weights do not match the model in its card ("
+                              + "; ".join(p for p in parts if p) + ")")
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> Encoder:
+    """Load an encoder (in eval mode, float32) from a checkpoint folder or file."""
+    tensors, meta = load_tensors(path)
+    encoder = build_encoder(meta, resolve(path))
+    prefix = "model." if any(k.startswith("model.") for k in tensors) else ""
+    state = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+    load_state(encoder, state, str(resolve(path)))
+    return encoder.to(device).eval()

@@ -1,0 +1,50 @@
+"""Measurements of frozen features: weighted kNN accuracy (and, later, invariance scores)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def knn_predict(train_z: torch.Tensor, train_y: torch.Tensor, test_z: torch.Tensor,
+                num_classes: int, k: int = 200, temperature: float = 0.07,
+                chunk: int = 1024) -> torch.Tensor:
+    """Weighted kNN on cosine similarity (Wu et al. 2018, as in SimCLR/MoCo evaluations):
+    each of the ``k`` nearest training examples votes for its class with weight
+    ``exp(similarity / temperature)``. Returns predicted classes for ``test_z``."""
+    if len(train_z) == 0:
+        raise ValueError("kNN needs at least one training example")
+    k = min(k, len(train_z))
+    train_z = F.normalize(train_z.float(), dim=1)
+    train_y = torch.as_tensor(train_y, dtype=torch.long)
+    preds = []
+    for start in range(0, len(test_z), chunk):
+        q = F.normalize(test_z[start:start + chunk].float(), dim=1)
+        sim, idx = (q @ train_z.T).topk(k, dim=1)
+        votes = torch.zeros(len(q), num_classes)
+        votes.scatter_add_(1, train_y[idx], torch.exp(sim / temperature))
+        preds.append(votes.argmax(1))
+    return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
+
+
+def knn_accuracy(train_z: torch.Tensor, train_y: np.ndarray | torch.Tensor,
+                 test_z: torch.Tensor, test_y: np.ndarray | torch.Tensor, k: int = 200,
+                 temperature: float = 0.07) -> float:
+    """Top-1 accuracy of :func:`knn_predict` on a labelled test set."""
+    train_y = torch.as_tensor(np.asarray(train_y), dtype=torch.long)
+    test_y = torch.as_tensor(np.asarray(test_y), dtype=torch.long)
+    num_classes = int(max(train_y.max(), test_y.max())) + 1
+    pred = knn_predict(train_z, train_y, test_z, num_classes, k, temperature)
+    return float((pred == test_y).float().mean())
+
+
+def raw_features(x: np.ndarray, modality: str = "image") -> torch.Tensor:
+    """The raw-input baseline's features: pixels in [0, 1], or log-mel spectrograms for audio
+    (flattened). Every accuracy has this floor beside it."""
+    if modality == "audio":
+        from amortinv.augment import LogMel
+
+        with torch.no_grad():
+            return LogMel()(torch.as_tensor(x)).flatten(1)
+    return torch.as_tensor(x).float().flatten(1) / 255.0

@@ -1,0 +1,6 @@
+"""Amortised encoders: conditioned ResNets (hypernetwork or FiLM), prompt-ViT, audio."""
+
+from amortinv.models.encoder import ARCHS, Encoder, ModelConfig, build_backbone
+from amortinv.models.resnet import ConditionedResNet
+
+__all__ = ["ARCHS", "ConditionedResNet", "Encoder", "ModelConfig", "build_backbone"]

@@ -1,0 +1,112 @@
+"""Layers whose weights depend on the invariance vector.
+
+Every residual block embeds the vector once (``Linear(K, 16)``, no bias, as in the paper); each
+conditioned layer of the block turns that embedding into its parameters with a small MLP:
+
+- :class:`HyperConv2d` (the paper's "hyper-ResNet"): the MLP ``16 -> bases (ReLU) -> kernel``
+  generates the conv kernel. Read as: kernel = bias kernel + a mix of ``bases`` learned basis
+  kernels with coefficients ``relu(W e + b)``. Paper: 32 bases, ~33x the plain parameters.
+- :class:`FiLMBatchNorm2d` (our cheaper option): the MLP generates a per-channel scale and
+  shift applied after a BatchNorm, so the convs stay plain and the parameter overhead is small.
+
+Plain layers take the embedding too and ignore it, so a block is written once for all kinds.
+Parameters are generated once per batch: one vector holds for the whole batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+EMBED_DIM = 16  # per-block embedding of the invariance vector (paper)
+FILM_HIDDEN = 32
+
+
+class Conv2d(nn.Conv2d):
+    """A plain conv with the conditioned layers' signature."""
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(x)
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """A plain BatchNorm with the conditioned layers' signature."""
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(x)
+
+
+class HyperConv2d(nn.Module):
+    """A conv whose kernel is generated from the block's embedding of the invariance vector."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, bases: int = 32, embed_dim: int = EMBED_DIM):
+        super().__init__()
+        self.shape = (out_channels, in_channels, kernel_size, kernel_size)
+        self.stride, self.padding = stride, padding
+        n = math.prod(self.shape)
+        self.coefficients = nn.Linear(embed_dim, bases)
+        self.basis = nn.Parameter(torch.empty(bases, n))
+        self.kernel_bias = nn.Parameter(torch.empty(n))
+        # Start near a Kaiming-initialised plain conv: the bias kernel carries most of the
+        # variance, the basis mix adds a comparable, vector-dependent part.
+        std = math.sqrt(2.0 / (in_channels * kernel_size * kernel_size))
+        nn.init.normal_(self.kernel_bias, std=std * math.sqrt(0.5))
+        nn.init.normal_(self.basis, std=std * math.sqrt(0.5 / bases))
+
+    def kernel(self, e: torch.Tensor) -> torch.Tensor:
+        mix = F.relu(self.coefficients(e))
+        return (self.kernel_bias + mix @ self.basis).view(self.shape)
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor | None = None) -> torch.Tensor:
+        if e is None:
+            raise ValueError("HyperConv2d needs the block's invariance embedding")
+        weight = self.kernel(e).to(x.dtype)
+        return F.conv2d(x, weight, stride=self.stride, padding=self.padding)
+
+
+class FiLMBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm whose affine scale and shift are offset by an MLP of the embedding.
+
+    The MLP's last layer starts at zero, so at initialisation this is a plain BatchNorm."""
+
+    def __init__(self, channels: int, embed_dim: int = EMBED_DIM, hidden: int = FILM_HIDDEN):
+        super().__init__(channels)
+        self.film = nn.Sequential(nn.Linear(embed_dim, hidden), nn.ReLU(),
+                                  nn.Linear(hidden, 2 * channels))
+        nn.init.zeros_(self.film[2].weight)
+        nn.init.zeros_(self.film[2].bias)
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor | None = None) -> torch.Tensor:
+        if e is None:
+            raise ValueError("FiLMBatchNorm2d needs the block's invariance embedding")
+        y = super().forward(x)
+        scale, shift = self.film(e).to(y.dtype).view(2, 1, -1, 1, 1).unbind(0)
+        return y * (1 + scale) + shift
+
+
+class LayerFactory:
+    """Makes the convs and norms of one block, conditioned or plain.
+
+    ``kind`` is ``"hyper"`` (generated convs), ``"film"`` (conditioned norms) or ``"none"``.
+    """
+
+    def __init__(self, kind: str, bases: int = 32):
+        if kind not in ("hyper", "film", "none"):
+            raise ValueError(f"conditioning must be 'hyper', 'film' or 'none', got {kind!r}")
+        self.kind, self.bases = kind, bases
+
+    @property
+    def conditioned(self) -> bool:
+        return self.kind != "none"
+
+    def conv(self, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0) -> nn.Module:
+        if self.kind == "hyper":
+            return HyperConv2d(cin, cout, k, stride, padding, bases=self.bases)
+        return Conv2d(cin, cout, k, stride, padding, bias=False)
+
+    def norm(self, channels: int) -> nn.Module:
+        return FiLMBatchNorm2d(channels) if self.kind == "film" else BatchNorm2d(channels)

@@ -1,0 +1,148 @@
+"""One interface for every amortised encoder: images or audio, ResNet or ViT.
+
+    >>> from amortinv.models import Encoder, ModelConfig
+    >>> from amortinv.invariance import GREY
+    >>> enc = Encoder(ModelConfig(in_channels=1, image_size=28, width=8), GREY)
+    >>> x = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    >>> enc.features(x, {"crop": 1, "flip": 0, "color": 1, "blur": 0}).shape
+    torch.Size([4, 64])
+
+Inputs pass through three stages. ``to_input`` turns raw data (uint8 images or waveforms)
+into the *augmentation domain* (float images in [0, 1], or log-mel spectrograms), where the
+batched augmentation acts during pre-training; ``forward`` normalises and encodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import torch
+from torch import nn
+
+from amortinv.augment import LogMel, MelConfig
+from amortinv.invariance import InvarianceSpace, VectorLike
+from amortinv.models.resnet import ConditionedResNet
+
+ARCHS = ("resnet18", "resnet50", "vit-tiny", "vit-small")
+
+
+@dataclass
+class ModelConfig:
+    """What to build; stored in every checkpoint so the model can be rebuilt from it."""
+
+    arch: str = "resnet18"
+    conditioning: str = "hyper"  # hyper (paper) | film (cheap) | none (plain baseline)
+    bases: int = 32
+    conditioned_stages: tuple[int, ...] = (1, 2, 3, 4)
+    width: int = 64
+    stem: str = "small"  # small (28-64 px, no down-sampling) | imagenet
+    modality: str = "image"
+    in_channels: int = 3
+    image_size: int = 32
+    mel: MelConfig = field(default_factory=MelConfig)
+    input_mean: float = 0.5  # normalisation of the augmentation domain, set from the data
+    input_std: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        if self.modality not in ("image", "audio"):
+            raise ValueError(f"modality must be 'image' or 'audio', got {self.modality!r}")
+        if isinstance(self.mel, dict):
+            self.mel = MelConfig(**self.mel)
+        self.conditioned_stages = tuple(self.conditioned_stages)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model settings {unknown}: the checkpoint was written by a "
+                             "newer amortinv; upgrade to load it")
+        return cls(**data)
+
+
+def build_backbone(config: ModelConfig, num_groups: int) -> nn.Module:
+    """The conditioned network: ``forward(x, invariance) -> (B, feature_dim)``."""
+    channels = 1 if config.modality == "audio" else config.in_channels
+    if config.arch.startswith("resnet"):
+        return ConditionedResNet(num_groups, config.arch, channels, config.width, config.stem,
+                                 config.conditioning, config.bases, config.conditioned_stages)
+    from amortinv.models.vit import PromptViT
+
+    if config.conditioning not in ("hyper", "none"):
+        raise ValueError("a ViT is conditioned by its invariance token: use conditioning "
+                         "'hyper' (token on) or 'none' (plain ViT)")
+    preset = PromptViT.tiny if config.arch == "vit-tiny" else PromptViT.small
+    return preset(num_groups, channels, config.image_size,
+                  conditioned=config.conditioning != "none")
+
+
+class Encoder(nn.Module):
+    """An amortised encoder with its invariance space and card.
+
+    ``features(x, invariance)`` is the user-facing call; ``forward(x, vector)`` is the training
+    call on augmentation-domain inputs.
+    """
+
+    def __init__(self, config: ModelConfig, space: InvarianceSpace, card: dict | None = None):
+        super().__init__()
+        if space.modality != config.modality:
+            raise ValueError(f"the '{space.name}' space is for {space.modality}, but the model "
+                             f"is for {config.modality}")
+        self.config, self.space = config, space
+        self.card = dict(card or {})
+        self.backbone = build_backbone(config, len(space))
+        self.feature_dim: int = self.backbone.feature_dim
+        self.log_mel = LogMel(config.mel) if config.modality == "audio" else None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def to_input(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Raw data -> augmentation domain, on the encoder's device.
+
+        Images: uint8 ``(N, C, H, W)`` (or float already in [0, 1]) -> float in [0, 1].
+        Audio: float waveforms ``(N, T)`` at the model's sample rate -> log-mel spectrograms.
+        """
+        x = torch.as_tensor(x).to(self.device)
+        if self.config.modality == "audio":
+            if x.ndim != 2:
+                raise ValueError(f"expected waveforms (N, T), got shape {tuple(x.shape)}")
+            return self.log_mel(x.float())
+        if x.ndim != 4 or x.shape[1] != self.config.in_channels:
+            raise ValueError(f"expected images (N, {self.config.in_channels}, H, W), got shape "
+                             f"{tuple(x.shape)}")
+        return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+
+    def forward(self, x: torch.Tensor, invariance: torch.Tensor) -> torch.Tensor:
+        """Augmentation-domain batch and one vector -> features ``(B, feature_dim)``."""
+        x = (x - self.config.input_mean) / self.config.input_std
+        if self.config.modality == "audio":
+            x = x.unsqueeze(1)
+        return self.backbone(x, invariance)
+
+    @torch.no_grad()
+    def features(self, x: np.ndarray | torch.Tensor, invariance: VectorLike | float,
+                 batch_size: int = 512) -> torch.Tensor:
+        """Features of raw inputs at one invariance vector, in eval mode, on the CPU.
+
+        ``invariance`` is a named dict (every group of :attr:`space`), a sequence or tensor in
+        the space's order, or one number for all groups; it is validated first.
+        """
+        vector = self.space.vector(invariance).to(self.device)
+        was_training = self.training
+        self.eval()
+        try:
+            out = [self(self.to_input(x[i:i + batch_size]), vector).float().cpu()
+                   for i in range(0, len(x), batch_size)]
+        finally:
+            self.train(was_training)
+        if not out:
+            return torch.zeros(0, self.feature_dim)
+        return torch.cat(out)

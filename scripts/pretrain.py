@@ -1,0 +1,89 @@
+"""Pre-train an amortised encoder.
+
+    python scripts/pretrain.py --preset cpu-fmnist                 # ~40 min on 2 CPU cores
+    python scripts/pretrain.py --preset gpu-fmnist --steps 20000   # any setting can be overridden
+    python scripts/pretrain.py --preset cpu-fmnist --resume        # continue where it stopped
+
+Several GPUs or machines (PyTorch's own engine; NCCL on GPUs, gloo on CPUs):
+
+    torchrun --nproc_per_node 8 scripts/pretrain.py --preset gpu-fmnist
+    torchrun --nnodes 2 --node_rank 0 --nproc_per_node 8 --master_addr HOST --master_port 29500 \\
+        scripts/pretrain.py --preset gpu-fmnist          # and --node_rank 1 on the other machine
+
+The run folder (--out, default runs/<preset>) gets encoder.safetensors (load it with
+amortinv.load), last.safetensors (to resume) and metrics.jsonl (loss, learning rate, images/s,
+kNN accuracy at a few invariance vectors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+
+from amortinv import checkpoint
+from amortinv.data import DatasetUnavailable, UnknownDataset
+from amortinv.pretrain import (
+    HELP,
+    PRESET_NOTES,
+    PRESETS,
+    PretrainConfig,
+    TrainingDiverged,
+    close_distributed,
+    preset,
+    pretrain,
+)
+
+
+def parser() -> argparse.ArgumentParser:
+    notes = "\n".join(f"  {name:<18} {PRESET_NOTES[name]}" for name in PRESETS)
+    p = argparse.ArgumentParser(
+        description=__doc__, epilog=f"presets:\n{notes}",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="cpu-fmnist", choices=sorted(PRESETS),
+                   help="named starting point (default: cpu-fmnist)")
+    defaults = PretrainConfig()
+    for f in dataclasses.fields(PretrainConfig):
+        if f.name == "preset":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if isinstance(default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                           help=HELP[f.name])
+        elif isinstance(default, tuple):
+            p.add_argument(flag, type=int, nargs="+", default=None, help=HELP[f.name])
+        else:
+            p.add_argument(flag, type=type(default), default=None,
+                           help=f"{HELP[f.name]} (preset or {default!r})")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(parser().parse_args(argv))
+    name = args.pop("preset")
+    overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in args.items()
+                 if v is not None}
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    try:
+        trainer = pretrain(preset(name, **overrides))
+    except (TrainingDiverged, DatasetUnavailable, UnknownDataset, checkpoint.CheckpointError,
+            FileExistsError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        close_distributed()
+    if trainer.rank.main:
+        print(f"done: {trainer.out / checkpoint.ENCODER_FILE} "
+              f"(metrics: {trainer.encoder.card.get('metrics')})")
+    if distributed:
+        # gloo's teardown can abort the interpreter at exit; leave without running it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

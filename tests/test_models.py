@@ -1,0 +1,115 @@
+"""Conditioned ResNets and the Encoder interface."""
+
+import numpy as np
+import pytest
+import torch
+
+from amortinv.invariance import AUDIO, GREY, RGB, InvalidInvarianceVector
+from amortinv.models import ConditionedResNet, Encoder, ModelConfig
+from amortinv.models.conditioning import FiLMBatchNorm2d, HyperConv2d
+
+
+def count(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_hypernetwork_matches_the_paper_in_size():
+    plain = count(ConditionedResNet(5, conditioning="none"))
+    hyper = count(ConditionedResNet(5, conditioning="hyper", bases=32))
+    assert 32 < hyper / plain < 34  # paper: ~33x
+    r50 = count(ConditionedResNet(5, "resnet50", conditioning="hyper", bases=32))
+    assert 0.7e9 < r50 < 0.85e9  # paper: ~0.77 B
+    film = count(ConditionedResNet(5, conditioning="film"))
+    assert film / plain < 1.1  # the cheap option
+
+
+def test_hyper_kernel_is_bias_plus_a_mix_of_bases():
+    conv = HyperConv2d(3, 4, 3, bases=5, embed_dim=2)
+    e = torch.tensor([0.3, -1.0])
+    mix = torch.relu(conv.coefficients(e))
+    expected = conv.kernel_bias + sum(mix[b] * conv.basis[b] for b in range(5))
+    assert torch.allclose(conv.kernel(e), expected.view(4, 3, 3, 3), atol=1e-6)
+
+
+def test_film_starts_as_plain_batchnorm():
+    bn = FiLMBatchNorm2d(6)
+    plain = torch.nn.BatchNorm2d(6)
+    x = torch.randn(4, 6, 5, 5)
+    assert torch.allclose(bn(x, torch.randn(16)), plain(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("conditioning", ["hyper", "film"])
+def test_features_depend_on_the_vector_only_when_conditioned(conditioning):
+    torch.manual_seed(0)
+    net = ConditionedResNet(4, in_channels=1, width=8, conditioning=conditioning, bases=4).eval()
+    if conditioning == "film":  # FiLM starts at identity: give it something to say
+        for m in net.modules():
+            if isinstance(m, FiLMBatchNorm2d):
+                torch.nn.init.normal_(m.film[2].weight, std=0.1)
+    x = torch.randn(3, 1, 28, 28)
+    a, b = net(x, torch.ones(4)), net(x, torch.zeros(4))
+    assert a.shape == (3, 64) and not torch.allclose(a, b)
+    plain = ConditionedResNet(4, in_channels=1, width=8, conditioning="none").eval()
+    assert torch.equal(plain(x, torch.ones(4)), plain(x, torch.zeros(4)))
+
+
+def test_only_chosen_stages_are_conditioned():
+    net = ConditionedResNet(5, width=8, conditioning="hyper", bases=2, conditioned_stages=(3, 4))
+    generated = {name.split(".")[1] for name, m in net.named_modules()
+                 if isinstance(m, HyperConv2d)}
+    assert generated == {"4", "5", "6", "7"}  # blocks of stages 3 and 4 (two per stage)
+    assert not any(isinstance(m, HyperConv2d) for m in net.stem.modules())
+
+
+def test_imagenet_stem_and_resnet50_shapes():
+    net = ConditionedResNet(2, "resnet50", width=8, stem="imagenet", conditioning="film")
+    assert net(torch.randn(2, 3, 64, 64), torch.ones(2)).shape == (2, 8 * 8 * 4)
+
+
+def test_gradients_reach_the_hypernetwork_and_the_vector():
+    net = ConditionedResNet(3, in_channels=1, width=4, conditioning="hyper", bases=2)
+    v = torch.full((3,), 0.5, requires_grad=True)
+    net(torch.randn(4, 1, 16, 16), v).sum().backward()
+    conv = next(m for m in net.modules() if isinstance(m, HyperConv2d))
+    assert conv.basis.grad is not None and conv.basis.grad.abs().sum() > 0
+    assert v.grad is not None and v.grad.abs().sum() > 0  # downstream learns i by gradient
+
+
+def test_bad_vectors_and_settings_are_refused():
+    net = ConditionedResNet(4, width=4)
+    with pytest.raises(ValueError, match="length 4"):
+        net(torch.randn(2, 3, 16, 16), torch.ones(2, 4))
+    with pytest.raises(ValueError, match="conditioning"):
+        ConditionedResNet(4, conditioning="lora")
+    with pytest.raises(ValueError, match="stages"):
+        ConditionedResNet(4, conditioned_stages=(5,))
+
+
+def test_encoder_features_take_named_vectors_and_raw_images():
+    enc = Encoder(ModelConfig(in_channels=1, image_size=28, width=4, bases=2), GREY)
+    x = np.random.default_rng(0).integers(0, 256, (5, 1, 28, 28), dtype=np.uint8)
+    named = enc.features(x, {"crop": 1, "flip": 0, "color": 1, "blur": 0}, batch_size=2)
+    assert named.shape == (5, enc.feature_dim)
+    assert torch.allclose(named, enc.features(x, [1, 0, 1, 0]))
+    assert enc.training  # features() restores the mode it found
+    with pytest.raises(InvalidInvarianceVector, match="crop, flip, color, blur"):
+        enc.features(x, [1, 0])
+    with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
+        enc.features(np.zeros((2, 3, 28, 28), np.uint8), 1.0)
+
+
+def test_audio_encoder_takes_waveforms():
+    enc = Encoder(ModelConfig(modality="audio", width=4, stem="imagenet", bases=2), AUDIO)
+    z = enc.features(np.random.default_rng(0).standard_normal((3, 16000)).astype(np.float32)
+                     * 0.1, 0.5)
+    assert z.shape == (3, enc.feature_dim) and torch.isfinite(z).all()
+    with pytest.raises(ValueError, match="audio"):
+        Encoder(ModelConfig(modality="image"), AUDIO)
+
+
+def test_vit_encoder_through_the_same_interface():
+    enc = Encoder(ModelConfig(arch="vit-tiny", in_channels=3, image_size=32), RGB)
+    z = enc.features(np.zeros((2, 3, 32, 32), np.uint8), 1.0)
+    assert z.shape == (2, enc.feature_dim)
+    with pytest.raises(ValueError, match="token"):
+        Encoder(ModelConfig(arch="vit-tiny", conditioning="film"), RGB)

@@ -1,0 +1,154 @@
+"""Pre-training: every method and model runs, resume is exact, failures keep good state."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import amortinv
+from amortinv import checkpoint
+from amortinv.pretrain import PRESETS, Trainer, TrainingDiverged, preset
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def run(config) -> tuple[Trainer, list[dict]]:
+    trainer = Trainer(config)
+    return trainer, list(trainer.run())
+
+
+def weights(trainer):
+    return {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+
+@pytest.mark.parametrize("overrides", [
+    {},  # SimCLR, hypernetwork, corners
+    {"method": "moco", "queue_size": 64},  # per-configuration heads and queues
+    {"method": "moco", "queue_size": 64, "per_config": False, "sampling": "mixed"},
+    {"conditioning": "film", "sampling": "continuous"},
+    {"conditioning": "none"},
+    {"arch": "vit-tiny", "optimizer": "adamw", "lr": 1e-3},
+    {"dataset": "asterisk-digits", "stem": "imagenet", "batch_size": 16},
+], ids=["simclr-hyper", "moco-per-config", "moco-shared", "film-continuous", "plain", "vit",
+        "audio"])
+def test_each_setting_trains_and_writes_a_usable_checkpoint(tmp_path, overrides):
+    trainer, records = run(preset("smoke", out=str(tmp_path), **overrides))
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
+    knn = [r["knn"] for r in records if "knn" in r]
+    assert knn and set(knn[-1]) == {"all_ones", "all_zeros", "half"}
+    log = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {"loss", "lr", "img_s"} <= set(log[0])
+    enc = amortinv.load(tmp_path)
+    assert enc.card["steps"] == 4 and enc.card["metrics"]["knn_all_ones"] == knn[-1]["all_ones"]
+    assert enc.config.conditioning == overrides.get("conditioning", "hyper")
+    ds_x = trainer.inputs[:3].cpu().numpy()
+    assert enc.features(ds_x, 1.0).shape == (3, enc.feature_dim)
+
+
+def test_the_loss_goes_down(tmp_path):
+    _, records = run(preset("smoke", out=str(tmp_path), steps=40, batch_size=64, lr=0.1,
+                            sampling="corners", log_every=1, checkpoint_every=100,
+                            min_on=4))  # grey space, K=4: always all on, one task to learn
+    losses = [r["loss"] for r in records if "loss" in r]
+    first, last = sum(losses[:8]) / 8, sum(losses[-8:]) / 8
+    assert last < first - 0.1, (first, last)  # step-to-step noise is ~0.05 here
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco"])
+def test_resume_continues_exactly(tmp_path, method):
+    settings = dict(steps=6, checkpoint_every=3, method=method, queue_size=64)
+    straight, _ = run(preset("smoke", out=str(tmp_path / "a"), **settings))
+    # the same run, interrupted during step 5 (last checkpoint: step 3), then resumed
+    interrupted = Trainer(preset("smoke", out=str(tmp_path / "b"), **settings))
+    honest = interrupted.train_step
+
+    def killed_at_step_5():
+        if interrupted.step == 4:
+            raise KeyboardInterrupt
+        return honest()
+
+    interrupted.train_step = killed_at_step_5
+    with pytest.raises(KeyboardInterrupt):
+        list(interrupted.run())
+    resumed, _ = run(preset("smoke", out=str(tmp_path / "b"), resume=True, **settings))
+    a, b = weights(straight), weights(resumed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    log = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    # step 4, logged before the interruption, is replaced by its rerun after the resume
+    assert [json.loads(line)["step"] for line in log if "loss" in line] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_run_is_never_silently_overwritten_or_resumed_with_other_settings(tmp_path):
+    run(preset("smoke", out=str(tmp_path), steps=2))
+    with pytest.raises(FileExistsError, match="--resume"):
+        run(preset("smoke", out=str(tmp_path), steps=2))
+    with pytest.raises(checkpoint.CheckpointError, match="width"):
+        run(preset("smoke", out=str(tmp_path), steps=4, width=16, resume=True))
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        run(preset("smoke", out=str(tmp_path / "new"), resume=True))
+
+
+def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    trainer = Trainer(preset("smoke", out=str(tmp_path), steps=6, checkpoint_every=2))
+    honest = trainer.loss
+
+    def poisoned(batch):
+        loss = honest(batch)
+        return loss * float("nan") if trainer.step == 3 else loss
+
+    monkeypatch.setattr(trainer, "loss", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"step 3.*last good checkpoint"):
+        list(trainer.run())
+    assert checkpoint.read_meta(tmp_path / "last.safetensors")["step"] == 2
+    assert torch.isfinite(amortinv.load(tmp_path).features(trainer.inputs[:2].numpy(), 1)).all()
+
+
+def test_bad_settings_get_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("cpu-imagenet")
+    with pytest.raises(ValueError, match="unknown setting"):
+        preset("smoke", learning_rate=1.0)
+    with pytest.raises(ValueError, match="corner sampling"):
+        Trainer(preset("smoke", out=str(tmp_path), method="moco", sampling="continuous"))
+    with pytest.raises(ValueError, match="share modality"):
+        Trainer(preset("smoke", out=str(tmp_path), dataset="sklearn-digits,asterisk-digits"))
+    with pytest.raises(ValueError, match="batch size"):
+        list(Trainer(preset("smoke", out=str(tmp_path), batch_size=100_000)).run())
+
+
+def test_script_help_documents_presets_and_the_script_runs(tmp_path):
+    help_text = subprocess.run([sys.executable, SCRIPTS / "pretrain.py", "--help"],
+                               capture_output=True, text=True, check=True).stdout
+    for name in PRESETS:
+        assert name in help_text
+    assert "--resume" in help_text and "torchrun" in help_text
+    done = subprocess.run([sys.executable, SCRIPTS / "pretrain.py", "--preset", "smoke",
+                           "--out", str(tmp_path), "--steps", "2"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "encoder.safetensors").exists()
+    again = subprocess.run([sys.executable, SCRIPTS / "pretrain.py", "--preset", "smoke",
+                            "--out", str(tmp_path), "--steps", "2"],
+                           capture_output=True, text=True)
+    assert again.returncode == 1 and "--resume" in again.stderr
+    assert "Traceback" not in again.stderr
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco"])
+def test_two_cpu_processes_keep_identical_replicas(tmp_path, method):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", str(29500 + os.getpid() % 1000 + (method == "moco")),
+         Path(__file__).with_name("ddp_worker.py"), str(tmp_path), method],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    digests = [(tmp_path / f"rank{r}.sha").read_text() for r in (0, 1)]
+    assert digests[0] == digests[1]
+    assert (tmp_path / "encoder.safetensors").exists()
