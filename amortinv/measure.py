@@ -1,10 +1,18 @@
-"""Measurements of frozen features: weighted kNN accuracy (and, later, invariance scores)."""
+"""Measurements of frozen features: weighted kNN accuracy, the raw-input floor, and
+invariance scores per transform (implemented in :mod:`amortinv.invariance_scores`)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from amortinv.invariance_scores import (  # noqa: F401  (re-exported: measure is the entry)
+    invariance_scores,
+    score_curve,
+    score_grid,
+    transforms_for,
+)
 
 
 def knn_predict(train_z: torch.Tensor, train_y: torch.Tensor, test_z: torch.Tensor,
@@ -48,3 +56,4 @@ def raw_features(x: np.ndarray, modality: str = "image") -> torch.Tensor:
         with torch.no_grad():
             return LogMel()(torch.as_tensor(x)).flatten(1)
     return torch.as_tensor(x).float().flatten(1) / 255.0
+

@@ -18,11 +18,11 @@ kNN accuracy at a few invariance vectors).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 
 from amortinv import checkpoint
+from amortinv.cli import add_config_arguments, config_values
 from amortinv.data import DatasetUnavailable, UnknownDataset
 from amortinv.pretrain import (
     HELP,
@@ -43,28 +43,14 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="cpu-fmnist", choices=sorted(PRESETS),
                    help="named starting point (default: cpu-fmnist)")
-    defaults = PretrainConfig()
-    for f in dataclasses.fields(PretrainConfig):
-        if f.name == "preset":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        if isinstance(default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                           help=HELP[f.name])
-        elif isinstance(default, tuple):
-            p.add_argument(flag, type=int, nargs="+", default=None, help=HELP[f.name])
-        else:
-            p.add_argument(flag, type=type(default), default=None,
-                           help=f"{HELP[f.name]} (preset or {default!r})")
+    add_config_arguments(p, PretrainConfig, help=HELP, skip=("preset",), unset=True)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = vars(parser().parse_args(argv))
-    name = args.pop("preset")
-    overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in args.items()
-                 if v is not None}
+    args = parser().parse_args(argv)
+    overrides = config_values(args, PretrainConfig)
+    name = overrides.pop("preset")
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     try:
         trainer = pretrain(preset(name, **overrides))

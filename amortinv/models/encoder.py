@@ -14,6 +14,7 @@ batched augmentation acts during pre-training; ``forward`` normalises and encode
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -102,7 +103,8 @@ class Encoder(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        tensor = next(itertools.chain(self.parameters(), self.buffers()), None)
+        return tensor.device if tensor is not None else torch.device("cpu")
 
     def to_input(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Raw data -> augmentation domain, on the encoder's device.

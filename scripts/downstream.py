@@ -1,0 +1,49 @@
+"""Learn one downstream task's invariance vector with a frozen amortised encoder.
+
+    python scripts/downstream.py --checkpoint runs/cpu-fmnist --task fmnist-flip
+    python scripts/downstream.py --checkpoint runs/cpu-fmnist --task fashion-mnist \\
+        --plain runs/cpu-fmnist-plain --parameterisation sigmoid
+
+Prints one JSON object: task, metric (accuracy or r2), learned (group -> value),
+learned_score (test), baselines (name -> test score: all_ones, all_zeros, every corner,
+plain_simclr with --plain, knn_*, raw_linear, raw_knn), val_score, seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import amortinv
+from amortinv.checkpoint import CheckpointError
+from amortinv.cli import add_config_arguments, config_values
+from amortinv.data import DatasetUnavailable, UnknownDataset
+from amortinv.downstream import DownstreamConfig, fit
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="amortised encoder (folder/file)")
+    parser.add_argument("--task", required=True, help="dataset name, or folder:/path")
+    parser.add_argument("--plain", help="a plain (non-amortised) encoder for the baseline")
+    parser.add_argument("--no-baselines", action="store_true", help="learn and score only")
+    add_config_arguments(parser, DownstreamConfig)
+    args = parser.parse_args(argv)
+    try:
+        encoder = amortinv.load(args.checkpoint)
+        plain = amortinv.load(args.plain) if args.plain else None
+        result = fit(encoder, args.task, DownstreamConfig(**config_values(args, DownstreamConfig)),
+                     plain,
+                     with_baselines=not args.no_baselines)
+    except (CheckpointError, FileNotFoundError, DatasetUnavailable, UnknownDataset,
+            ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(result.to_json()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Downstream invariance learning: it moves toward what the task needs, scores honestly,
+and refuses bad input clearly."""
+
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import amortinv.data as data
+from amortinv import checkpoint
+from amortinv.data import Split
+from amortinv.data.registry import Dataset
+from amortinv.downstream import (
+    DownstreamConfig,
+    TaskMismatch,
+    baselines,
+    fit,
+    fit_linear,
+    learn,
+    prepare,
+)
+from amortinv.invariance import GREY
+from amortinv.models import Encoder, ModelConfig
+
+needs_fashion = pytest.mark.skipif(
+    not data.registry.is_available("fashion-mnist"),
+    reason="Fashion-MNIST missing: run `make test` (installs dataset-fashion-mnist)")
+
+
+class MirrorMix(nn.Module):
+    """Features of known invariance: the image blended with its mirror image by the flip
+    value. flip=1 gives a left-right symmetric (flip-invariant) image, flip=0 the image as is;
+    the other groups have no effect at all."""
+
+    feature_dim = 28 * 28
+
+    def forward(self, x, invariance):
+        w = invariance[GREY.names.index("flip")] / 2
+        return ((1 - w) * x + w * x.flip(-1)).flatten(1)
+
+
+def mirror_encoder():
+    enc = Encoder(ModelConfig(in_channels=1, image_size=28, width=4, bases=2), GREY)
+    enc.backbone, enc.feature_dim = MirrorMix(), MirrorMix.feature_dim
+    return enc
+
+
+def small_encoder():
+    torch.manual_seed(0)
+    return Encoder(ModelConfig(in_channels=1, image_size=16, width=4, bases=2), GREY)
+
+
+@needs_fashion
+@pytest.mark.parametrize("parameterisation", ["clamp", "sigmoid"])
+def test_learning_moves_toward_sensitivity_on_a_task_that_needs_it(parameterisation):
+    config = DownstreamConfig(steps=80, max_train=1000, lr_invariance=0.05, eval_every=20,
+                              patience=10, parameterisation=parameterisation)
+    task = prepare(mirror_encoder(), "fmnist-flip", config)
+    states = list(learn(mirror_encoder(), task, config))
+    final = states[-1]
+    assert final.done
+    # From 0.5 toward 0: the task needs to see the mirror. (Sigmoid logits move ~4x slower
+    # near 0.5, where the sigmoid's slope is 1/4.)
+    assert final.vector["flip"] < 0.4
+    for group in ("crop", "color", "blur"):  # no effect on the features: no reason to move
+        assert final.vector[group] == pytest.approx(0.5, abs=0.02)
+    assert final.best_score > 0.6  # a mirrored item is told apart well above chance
+
+
+def test_encoder_stays_frozen_in_eval_mode():
+    enc = small_encoder()
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    ds = data.get("sklearn-digits")
+    config = DownstreamConfig(steps=6, eval_every=3)
+    list(learn(enc, prepare(enc, ds, config), config))
+    after = enc.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BN statistics included
+    assert not enc.training and not any(p.requires_grad for p in enc.parameters())
+
+
+def test_validation_comes_from_train_and_test_is_untouched():
+    ds = data.get("sklearn-digits")
+    task = prepare(small_encoder(), ds, DownstreamConfig(val_fraction=0.2))
+    train_rows = {r.tobytes() for r in ds.train.x}
+    assert all(r.tobytes() in train_rows for r in task.val.x)
+    assert len(task.test) == len(ds.test)
+
+
+def test_stop_event_ends_learning_cleanly():
+    enc, stop = small_encoder(), threading.Event()
+    config = DownstreamConfig(steps=100, eval_every=2)
+    states = []
+    for state in learn(enc, prepare(enc, "sklearn-digits", config), config, stop=stop):
+        states.append(state)
+        if state.step == 3:
+            stop.set()
+    assert states[-1].done and len(states) == 4  # three steps, then the final state
+    assert set(states[-1].vector) == set(GREY.names)
+
+
+def test_fixed_feature_readouts_are_exact_on_easy_data():
+    rng = np.random.default_rng(0)
+    z = torch.tensor(rng.standard_normal((300, 5)), dtype=torch.float32)
+    labels = (z[:, 0] > 0).long().numpy()
+    ds = Dataset("toy", "image", "classification", Split(np.zeros((200, 1, 2, 2), np.uint8),
+                 labels[:200]), Split(np.zeros((100, 1, 2, 2), np.uint8), labels[200:]),
+                 "toy", ("neg", "pos"))
+    from amortinv.downstream import Task
+
+    task = Task(ds, Split(ds.train.x[:150], labels[:150]), Split(ds.train.x[150:],
+                labels[150:200]), ds.test)
+    _, test = fit_linear(task, z[:150], z[150:200], z[200:])
+    assert test > 0.97
+    target = (z @ torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0])).numpy()[:, None].astype(np.float32)
+    reg = Dataset("toy-r", "image", "regression", Split(ds.train.x, target[:200]),
+                  Split(ds.test.x, target[200:]), "toy")
+    task = Task(reg, Split(reg.train.x[:150], target[:150]), Split(reg.train.x[150:],
+                target[150:200]), reg.test)
+    _, r2 = fit_linear(task, z[:150], z[150:200], z[200:])
+    assert r2 > 0.99
+
+
+def test_baselines_cover_every_corner_and_the_raw_floor():
+    enc = small_encoder()
+    task = prepare(enc, "sklearn-digits", DownstreamConfig(max_train=300))
+    scores = baselines(enc, task, learned={"crop": 1, "flip": 0, "color": 1, "blur": 0})
+    corners = [k for k in scores if not k.startswith(("raw_", "knn_"))]
+    assert len(corners) == 2 ** len(GREY) and {"all_ones", "all_zeros"} <= set(corners)
+    assert {"raw_linear", "raw_knn", "knn_all_ones", "knn_learned"} <= set(scores)
+    assert all(0 <= v <= 1 for v in scores.values())
+    assert scores["raw_linear"] > 0.8  # digits are easy from pixels: the floor is real
+
+
+def test_bad_tasks_get_clear_errors():
+    enc = small_encoder()
+    with pytest.raises(data.UnknownDataset, match="fmnist-flip"):
+        fit(enc, "fmnist-flipp")
+    with pytest.raises(TaskMismatch, match="audio"):
+        prepare(enc, "asterisk-digits", DownstreamConfig())
+    rgb = Dataset("rgb", "image", "classification",
+                  Split(np.zeros((4, 3, 8, 8), np.uint8), np.zeros(4, np.int64)),
+                  Split(np.zeros((2, 3, 8, 8), np.uint8), np.zeros(2, np.int64)), "x", ("a",))
+    with pytest.raises(TaskMismatch, match="3-channel"):
+        prepare(enc, rgb, DownstreamConfig())
+    empty = Dataset("empty", "image", "classification",
+                    Split(np.zeros((0, 1, 8, 8), np.uint8), np.zeros(0, np.int64)),
+                    Split(np.zeros((2, 1, 8, 8), np.uint8), np.zeros(2, np.int64)), "x", ("a",))
+    with pytest.raises(TaskMismatch, match="empty"):
+        prepare(enc, empty, DownstreamConfig())
+    with pytest.raises(ValueError, match="parameterisation"):
+        list(learn(enc, prepare(enc, "sklearn-digits", DownstreamConfig()),
+                   DownstreamConfig(parameterisation="tanh")))
+
+
+def test_script_prints_the_documented_json(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    checkpoint.save_encoder(tmp_path / "encoder.safetensors", small_encoder())
+    spec = importlib.util.spec_from_file_location(
+        "downstream_script", Path(__file__).parents[1] / "scripts" / "downstream.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--checkpoint", str(tmp_path), "--task", "sklearn-digits",
+                        "--steps", "4", "--max-train", "300"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"task", "metric", "learned", "learned_score", "baselines", "seconds"} <= set(out)
+    assert out["metric"] == "accuracy" and set(out["learned"]) == set(GREY.names)
+    assert {"all_ones", "all_zeros"} <= set(out["baselines"])
+    assert script.main(["--checkpoint", str(tmp_path), "--task", "no-such-task"]) == 1
+    assert "unknown dataset" in capsys.readouterr().err
