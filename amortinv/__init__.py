@@ -20,3 +20,17 @@ def load(path: str, device: str = "cpu") -> Encoder:
     from amortinv.checkpoint import load as _load
 
     return _load(path, device)
+
+
+_SUBMODULES = {"augment", "checkpoint", "data", "downstream", "invariance", "measure",
+               "models", "pretrain", "presets"}
+
+
+def __getattr__(name: str):
+    # `amortinv.downstream.fit(...)` works after a bare `import amortinv`, without importing
+    # torch and every module up front.
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"amortinv.{name}")
+    raise AttributeError(f"module 'amortinv' has no attribute {name!r}")
