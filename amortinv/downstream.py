@@ -317,6 +317,17 @@ def _logistic(zs: list[torch.Tensor], y: np.ndarray, classes: int, strength: flo
         return [linear(z).argmax(1).numpy() for z in rest]
 
 
+def linear_probe(z_train: torch.Tensor, y_train: np.ndarray, z_test: torch.Tensor,
+                 y_test: np.ndarray, classes: int, strength: float = 1e-3) -> float:
+    """Test accuracy of a logistic-regression readout on fixed features (the app's live
+    probe; standardised by training statistics, one L2 strength)."""
+    z_train, z_test = torch.as_tensor(z_train), torch.as_tensor(z_test)
+    mean, std = z_train.mean(0), z_train.std(0).clamp_min(1e-6)
+    zs = [((z - mean) / std).double() for z in (z_train, z_test)]
+    pred = _logistic(zs, y_train, classes, strength)[0]
+    return float((pred == np.asarray(y_test)).mean())
+
+
 def split_features(encoder: Encoder, task: Task, vector: VectorLike | float
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return tuple(encoder.features(s.x, vector) for s in (task.train, task.val, task.test))

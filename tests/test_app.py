@@ -1,46 +1,105 @@
-"""The app page: loads, and moving a group slider changes the views it shows."""
+"""Every app page through streamlit's AppTest, on a small encoder trained here."""
 
+import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
+from amortinv import ui
+from amortinv.pretrain import Trainer, preset
 
-def run_app():
-    at = AppTest.from_file("../app.py", default_timeout=60)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+APP = "../app.py"
+
+
+@pytest.fixture(scope="module")
+def encoder_dirs(tmp_path_factory):
+    """A checkpoint folder with one small encoder (sklearn digits, grey space)."""
+    root = tmp_path_factory.mktemp("app")
+    out = root / "checkpoints" / "digits-smoke"
+    trainer = Trainer(preset("smoke", out=str(out), steps=6, checkpoint_every=6))
+    list(trainer.run())
+    (root / "runs").mkdir()
+    return root
+
+
+@pytest.fixture
+def app(encoder_dirs, monkeypatch):
+    monkeypatch.setattr(ui, "CHECKPOINT_DIRS",
+                        (encoder_dirs / "checkpoints", encoder_dirs / "runs"))
+
+    def open_page(page: str) -> AppTest:
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.run()
+        if page != "home":
+            at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception, at.exception
+        return at
+
+    return open_page
 
 
 def shown_images(at):
-    """Media URLs of every image on the page: they are content hashes."""
     return [img.url for element in at.get("image") for img in element.proto.imgs]
 
 
-def test_app_loads_and_lists_datasets():
-    at = run_app()
+def test_home_shows_the_card_and_what_the_vector_does(app):
+    at = app("home")
     assert "amortised invariance learning" in at.title[0].value
-    assert "sklearn-digits" in at.selectbox[0].options
+    assert at.sidebar.selectbox(key="checkpoint").value == "checkpoints/digits-smoke"
+    assert at.sidebar.selectbox(key="dataset").value == "sklearn-digits"
+    assert len(shown_images(at)) == 3 * 6  # three vectors x six examples
+    assert any("crop" in md.value for md in at.markdown)
 
 
-def test_group_sliders_follow_the_space_and_drive_the_views():
-    at = run_app()
-    at.selectbox[0].select("sklearn-digits").run()
-    assert [s.label for s in at.slider] == ["crop", "flip", "color", "blur"]
-    before = shown_images(at)
-    assert len(before) == 3 * 8  # original and two views of eight examples
-    for slider in at.slider:
-        slider.set_value(0.0)
+def test_probe_slider_moves_the_projection_and_reports_accuracy(app):
+    at = app("probe")
+    before = at.session_state["probe-xy"].copy()
+    assert before.shape == (359, 2)  # every sklearn-digits test example
+    at.slider(key="probe-crop").set_value(0.0)
+    at.slider(key="probe-color").set_value(0.0)
     at.run()
-    assert not at.exception
-    after = shown_images(at)
-    original = slice(0, 8)
-    assert after[original] == before[original] and after[8:] != before[8:]
-    assert after[8:16] == after[16:24] == after[original]  # all groups off: views = original
-
-
-def test_audio_datasets_get_audio_sliders_players_and_spectrograms():
-    at = run_app()
-    at.selectbox[0].select("asterisk-digits").run()
     assert not at.exception, at.exception
-    assert [s.label for s in at.slider] == ["pitch", "time", "noise", "mask", "filter"]
-    assert len(at.get("audio")) == 4
-    assert len(shown_images(at)) == 8  # original and one view, as log-mel, per clip
+    after = at.session_state["probe-xy"]
+    assert at.session_state["probe-vector"]["crop"] == 0.0
+    assert not np.allclose(before, after)
+    labels = [m.label for m in at.metric]
+    assert "kNN accuracy (k=200)" in labels and "linear probe accuracy" in labels
+    at.selectbox(key="probe-preset").select("all zeros")
+    at.button[0].click().run()
+    assert all(at.session_state[f"probe-{g}"] == 0.0 for g in ("crop", "flip", "color", "blur"))
+
+
+def test_learning_runs_live_and_ends_with_scores(app):
+    at = app("learn")
+    at.number_input(key="learn-steps").set_value(10)
+    at.number_input(key="learn-max-train").set_value(300)
+    at.button[0].click().run()  # Start
+    assert not at.exception, at.exception
+    job = at.session_state["learn-job"]
+    job.join(180)
+    snap = job.snapshot()
+    assert snap.error is None and snap.records[-1].done
+    assert "learned" in snap.result["scores"] and "all_ones" in snap.result["scores"]
+    at.run()
+    assert not at.exception, at.exception
+    assert len(at.session_state["learn-history"]) == 10
+    assert set(at.session_state["learned-vector"]) == {"crop", "flip", "color", "blur"}
+
+
+def test_invariance_map_draws_scores_for_every_transform(app):
+    at = app("map")
+    scores = at.session_state["map-scores"]
+    assert {"crop", "flip", "brightness", "blur"} <= set(scores)
+    assert all(-1 <= v <= 1 for v in scores.values())
+
+
+def test_runs_page_lists_runs_and_starts_a_pretraining(app, encoder_dirs):
+    at = app("runs")
+    assert any("digits-smoke" in str(row) for row in at.dataframe[0].value.values)
+    at.number_input(key="runs-steps").set_value(4)
+    at.text_input(key="runs-out").set_value("from-app")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    job = at.session_state["runs-job"]
+    job.join(120)
+    assert job.snapshot().error is None
+    assert (encoder_dirs / "runs" / "from-app" / "encoder.safetensors").exists()

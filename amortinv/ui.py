@@ -1,0 +1,140 @@
+"""Streamlit helpers shared by the app's pages: caching, the sidebar, charts.
+
+Pages call these and the library; everything a page computes that a script or a test also needs
+lives in the library proper. Per-user choices live in ``st.session_state`` (so two browser tabs
+never share them); models and datasets are cached for everyone (``st.cache_resource``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+import amortinv
+import amortinv.data as data
+from amortinv import checkpoint
+from amortinv.models import Encoder
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT_DIRS = (ROOT / "checkpoints", ROOT / "runs")
+PROBE_POINTS = 2000
+
+
+def runs_dir() -> Path:
+    """Where the app's own pre-training runs go (the last of the checkpoint folders)."""
+    return CHECKPOINT_DIRS[-1]
+
+
+def find_checkpoints() -> dict[str, Path]:
+    """Shipped checkpoints first, then the user's pre-training runs: label -> path."""
+    found = {}
+    for folder in CHECKPOINT_DIRS:
+        for path in sorted(folder.glob(f"*/{checkpoint.ENCODER_FILE}")):
+            found[f"{folder.name}/{path.parent.name}"] = path.parent
+    return found
+
+
+@st.cache_resource(show_spinner="Loading the encoder…", max_entries=8)
+def load_encoder(path: str, mtime: float) -> Encoder:
+    """An encoder, shared by all sessions (``mtime`` reloads it when the file changes)."""
+    return amortinv.load(path)
+
+
+@st.cache_resource(show_spinner="Loading the dataset…", max_entries=16)
+def load_dataset(name: str) -> data.Dataset:
+    return data.get(name)
+
+
+def encoder_at(path: Path) -> Encoder:
+    file = checkpoint.resolve(path)
+    return load_encoder(str(path), file.stat().st_mtime)
+
+
+def compatible_datasets(encoder: Encoder) -> list[str]:
+    """Available datasets of the encoder's modality (channels are checked when one is used:
+    listing must not decode every dataset)."""
+    return data.names(encoder.config.modality)
+
+
+def sidebar() -> tuple[Encoder, str, Path] | None:
+    """The encoder and dataset this session works with (chosen in the sidebar)."""
+    found = find_checkpoints()
+    if not found:
+        st.sidebar.warning("No encoder yet.")
+        st.info("No encoder found in `checkpoints/` or `runs/`. Pre-train one on the "
+                "**Pre-training runs** page, or run `python scripts/pretrain.py --preset "
+                "cpu-fmnist`.")
+        return None
+    labels = list(found)
+    label = st.sidebar.selectbox("Encoder", labels, index=_kept("checkpoint", labels, None),
+                                 key="checkpoint")
+    st.session_state["_checkpoint"] = label
+    try:
+        encoder = encoder_at(found[label])
+    except (checkpoint.CheckpointError, FileNotFoundError) as err:
+        st.error(f"This checkpoint cannot be loaded: {err}")
+        return None
+    names = compatible_datasets(encoder)
+    if not names:
+        st.error(f"No {encoder.config.modality} dataset is available for this encoder: "
+                 "see `python -m amortinv.data list --all`.")
+        return None
+    default = encoder.card.get("dataset", "").split(",")[0]
+    dataset = st.sidebar.selectbox("Dataset", names, index=_kept("dataset", names, default),
+                                   key="dataset")
+    st.session_state["_dataset"] = dataset
+    return encoder, dataset, found[label]
+
+
+def _kept(key: str, options: list[str], default: str | None) -> int:
+    """Index of the choice this session made on any page. Streamlit forgets a widget's state
+    when the page changes, so choices are mirrored under ``_<key>``."""
+    for value in (st.session_state.get(f"_{key}"), default):
+        if value in options:
+            return options.index(value)
+    return 0
+
+
+def vector_key(vector: dict[str, float]) -> tuple[float, ...]:
+    return tuple(round(float(v), 3) for v in vector.values())
+
+
+@st.cache_data(show_spinner="Computing features…", max_entries=64)
+def probe_features(path: str, mtime: float, dataset: str, vector: tuple[float, ...],
+                   points: int = PROBE_POINTS) -> dict[str, np.ndarray]:
+    """Features of the first ``points`` test examples (and as many training examples) at one
+    vector, cached per (checkpoint, dataset, vector)."""
+    encoder = load_encoder(path, mtime)
+    ds = load_dataset(dataset)
+    test, train = ds.test.take(slice(points)), ds.train.take(slice(points))
+    with torch.no_grad():
+        return {"test": encoder.features(test.x, list(vector)).numpy(),
+                "train": encoder.features(train.x, list(vector)).numpy()}
+
+
+def radar(values: dict[str, float], name: str, *, range_: tuple[float, float] = (0, 1),
+          figure: go.Figure | None = None) -> go.Figure:
+    """A radar (polar) chart of named values; several calls can share one figure."""
+    fig = figure or go.Figure()
+    keys = list(values)
+    fig.add_trace(go.Scatterpolar(r=[*(values[k] for k in keys), values[keys[0]]],
+                                  theta=[*keys, keys[0]], fill="toself", name=name))
+    fig.update_layout(polar={"radialaxis": {"range": list(range_)}}, height=360,
+                      margin={"l": 40, "r": 40, "t": 30, "b": 30}, showlegend=True)
+    return fig
+
+
+def show_image_grid(images: np.ndarray, captions: list[str] | None = None,
+                    width: int = 72) -> None:
+    """uint8 (N, C, H, W) images in a row."""
+    st.image([img.transpose(1, 2, 0).squeeze() for img in images], caption=captions,
+             width=width, clamp=True)
+
+
+def spectrogram_image(spec: torch.Tensor) -> np.ndarray:
+    img = spec.flip(0).numpy()
+    return (img - img.min()) / max(float(np.ptp(img)), 1e-6)

@@ -1,0 +1,108 @@
+"""Pre-training runs: every run and checkpoint with its curves; start a small CPU run."""
+
+import json
+import re
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from amortinv import checkpoint, ui
+from amortinv.pretrain import PRESET_NOTES, Trainer, preset
+from amortinv.workers import pretraining_job
+
+st.title("Pre-training runs")
+
+
+def read_log(folder) -> pd.DataFrame:
+    path = folder / "metrics.jsonl"
+    if not path.exists():
+        return pd.DataFrame()
+    return pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line])
+
+
+found = ui.find_checkpoints()
+rows = []
+for label, folder in found.items():
+    try:
+        meta = checkpoint.read_meta(folder)
+    except (checkpoint.CheckpointError, FileNotFoundError) as err:
+        rows.append({"run": label, "problem": str(err)})
+        continue
+    card, model = meta.get("card", {}), meta.get("model", {})
+    rows.append({"run": label, "dataset": card.get("dataset"), "steps": card.get("steps"),
+                 "conditioning": model.get("conditioning"), "width": model.get("width"),
+                 "space": meta.get("space", {}).get("name"),
+                 **{k: v for k, v in card.get("metrics", {}).items()}})
+if rows:
+    st.dataframe(rows, hide_index=True)
+    label = st.selectbox("Curves of", list(found), key="runs-curves")
+    log = read_log(found[label])
+    if log.empty:
+        st.caption("This checkpoint has no metrics.jsonl beside it.")
+    else:
+        left, right = st.columns(2)
+        losses = log.dropna(subset=["loss"]) if "loss" in log else pd.DataFrame()
+        if not losses.empty:
+            left.plotly_chart(px.line(losses, x="step", y="loss", title="contrastive loss",
+                                      height=320))
+        if "knn" in log:
+            knn = log.dropna(subset=["knn"])
+            long = pd.DataFrame([{"step": r.step, "vector": k, "accuracy": v}
+                                 for r in knn.itertuples() for k, v in r.knn.items()])
+            if not long.empty:
+                right.plotly_chart(px.line(long, x="step", y="accuracy", color="vector",
+                                           markers=True, title="kNN test accuracy (k=200)",
+                                           height=320))
+else:
+    st.info("No runs yet.")
+
+st.subheader("Start a pre-training on this machine")
+choices = ["smoke", "cpu-fmnist", "cpu-fmnist-plain", "cpu-audio"]
+c1, c2, c3 = st.columns(3)
+name = c1.selectbox("preset", choices, key="runs-preset",
+                    format_func=lambda p: f"{p} — {PRESET_NOTES[p]}")
+steps = c2.number_input("steps", 2, 100_000, 200 if name != "smoke" else 20, key="runs-steps")
+out = c3.text_input("run name", f"app-{name}", key="runs-out")
+job = st.session_state.get("runs-job")
+start, stop = st.columns(2)
+if start.button("Start pre-training", type="primary", disabled=bool(job and job.running)):
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", out):
+        st.error("Use letters, digits, '.', '_' or '-' for the run name.")
+    else:
+        folder = ui.runs_dir() / out
+        try:
+            trainer = Trainer(preset(name, out=str(folder), steps=int(steps), progress=False,
+                                     log_every=max(1, min(20, int(steps) // 10))))
+            if (folder / "last.safetensors").exists():
+                raise FileExistsError(f"{folder} already holds a run: choose another name")
+        except Exception as err:
+            st.error(str(err))
+        else:
+            job = pretraining_job(trainer).start()
+            st.session_state["runs-job"] = job
+            st.session_state["runs-total"] = int(steps)
+if stop.button("Stop", disabled=not (job and job.running)):
+    job.stop()
+
+if job is not None:
+    @st.fragment(run_every=1.0 if job.running else None)
+    def progress() -> None:
+        snap = job.snapshot()
+        total = st.session_state.get("runs-total", 1)
+        steps_done = max([r["step"] for r in snap.records] or [0])
+        st.progress(min(1.0, steps_done / total),
+                    text=f"step {steps_done} / {total} ({snap.seconds:.0f} s)")
+        losses = [r for r in snap.records if "loss" in r]
+        if losses:
+            st.caption(f"loss {losses[-1]['loss']:.3f}, {losses[-1]['img_s']:.0f} images/s")
+        if snap.error:
+            st.error(f"Pre-training stopped: {snap.error}")
+        elif not snap.running:
+            st.success("Finished: the encoder is saved and listed above.")
+            if st.session_state.get("runs-was-running"):
+                st.session_state["runs-was-running"] = False
+                st.rerun()
+        st.session_state["runs-was-running"] = snap.running
+
+    progress()
