@@ -12,10 +12,10 @@ st.set_page_config(page_title="amortinv", page_icon="🔀", layout="wide")
 warm_up_umap()  # umap-learn imports and compiles in the background (~15 s) while pages load
 
 pages = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/learn.py", title="Learn invariances", icon="🎯"),
-    st.Page("pages/probe.py", title="Probe features", icon="🔎"),
-    st.Page("pages/map.py", title="Invariance map", icon="🧭"),
-    st.Page("pages/runs.py", title="Pre-training runs", icon="🏋️"),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/learn.py", title="Learn invariances", icon=":material/tune:"),
+    st.Page("pages/probe.py", title="Probe features", icon=":material/scatter_plot:"),
+    st.Page("pages/map.py", title="Invariance map", icon=":material/radar:"),
+    st.Page("pages/runs.py", title="Pre-training runs", icon=":material/model_training:"),
 ]
 st.navigation(pages).run()

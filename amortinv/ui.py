@@ -7,6 +7,7 @@ never share them); models and datasets are cached for everyone (``st.cache_resou
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,8 @@ from amortinv import checkpoint
 from amortinv.models import Encoder
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKPOINT_DIRS = (ROOT / "checkpoints", ROOT / "runs")
+#: Shipped checkpoints, then the user's runs (``$AMORTINV_RUNS`` moves the latter).
+CHECKPOINT_DIRS = (ROOT / "checkpoints", Path(os.environ.get("AMORTINV_RUNS", ROOT / "runs")))
 PROBE_POINTS = 2000
 
 

@@ -41,14 +41,13 @@ else:
                 st.error(f"This upload cannot be used: {err}")
         task_name = st.session_state.get("upload-task")
 
-with st.expander("Settings"):
-    c1, c2, c3, c4 = st.columns(4)
-    steps = c1.number_input("steps", 10, 2000, 150, 10, key="learn-steps")
-    max_train = c2.number_input("training examples", 100, 20000, 2000, 100,
-                                key="learn-max-train")
-    lr = c3.number_input("learning rate of i", 0.001, 0.5, 0.01, format="%.3f",
-                         key="learn-lr")
-    param = c4.selectbox("parameterisation", ["clamp", "sigmoid"], key="learn-param")
+c1, c2, c3, c4 = st.columns(4)
+steps = c1.number_input("steps", 10, 2000, 150, 10, key="learn-steps")
+max_train = c2.number_input("training examples", 100, 20000, 2000, 100, key="learn-max-train")
+lr = c3.number_input("learning rate of i", 0.001, 0.5, 0.01, format="%.3f", key="learn-lr")
+param = c4.selectbox("parameterisation", ["clamp", "sigmoid"], key="learn-param",
+                     help="clamp: i clipped to [0, 1] after each step (the paper); "
+                     "sigmoid: i = sigmoid(logits)")
 config = DownstreamConfig(steps=int(steps), max_train=int(max_train), lr_invariance=lr,
                           parameterisation=param, max_test=2000)
 
@@ -104,7 +103,12 @@ def draw(snapshot) -> None:
         st.info("Starting…")
         return
     last = records[-1]
-    status = "done" if not snapshot.running else ("stopping…" if job.stopping else "learning…")
+    if not snapshot.running:
+        status = "done"
+    elif job.stopping:
+        status = "stopping…"
+    else:
+        status = "scoring the fixed corners…" if last.done else "learning…"
     st.caption(f"**{st.session_state.get('learn-task-name')}** — step {last.step}, "
                f"{status} ({snapshot.seconds:.0f} s)")
     left, right = st.columns(2)
@@ -124,8 +128,6 @@ def draw(snapshot) -> None:
                            yaxis={"autorange": "reversed"})
         left.plotly_chart(bars)
         right.plotly_chart(ui.radar(result["learned"], "learned vector"))
-        if snapshot.running:
-            st.caption("Scoring the fixed corners…")
 
 
 if job is not None:

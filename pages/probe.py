@@ -69,6 +69,7 @@ projector = projectors.setdefault((str(path), dataset, method), Projector(method
 xy = projector(feats["test"])
 elapsed = time.perf_counter() - start
 st.session_state["probe-xy"] = xy  # what the chart is drawn from (tests read it)
+st.caption("Features at " + ", ".join(f"{k} {v:.2f}" for k, v in vector.items()))
 
 n = len(xy)
 test = ds.test.take(slice(n))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything amortinv needs on this machine; safe to run again (quick when done).
 #   scripts/setup.sh          runtime: virtual environment + system data packages
-#   scripts/setup.sh --dev    also the test and lint tools
+#   scripts/setup.sh --dev    also the test and lint tools and the browser for the app tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +41,8 @@ DATA_PACKAGES=(
   asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav asterisk-prompt-it-menardi-wav
   asterisk-prompt-es-co asterisk-prompt-fr-armelle
 )
+# The end-to-end tests drive Debian's Chromium with Playwright (no browser download).
+(( DEV )) && DATA_PACKAGES+=(chromium)
 
 missing=()
 for p in "${DATA_PACKAGES[@]}"; do
