@@ -118,13 +118,7 @@ def prepare(encoder: Encoder, task: str | Dataset, config: DownstreamConfig) -> 
     if len(data.train) == 0 or len(data.test) == 0:
         raise TaskMismatch(f"task '{data.name}' has an empty split "
                            f"({len(data.train)} train, {len(data.test)} test examples)")
-    if data.modality != encoder.config.modality:
-        raise TaskMismatch(f"task '{data.name}' is {data.modality}, but the encoder was "
-                           f"trained on {encoder.config.modality}: use an encoder trained on "
-                           f"{data.modality}")
-    if data.modality == "image" and data.input_shape[0] != encoder.config.in_channels:
-        raise TaskMismatch(f"task '{data.name}' has {data.input_shape[0]}-channel images, the "
-                           f"encoder takes {encoder.config.in_channels}-channel images")
+    check_compatible(encoder, data)
     rng = np.random.default_rng(config.seed)
 
     def cap(split: Split, n: int) -> Split:
@@ -135,6 +129,17 @@ def prepare(encoder: Encoder, task: str | Dataset, config: DownstreamConfig) -> 
     n_val = round(config.max_train * config.val_fraction) if config.max_train else 0
     return Task(data, cap(train, config.max_train), cap(val, n_val), cap(data.test,
                                                                       config.max_test))
+
+
+def check_compatible(encoder: Encoder, data: Dataset) -> None:
+    """Raise :class:`TaskMismatch` unless ``encoder`` can read ``data`` (modality, channels)."""
+    if data.modality != encoder.config.modality:
+        raise TaskMismatch(f"'{data.name}' is {data.modality}, but the encoder was trained on "
+                           f"{encoder.config.modality}: use an encoder trained on "
+                           f"{data.modality}")
+    if data.modality == "image" and data.input_shape[0] != encoder.config.in_channels:
+        raise TaskMismatch(f"'{data.name}' has {data.input_shape[0]}-channel images; the "
+                           f"encoder takes {encoder.config.in_channels}-channel images")
 
 
 # -- stage 1: joint learning --------------------------------------------------------------------

@@ -15,6 +15,8 @@ import contextlib
 import copy
 import json
 import math
+import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -139,7 +141,10 @@ class Trainer:
         cfg = self.config
         return {"dataset": cfg.dataset, "preset": cfg.preset, "method": cfg.method,
                 "sampling": cfg.sampling, "pretrain": asdict(cfg),
-                "code_version": amortinv.__version__, "metrics": {}}
+                "code_version": amortinv.__version__, "metrics": {},
+                "command": " ".join(["python", *sys.argv]),
+                "hardware": describe_hardware(self.device, self.rank.world),
+                "wall_seconds": 0.0}
 
     def _set_normalisation(self) -> None:
         """Mean and std of the augmentation domain, from the first 2,048 examples."""
@@ -309,6 +314,7 @@ class Trainer:
         self.optimizer.load_state_dict(optim)
         self.step = int(meta["step"])
         self.encoder.card["metrics"] = meta["card"].get("metrics", {})
+        self.encoder.card["wall_seconds"] = meta["card"].get("wall_seconds", 0.0)
         if self.rank.main:
             Log.truncate(self.out, self.step)
 
@@ -326,6 +332,7 @@ class Trainer:
         metrics = dict(self.encoder.card.get("metrics", {}))
         bar = progress(cfg.steps, self.step, cfg.progress and self.rank.main)
         images, clock = 0, time.perf_counter()
+        started, wall_before = time.perf_counter(), self.encoder.card.get("wall_seconds", 0.0)
         try:
             while self.step < cfg.steps:
                 loss = self.train_step()
@@ -350,6 +357,8 @@ class Trainer:
                         yield record
                     clock = time.perf_counter()
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    self.encoder.card["wall_seconds"] = round(
+                        wall_before + time.perf_counter() - started, 1)
                     self.save(metrics)
         finally:
             bar.close()
@@ -358,6 +367,15 @@ class Trainer:
 
 RESUMABLE = {"steps", "resume", "progress", "log_every", "knn_every", "checkpoint_every",
              "tensorboard", "device", "compile", "knn_train", "knn_test", "out"}
+
+
+def describe_hardware(device: torch.device, world: int = 1) -> str:
+    """The machine, in words, for checkpoint cards."""
+    if device.type == "cuda":
+        what = torch.cuda.get_device_name(device)
+    else:
+        what = f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    return f"{world} x {what}" if world > 1 else what
 
 
 def hash_seed(*parts: int) -> int:

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Shipped checkpoints, then the user's runs (``$AMORTINV_RUNS`` moves the latter).
 CHECKPOINT_DIRS = (ROOT / "checkpoints", Path(os.environ.get("AMORTINV_RUNS", ROOT / "runs")))
 PROBE_POINTS = 2000
+PROBE_TRAIN_POINTS = 1000  # enough for a live kNN / linear-probe figure
 
 
 def runs_dir() -> Path:
@@ -101,18 +102,44 @@ def _kept(key: str, options: list[str], default: str | None) -> int:
     return 0
 
 
+def page(title: str | None, with_dataset: bool = True):
+    """Title, sidebar and (optionally) the chosen dataset, checked against the encoder; stops
+    the page with a readable message when something is missing.
+
+    Returns ``(encoder, dataset name, checkpoint path, Dataset or None)``."""
+    if title:
+        st.title(title)
+    chosen = sidebar()
+    if chosen is None:
+        st.stop()
+    encoder, name, path = chosen
+    if not with_dataset:
+        return encoder, name, path, None
+    from amortinv.downstream import check_compatible
+
+    try:
+        ds = load_dataset(name)
+        check_compatible(encoder, ds)
+    except (data.DatasetUnavailable, ValueError) as err:
+        st.error(str(err))
+        st.stop()
+    return encoder, name, path, ds
+
+
 def vector_key(vector: dict[str, float]) -> tuple[float, ...]:
     return tuple(round(float(v), 3) for v in vector.values())
 
 
 @st.cache_data(show_spinner="Computing features…", max_entries=64)
 def probe_features(path: str, mtime: float, dataset: str, vector: tuple[float, ...],
-                   points: int = PROBE_POINTS) -> dict[str, np.ndarray]:
-    """Features of the first ``points`` test examples (and as many training examples) at one
-    vector, cached per (checkpoint, dataset, vector)."""
+                   points: int = PROBE_POINTS, train_points: int = PROBE_TRAIN_POINTS
+                   ) -> dict[str, np.ndarray]:
+    """Features of the first ``points`` test examples (drawn) and ``train_points`` training
+    examples (behind the live kNN and linear probe) at one vector, cached per (checkpoint,
+    dataset, vector)."""
     encoder = load_encoder(path, mtime)
     ds = load_dataset(dataset)
-    test, train = ds.test.take(slice(points)), ds.train.take(slice(points))
+    test, train = ds.test.take(slice(points)), ds.train.take(slice(train_points))
     with torch.no_grad():
         return {"test": encoder.features(test.x, list(vector)).numpy(),
                 "train": encoder.features(train.x, list(vector)).numpy()}

@@ -15,18 +15,10 @@ st.markdown(
     "descent: each task picks the invariances it needs — class labels want invariance to "
     "crops and colour, flip or blur detection want sensitivity (Chavhan et al., ICLR 2023)."
 )
-chosen = ui.sidebar()
-if chosen is None:
-    st.stop()
-encoder, dataset, path = chosen
+encoder, dataset, path, ds = ui.page(None)  # the introduction above shows regardless
 space = encoder.space
 
 st.subheader("What the vector switches on")
-try:
-    ds = ui.load_dataset(dataset)
-except Exception as err:
-    st.error(str(err))
-    st.stop()
 st.caption(f"Two views of the same examples from **{dataset}** at three invariance vectors: "
            "at all zeros the views are identical; at all ones they differ by every group.")
 augment = make_augment(space)

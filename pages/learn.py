@@ -13,11 +13,7 @@ from amortinv.data.uploads import UploadError, extract_zip
 from amortinv.downstream import DownstreamConfig, TaskMismatch, corner_name, prepare
 from amortinv.workers import learning_job
 
-st.title("Learn invariances")
-chosen = ui.sidebar()
-if chosen is None:
-    st.stop()
-encoder, dataset, path = chosen
+encoder, dataset, path, _ = ui.page("Learn invariances", with_dataset=False)
 space = encoder.space
 
 source = st.radio("Task", ["from the registry", "upload a zip"], horizontal=True,

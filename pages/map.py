@@ -6,14 +6,10 @@ import streamlit as st
 from amortinv import checkpoint, ui
 from amortinv.invariance_scores import invariance_scores, score_curve, score_grid, transforms_for
 
-st.title("Invariance map")
+encoder, dataset, path, ds = ui.page("Invariance map")
 st.caption("Score = mean whitened cosine similarity between the features of an example and of "
            "its transformed copy (1: invariant, 0: unrelated). The current vector is the one "
            "set on **Probe features**.")
-chosen = ui.sidebar()
-if chosen is None:
-    st.stop()
-encoder, dataset, path = chosen
 space = encoder.space
 mtime = checkpoint.resolve(path).stat().st_mtime
 vector = st.session_state.get("probe-vector") or dict.fromkeys(space.names, 1.0)
@@ -44,11 +40,10 @@ def grid(path, mtime, dataset, vector, group_a, group_b, transform, points):
 
 VALUES = [0.0, 0.25, 0.5, 0.75, 1.0]
 try:
-    ui.load_dataset(dataset)
     current = scores(str(path), mtime, dataset, ui.vector_key(vector), POINTS)
     ones = scores(str(path), mtime, dataset, (1.0,) * len(space), POINTS)
     zeros = scores(str(path), mtime, dataset, (0.0,) * len(space), POINTS)
-except Exception as err:
+except (ValueError, RuntimeError) as err:  # e.g. a transform the data lacks
     st.error(str(err))
     st.stop()
 st.session_state["map-scores"] = current

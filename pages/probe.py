@@ -13,21 +13,8 @@ from amortinv.downstream import corner_name, linear_probe
 from amortinv.measure import knn_accuracy
 from amortinv.project import Projector, warm_up_umap
 
-st.title("Probe features")
-chosen = ui.sidebar()
-if chosen is None:
-    st.stop()
-encoder, dataset, path = chosen
+encoder, dataset, path, ds = ui.page("Probe features")
 space = encoder.space
-try:
-    ds = ui.load_dataset(dataset)
-    if ds.modality == "image" and ds.input_shape[0] != encoder.config.in_channels:
-        raise ValueError(f"'{dataset}' has {ds.input_shape[0]}-channel images; this encoder "
-                         f"takes {encoder.config.in_channels}-channel images")
-except Exception as err:
-    st.error(str(err))
-    st.stop()
-
 
 def set_vector(values) -> None:
     for group, value in zip(space.names, values, strict=True):

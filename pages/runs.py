@@ -76,7 +76,7 @@ if start.button("Start pre-training", type="primary", disabled=bool(job and job.
                                      log_every=max(1, min(20, int(steps) // 10))))
             if (folder / "last.safetensors").exists():
                 raise FileExistsError(f"{folder} already holds a run: choose another name")
-        except Exception as err:
+        except (ValueError, OSError, RuntimeError) as err:  # settings, data, folder
             st.error(str(err))
         else:
             job = pretraining_job(trainer).start()
