@@ -382,6 +382,7 @@ def baselines(encoder: Encoder, task: Task, learned: dict[str, float] | None = N
 def _pca(zs: list[torch.Tensor], dims: int = 256) -> list[torch.Tensor]:
     """Project raw inputs on their top principal components (fitted on train) so the raw
     linear baseline stays quick for large inputs such as log-mel spectrograms."""
+    dims = min(dims, len(zs[0]))  # a small task cannot have more components than examples
     if zs[0].shape[1] <= dims:
         return zs
     mean = zs[0].mean(0)

@@ -172,3 +172,12 @@ def test_script_prints_the_documented_json(tmp_path, capsys):
     assert {"all_ones", "all_zeros"} <= set(out["baselines"])
     assert script.main(["--checkpoint", str(tmp_path), "--task", "no-such-task"]) == 1
     assert "unknown dataset" in capsys.readouterr().err
+
+
+def test_raw_baseline_projection_copes_with_tiny_tasks():
+    from amortinv.downstream import _pca
+
+    rng = np.random.default_rng(0)
+    zs = [torch.tensor(rng.standard_normal((n, 1000)), dtype=torch.float32) for n in (12, 4, 5)]
+    projected = _pca(zs)
+    assert [tuple(z.shape) for z in projected] == [(12, 12), (4, 12), (5, 12)]
