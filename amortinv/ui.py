@@ -36,9 +36,18 @@ def find_checkpoints() -> dict[str, Path]:
     """Shipped checkpoints first, then the user's pre-training runs: label -> path."""
     found = {}
     for folder in CHECKPOINT_DIRS:
-        for path in sorted(folder.glob(f"*/{checkpoint.ENCODER_FILE}")):
+        for path in sorted(folder.glob(f"*/{checkpoint.ENCODER_FILE}"), key=_image_first):
             found[f"{folder.name}/{path.parent.name}"] = path.parent
     return found
+
+
+def _image_first(path: Path) -> tuple[bool, str]:
+    """Image encoders first (the app opens on the first one), then by name."""
+    try:
+        modality = checkpoint.read_meta(path)["model"]["modality"]
+    except (checkpoint.CheckpointError, KeyError):
+        modality = "?"
+    return modality != "image", path.parent.name
 
 
 @st.cache_resource(show_spinner="Loading the encoder…", max_entries=8)

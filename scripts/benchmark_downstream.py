@@ -26,7 +26,7 @@ def markdown(rows: list[dict], skipped: list[str], command: str) -> str:
     lines = [
         f"Command: `{command}`",
         "",
-        "| task | needs | metric | learned vector | learned | best corner | all ones "
+        "| task | needs | metric | learned vector | learned | best corner (oracle: picked on test) | all ones "
         "| all zeros | plain | raw linear | s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
