@@ -16,6 +16,7 @@ from amortinv.project import Projector, warm_up_umap
 encoder, dataset, path, ds = ui.page("Probe features")
 space = encoder.space
 
+
 def set_vector(values) -> None:
     for group, value in zip(space.names, values, strict=True):
         st.session_state[f"probe-{group}"] = float(value)
@@ -33,8 +34,10 @@ preset = cols[0].selectbox("Preset vector", list(presets), key="probe-preset")
 # the callback reads the selection when clicked (arguments bound at drawing time would lag)
 cols[1].button("Apply preset",
                on_click=lambda: set_vector(presets[st.session_state["probe-preset"]]))
+# sliders restart where this session left them (widget state is dropped when pages change)
+kept = st.session_state.get("probe-vector") or {}
 for group in space.names:
-    st.session_state.setdefault(f"probe-{group}", 1.0)
+    st.session_state.setdefault(f"probe-{group}", kept.get(group, 1.0))
 sliders = st.columns(len(space))
 vector = {g.name: col.slider(g.name, 0.0, 1.0, step=0.05, key=f"probe-{g.name}",
                              help=g.description)

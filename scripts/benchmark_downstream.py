@@ -26,8 +26,8 @@ def markdown(rows: list[dict], skipped: list[str], command: str) -> str:
     lines = [
         f"Command: `{command}`",
         "",
-        "| task | needs | metric | learned vector | learned | best corner (oracle: picked on test) | all ones "
-        "| all zeros | plain | raw linear | s |",
+        "| task | needs | metric | learned vector | learned "
+        "| best corner (oracle: picked on test) | all ones | all zeros | plain | raw linear | s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
