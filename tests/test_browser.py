@@ -34,10 +34,13 @@ def server(tmp_path_factory):
                     "`apt-get install chromium`")
     port = free_port()
     env = {**os.environ, "AMORTINV_RUNS": str(tmp_path_factory.mktemp("runs"))}
+    # The server's output goes to a file: an unread pipe fills up and blocks the server.
+    log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
+    log = open(log_path, "w")  # noqa: SIM115 - closed after the server stops
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
          "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -48,13 +51,14 @@ def server(tmp_path_factory):
             time.sleep(0.5)
     else:
         proc.kill()
-        pytest.fail("the app did not start: " + proc.stdout.read().decode()[-2000:])
+        pytest.fail("the app did not start: " + log_path.read_text()[-2000:])
     yield url
     proc.terminate()
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+    log.close()
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +132,10 @@ def test_learning_page_rejects_a_bad_upload_and_learns(page, server, tmp_path):
     page.get_by_role("button", name="Start").click()
     expect(page.get_by_text("learned vector vs fixed corners")).to_be_visible(timeout=LONG)
     page.screenshot(path=SHOTS / "learn.png", full_page=True)
+    # Stop the scoring of the remaining corners, as a user leaving the page would: on a
+    # 2-core machine it would otherwise keep both cores busy under the next test.
+    page.get_by_role("button", name="Stop", exact=True).last.click()  # not the header's
+    expect(page.get_by_text(", done (")).to_be_visible(timeout=LONG)
 
 
 def test_runs_page(page, server):

