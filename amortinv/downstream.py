@@ -355,27 +355,34 @@ def corner_name(space, corner: torch.Tensor) -> str:
 
 
 def baselines(encoder: Encoder, task: Task, learned: dict[str, float] | None = None,
-              plain: Encoder | None = None) -> dict[str, float]:
+              plain: Encoder | None = None,
+              learned_features: tuple[torch.Tensor, ...] | None = None) -> dict[str, float]:
     """Test scores of honest alternatives on the same task and splits:
 
     every corner of the space (all ones and all zeros included), the plain non-amortised
     encoder when given, kNN (k=200) at all ones and at the learned vector for classification,
-    and the raw-input floor (linear readout, and kNN, on pixels or log-mel)."""
+    and the raw-input floor (linear readout, and kNN, on pixels or log-mel).
+    ``learned_features`` (train, val, test at ``learned``) saves computing them again."""
     space = encoder.space
     out = {}
     for corner in torch.tensor(list(itertools.product((0.0, 1.0), repeat=len(space)))):
-        out[corner_name(space, corner)] = evaluate_vector(encoder, task, corner)[1]
+        name = corner_name(space, corner)
+        feats = split_features(encoder, task, corner)
+        out[name] = fit_linear(task, *feats)[1]
+        if name == "all_ones":
+            ones_features = feats  # reused by the kNN baseline: each vector is encoded once
     if plain is not None:
         out["plain_simclr"] = evaluate_vector(plain, task, 1.0)[1]
     raw = [raw_features(s.x, task.data.modality) for s in (task.train, task.val, task.test)]
     out["raw_linear"] = fit_linear(task, *_pca(raw))[1]
     if task.classification:
         out["raw_knn"] = knn_accuracy(raw[0], task.train.y, raw[2], task.test.y)
-        for name, vector in (("knn_all_ones", 1.0), ("knn_learned", learned)):
-            if vector is not None:
-                z_train = encoder.features(task.train.x, vector)
-                z_test = encoder.features(task.test.x, vector)
-                out[name] = knn_accuracy(z_train, task.train.y, z_test, task.test.y)
+        if learned is not None and learned_features is None:
+            learned_features = split_features(encoder, task, learned)
+        for name, feats in (("knn_all_ones", ones_features),
+                            ("knn_learned", learned_features)):
+            if feats is not None:
+                out[name] = knn_accuracy(feats[0], task.train.y, feats[2], task.test.y)
     return out
 
 
@@ -402,7 +409,9 @@ def fit(encoder: Encoder, task: str | Dataset, config: DownstreamConfig | None =
         history.append({"step": state.step, "vector": state.vector, "loss": state.loss,
                         "val_score": state.val_score})
     learned = state.vector
-    val, test = evaluate_vector(encoder, prepared, learned)
-    extra = baselines(encoder, prepared, learned, plain) if with_baselines else {}
+    learned_features = split_features(encoder, prepared, learned)
+    val, test = fit_linear(prepared, *learned_features)
+    extra = baselines(encoder, prepared, learned, plain, learned_features) \
+        if with_baselines else {}
     return Result(prepared.data.name, prepared.metric, learned, test, val, extra, history[:-1],
                   time.perf_counter() - start)

@@ -47,6 +47,21 @@ def knn_accuracy(train_z: torch.Tensor, train_y: np.ndarray | torch.Tensor,
     return float((pred == test_y).float().mean())
 
 
+#: The vectors a kNN monitor reports: every group on, every group off, and halfway.
+MONITOR_VECTORS = {"all_ones": 1.0, "all_zeros": 0.0, "half": 0.5}
+
+
+def knn_at_vectors(encoder, train, test, vectors: dict | None = None, k: int = 200
+                   ) -> dict[str, float]:
+    """kNN test accuracy of ``encoder``'s features at each named vector (``train`` and ``test``
+    are labelled splits: the memory bank and the queries)."""
+    scores = {}
+    for label, value in (vectors or MONITOR_VECTORS).items():
+        z_train, z_test = encoder.features(train.x, value), encoder.features(test.x, value)
+        scores[label] = round(knn_accuracy(z_train, train.y, z_test, test.y, k), 4)
+    return scores
+
+
 def raw_features(x: np.ndarray, modality: str = "image") -> torch.Tensor:
     """The raw-input baseline's features: pixels in [0, 1], or log-mel spectrograms for audio
     (flattened). Every accuracy has this floor beside it."""

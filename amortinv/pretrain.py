@@ -34,7 +34,7 @@ from amortinv.augment import make_augment
 from amortinv.distributed import Dist, close_distributed, init_distributed
 from amortinv.invariance import default_space, get_space
 from amortinv.losses import KeyQueue, info_nce, momentum_update, nt_xent
-from amortinv.measure import knn_accuracy
+from amortinv.measure import knn_at_vectors
 from amortinv.models import Encoder, ModelConfig
 from amortinv.models.heads import projection_head
 from amortinv.optim import cosine_lr, make_optimizer
@@ -246,15 +246,8 @@ class Trainer:
         ds = datasets.get(name)
         if ds.task != "classification":
             return {}
-        train = ds.train.take(slice(cfg.knn_train))
-        test = ds.test.take(slice(cfg.knn_test))
-        scores = {}
-        for label, value in (("all_ones", 1.0), ("all_zeros", 0.0), ("half", 0.5)):
-            z_train = self.encoder.features(train.x, value)
-            z_test = self.encoder.features(test.x, value)
-            scores[label] = round(knn_accuracy(z_train, train.y, z_test, test.y), 4)
-        self.encoder.train()
-        return scores
+        return knn_at_vectors(self.encoder, ds.train.take(slice(cfg.knn_train)),
+                              ds.test.take(slice(cfg.knn_test)))
 
     def state(self) -> dict[str, torch.Tensor]:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}

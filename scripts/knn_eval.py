@@ -14,7 +14,7 @@ import time
 
 import amortinv
 import amortinv.data as data
-from amortinv.measure import knn_accuracy, raw_features
+from amortinv.measure import knn_accuracy, knn_at_vectors, raw_features
 
 
 def main() -> None:
@@ -31,11 +31,7 @@ def main() -> None:
     ds = data.get(name)
     if ds.task != "classification":
         raise SystemExit(f"kNN needs a classification dataset; '{name}' is {ds.task}")
-    vectors = {"all_ones": 1.0, "all_zeros": 0.0, "half": 0.5}
-    scores = {}
-    for label, value in vectors.items():
-        z_train, z_test = enc.features(ds.train.x, value), enc.features(ds.test.x, value)
-        scores[label] = round(knn_accuracy(z_train, ds.train.y, z_test, ds.test.y, args.k), 4)
+    scores = knn_at_vectors(enc, ds.train, ds.test, k=args.k)
     raw = knn_accuracy(raw_features(ds.train.x, ds.modality), ds.train.y,
                        raw_features(ds.test.x, ds.modality), ds.test.y, args.k)
     print(json.dumps({"checkpoint": args.checkpoint, "dataset": name, "k": args.k,
