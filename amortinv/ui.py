@@ -154,6 +154,23 @@ def probe_features(path: str, mtime: float, dataset: str, vector: tuple[float, .
                 "train": encoder.features(train.x, list(vector)).numpy()}
 
 
+def follow(job, draw, key: str, every: float = 1.0) -> None:
+    """Draw a background job's snapshot, every ``every`` seconds while it runs (a fragment),
+    then rerun the whole page once when it ends, so its buttons and polling update.
+    ``key`` names this page's job in ``st.session_state``."""
+
+    @st.fragment(run_every=every if job.running else None)
+    def poll() -> None:
+        snapshot = job.snapshot()
+        draw(snapshot)
+        was_running = st.session_state.get(key, False)
+        st.session_state[key] = snapshot.running
+        if was_running and not snapshot.running:
+            st.rerun()
+
+    poll()
+
+
 def radar(values: dict[str, float], name: str, *, range_: tuple[float, float] = (0, 1),
           figure: go.Figure | None = None) -> go.Figure:
     """A radar (polar) chart of named values; several calls can share one figure."""

@@ -127,16 +127,7 @@ def draw(snapshot) -> None:
 
 
 if job is not None:
-    @st.fragment(run_every=1.0 if job.running else None)
-    def live() -> None:
-        snapshot = job.snapshot()
-        draw(snapshot)
-        if not snapshot.running and st.session_state.get("learn-was-running"):
-            st.session_state["learn-was-running"] = False
-            st.rerun()  # one full rerun to re-enable Start and stop polling
-        st.session_state["learn-was-running"] = snapshot.running
-
-    live()
+    ui.follow(job, draw, "learn-was-running")
 else:
     st.info("Choose a task and press **Start**: the readout and the invariance vector are "
             "learned together; each group's value is drawn as it moves.")

@@ -85,24 +85,20 @@ if start.button("Start pre-training", type="primary", disabled=bool(job and job.
 if stop.button("Stop", disabled=not (job and job.running)):
     job.stop()
 
-if job is not None:
-    @st.fragment(run_every=1.0 if job.running else None)
-    def progress() -> None:
-        snap = job.snapshot()
-        total = st.session_state.get("runs-total", 1)
-        steps_done = max([r["step"] for r in snap.records] or [0])
-        st.progress(min(1.0, steps_done / total),
-                    text=f"step {steps_done} / {total} ({snap.seconds:.0f} s)")
-        losses = [r for r in snap.records if "loss" in r]
-        if losses:
-            st.caption(f"loss {losses[-1]['loss']:.3f}, {losses[-1]['img_s']:.0f} images/s")
-        if snap.error:
-            st.error(f"Pre-training stopped: {snap.error}")
-        elif not snap.running:
-            st.success("Finished: the encoder is saved and listed above.")
-            if st.session_state.get("runs-was-running"):
-                st.session_state["runs-was-running"] = False
-                st.rerun()
-        st.session_state["runs-was-running"] = snap.running
 
-    progress()
+def draw(snap) -> None:
+    total = st.session_state.get("runs-total", 1)
+    steps_done = max([r["step"] for r in snap.records] or [0])
+    st.progress(min(1.0, steps_done / total),
+                text=f"step {steps_done} / {total} ({snap.seconds:.0f} s)")
+    losses = [r for r in snap.records if "loss" in r]
+    if losses:
+        st.caption(f"loss {losses[-1]['loss']:.3f}, {losses[-1]['img_s']:.0f} images/s")
+    if snap.error:
+        st.error(f"Pre-training stopped: {snap.error}")
+    elif not snap.running:
+        st.success("Finished: the encoder is saved and listed above.")
+
+
+if job is not None:
+    ui.follow(job, draw, "runs-was-running")
