@@ -32,22 +32,52 @@ def runs_dir() -> Path:
     return CHECKPOINT_DIRS[-1]
 
 
-def find_checkpoints() -> dict[str, Path]:
-    """Shipped checkpoints first, then the user's pre-training runs: label -> path."""
+def find_checkpoints(amortised: bool = False) -> dict[str, Path]:
+    """Shipped checkpoints first, then the user's pre-training runs: label -> path. Within
+    each folder image encoders come first (the app opens on the first one), the paper's
+    hypernetwork before FiLM before plain. ``amortised`` leaves out plain encoders, which
+    ignore the vector (they are baselines: :func:`plain_baseline`)."""
     found = {}
     for folder in CHECKPOINT_DIRS:
-        for path in sorted(folder.glob(f"*/{checkpoint.ENCODER_FILE}"), key=_image_first):
-            found[f"{folder.name}/{path.parent.name}"] = path.parent
+        for path in sorted(folder.glob(f"*/{checkpoint.ENCODER_FILE}"), key=_order):
+            if not (amortised and _model(path.parent).get("conditioning") == "none"):
+                found[f"{folder.name}/{path.parent.name}"] = path.parent
     return found
 
 
-def _image_first(path: Path) -> tuple[bool, str]:
-    """Image encoders first (the app opens on the first one), then by name."""
+_CONDITIONING_ORDER = {"hyper": 0, "film": 1, "none": 2}
+
+
+def _model(path: Path) -> dict:
+    """The model part of a checkpoint's metadata (empty when it cannot be read: loading it
+    later says why)."""
     try:
-        modality = checkpoint.read_meta(path)["model"]["modality"]
+        return checkpoint.read_meta(path)["model"]
     except (checkpoint.CheckpointError, KeyError):
-        modality = "?"
-    return modality != "image", path.parent.name
+        return {}
+
+
+def _order(path: Path) -> tuple[bool, int, str]:
+    model = _model(path.parent)
+    return (model.get("modality") != "image",
+            _CONDITIONING_ORDER.get(model.get("conditioning"), 3), path.parent.name)
+
+
+def plain_baseline(encoder: Encoder) -> Encoder | None:
+    """A plain (non-amortised) encoder pre-trained on the same data as ``encoder``, if one
+    was shipped or trained: the Learn page's plain-SimCLR bar."""
+    for path in find_checkpoints().values():
+        try:
+            meta = checkpoint.read_meta(path)
+        except checkpoint.CheckpointError:
+            continue
+        model, card = meta.get("model", {}), meta.get("card", {})
+        if (model.get("conditioning") == "none"
+                and model.get("modality") == encoder.config.modality
+                and model.get("in_channels") == encoder.config.in_channels
+                and card.get("dataset") == encoder.card.get("dataset")):
+            return encoder_at(path)
+    return None
 
 
 @st.cache_resource(show_spinner="Loading the encoder…", max_entries=8)
@@ -74,7 +104,7 @@ def compatible_datasets(encoder: Encoder) -> list[str]:
 
 def sidebar() -> tuple[Encoder, str, Path] | None:
     """The encoder and dataset this session works with (chosen in the sidebar)."""
-    found = find_checkpoints()
+    found = find_checkpoints(amortised=True)
     if not found:
         st.sidebar.warning("No encoder yet.")
         st.info("No encoder found in `checkpoints/` or `runs/`. Pre-train one on the "

@@ -88,10 +88,15 @@ class Job:
                             end - self._started if self._started else 0.0)
 
 
+#: The score name of the plain (non-amortised) encoder in a learning job's result.
+PLAIN = "plain SimCLR"
+
+
 def learning_job(encoder, task: Task, config: DownstreamConfig,
-                 compare: list[tuple[str, Any]] | None = None) -> Job:
-    """Learn ``task``'s vector in the background; afterwards score the learned vector and each
-    of ``compare`` (name, vector) on the test split, stored as the job's result
+                 compare: list[tuple[str, Any]] | None = None, plain=None) -> Job:
+    """Learn ``task``'s vector in the background; afterwards score the learned vector, the
+    ``plain`` encoder (if given, as ``plain SimCLR``) and each of ``compare`` (name, vector) on
+    the test split, stored as the job's result
     ``{"scores": {name: score}, "learned": {group: value}}``."""
 
     def work(stop: threading.Event) -> Iterator[State]:
@@ -103,10 +108,11 @@ def learning_job(encoder, task: Task, config: DownstreamConfig,
             return
         scores = {"learned": evaluate_vector(encoder, task, last.vector)[1]}
         job.set_result(learned=last.vector, scores=scores)
-        for name, vector in compare or []:
+        others = [(PLAIN, plain, 1.0)] if plain is not None else []
+        for name, model, vector in others + [(n, encoder, v) for n, v in compare or []]:
             if stop.is_set():
                 break
-            scores[name] = evaluate_vector(encoder, task, vector)[1]
+            scores[name] = evaluate_vector(model, task, vector)[1]
             job.set_result(scores=dict(scores))
 
     job = Job(work, name=f"learn-{task.data.name}")

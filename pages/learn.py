@@ -11,7 +11,7 @@ from amortinv import ui
 from amortinv.data import DatasetUnavailable, UnknownDataset
 from amortinv.data.uploads import UploadError, extract_zip
 from amortinv.downstream import DownstreamConfig, TaskMismatch, corner_name, prepare
-from amortinv.workers import learning_job
+from amortinv.workers import PLAIN, learning_job
 
 encoder, dataset, path, _ = ui.page("Learn invariances", with_dataset=False)
 space = encoder.space
@@ -61,12 +61,16 @@ if start.button("Start", type="primary", disabled=task_name is None or bool(job 
             st.warning(f"{len(skipped)} file(s) could not be read and were skipped: "
                        + "; ".join(f"{p} ({why})" for p, why in skipped[:8]))
         corners = [(corner_name(space, c), c) for c in space.corners(min_on=0)]
-        job = learning_job(encoder, task, config, compare=corners).start()
+        job = learning_job(encoder, task, config, compare=corners,
+                           plain=ui.plain_baseline(encoder)).start()
         st.session_state["learn-job"] = job
         st.session_state["learn-task-name"] = task.data.name
         st.session_state["learn-metric"] = task.metric
 if stop.button("Stop", disabled=not (job and job.running)):
     job.stop()
+
+
+BAR_COLOURS = {"learned": "crimson", PLAIN: "grey"}
 
 
 def vector_chart(records) -> go.Figure:
@@ -117,9 +121,9 @@ def draw(snapshot) -> None:
         left, right = st.columns(2)
         order = sorted(scores, key=scores.get, reverse=True)
         bars = go.Figure(go.Bar(x=[scores[k] for k in order], y=order, orientation="h",
-                                marker_color=["crimson" if k == "learned" else "steelblue"
-                                              for k in order]))
-        bars.update_layout(title=f"test {metric}: learned vector vs fixed corners",
+                                marker_color=[BAR_COLOURS.get(k, "steelblue") for k in order]))
+        bars.update_layout(title=f"test {metric}: learned vector vs fixed corners"
+                           + (" and the plain encoder" if PLAIN in scores else ""),
                            height=max(300, 22 * len(order)), margin={"t": 40},
                            yaxis={"autorange": "reversed"})
         left.plotly_chart(bars)

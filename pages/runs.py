@@ -30,9 +30,12 @@ for label, folder in found.items():
         rows.append({"run": label, "problem": str(err)})
         continue
     card, model = meta.get("card", {}), meta.get("model", {})
+    evaluation = card.get("evaluation", {})  # full test splits (scripts/evaluate.py)
     rows.append({"run": label, "dataset": card.get("dataset"), "steps": card.get("steps"),
                  "conditioning": model.get("conditioning"), "width": model.get("width"),
                  "space": meta.get("space", {}).get("name"),
+                 "test kNN, all ones": evaluation.get("knn", {}).get("all_ones"),
+                 "test linear, all ones": evaluation.get("linear", {}).get("all_ones"),
                  **{k: v for k, v in card.get("metrics", {}).items()}})
 if rows:
     st.dataframe(rows, hide_index=True)
@@ -58,7 +61,7 @@ else:
     st.info("No runs yet.")
 
 st.subheader("Start a pre-training on this machine")
-choices = ["smoke", "cpu-fmnist", "cpu-fmnist-plain", "cpu-audio"]
+choices = ["smoke", "cpu-fmnist", "cpu-fmnist-film", "cpu-fmnist-plain", "cpu-audio"]
 c1, c2, c3 = st.columns(3)
 name = c1.selectbox("preset", choices, key="runs-preset",
                     format_func=lambda p: f"{p} — {PRESET_NOTES[p]}")

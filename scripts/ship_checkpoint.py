@@ -2,10 +2,11 @@
 (also as card.json, for people), and the run's metrics.jsonl (for the app's curves).
 
     python scripts/ship_checkpoint.py runs/cpu-fmnist checkpoints/fmnist-hyper4-cpu \\
-        --eval results.json            # extra metrics to record, e.g. from knn_eval.py
+        --eval results.json            # extra metrics to record, e.g. from evaluate.py
 
 Card fields a run did not record (older runs) can be given: --command, --hardware,
---wall-seconds.
+--wall-seconds. Giving a shipped folder as both RUN and DEST rewrites its card (e.g. a new
+--eval) and leaves the weights as they are.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ def main() -> None:
     dest = Path(args.dest)
     dest.mkdir(parents=True, exist_ok=True)
     path = checkpoint.save_encoder(dest / checkpoint.ENCODER_FILE, encoder, torch.float16)
-    shutil.copyfile(Path(args.run) / "metrics.jsonl", dest / "metrics.jsonl")
+    log = Path(args.run) / "metrics.jsonl"
+    if log.resolve() != (dest / "metrics.jsonl").resolve():  # re-carding a shipped one
+        shutil.copyfile(log, dest / "metrics.jsonl")
     (dest / "card.json").write_text(json.dumps(checkpoint.read_meta(path), indent=2) + "\n")
     size = path.stat().st_size / 2**20
     print(f"{dest}: {size:.1f} MB, card and metrics beside it")

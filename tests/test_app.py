@@ -6,17 +6,20 @@ from streamlit.testing.v1 import AppTest
 
 from amortinv import ui
 from amortinv.pretrain import Trainer, preset
+from amortinv.workers import PLAIN
 
 APP = "../app.py"
 
 
 @pytest.fixture(scope="module")
 def encoder_dirs(tmp_path_factory):
-    """A checkpoint folder with one small encoder (sklearn digits, grey space)."""
+    """A checkpoint folder with a small amortised encoder (sklearn digits, grey space) and a
+    plain one trained on the same data (a baseline: never offered in the sidebar)."""
     root = tmp_path_factory.mktemp("app")
-    out = root / "checkpoints" / "digits-smoke"
-    trainer = Trainer(preset("smoke", out=str(out), steps=6, checkpoint_every=6))
-    list(trainer.run())
+    for name, conditioning in (("digits-smoke", "hyper"), ("digits-smoke-plain", "none")):
+        out = root / "checkpoints" / name
+        list(Trainer(preset("smoke", out=str(out), steps=6, checkpoint_every=6,
+                            conditioning=conditioning)).run())
     (root / "runs").mkdir()
     return root
 
@@ -44,7 +47,7 @@ def shown_images(at):
 def test_home_shows_the_card_and_what_the_vector_does(app):
     at = app("home")
     assert "amortised invariance learning" in at.title[0].value
-    assert at.sidebar.selectbox(key="checkpoint").value == "checkpoints/digits-smoke"
+    assert at.sidebar.selectbox(key="checkpoint").options == ["checkpoints/digits-smoke"]
     assert at.sidebar.selectbox(key="dataset").value == "sklearn-digits"
     assert len(shown_images(at)) == 3 * 6  # three vectors x six examples
     assert any("crop" in md.value for md in at.markdown)
@@ -78,7 +81,7 @@ def test_learning_runs_live_and_ends_with_scores(app):
     job.join(180)
     snap = job.snapshot()
     assert snap.error is None and snap.records[-1].done
-    assert "learned" in snap.result["scores"] and "all_ones" in snap.result["scores"]
+    assert {"learned", "all_ones", PLAIN} <= set(snap.result["scores"])  # plain: a baseline
     at.run()
     assert not at.exception, at.exception
     assert len(at.session_state["learn-history"]) == 10
@@ -94,7 +97,9 @@ def test_invariance_map_draws_scores_for_every_transform(app):
 
 def test_runs_page_lists_runs_and_starts_a_pretraining(app, encoder_dirs):
     at = app("runs")
-    assert any("digits-smoke" in str(row) for row in at.dataframe[0].value.values)
+    rows = [str(row) for row in at.dataframe[0].value.values]
+    assert any("digits-smoke-plain" in row for row in rows)  # plain runs are listed here
+    assert any("digits-smoke" in row and "plain" not in row for row in rows)
     at.number_input(key="runs-steps").set_value(4)
     at.text_input(key="runs-out").set_value("from-app")
     at.button[0].click().run()

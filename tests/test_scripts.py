@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import amortinv
 from amortinv import checkpoint
@@ -45,10 +46,12 @@ def test_bench_pretrain_prints_a_line_per_conditioning():
         assert {"device", "amortised_img_s", "plain_img_s", "ratio"} <= set(x)
 
 
-def test_knn_eval_and_shipping(smoke_run, tmp_path):
-    result = json.loads(run(str(SCRIPTS / "knn_eval.py"), "--checkpoint", str(smoke_run)))
-    assert set(result["knn"]) == {"all_ones", "all_zeros", "half"}
+def test_evaluate_and_shipping(smoke_run, tmp_path):
+    result = json.loads(run(str(SCRIPTS / "evaluate.py"), "--checkpoint", str(smoke_run)))
+    assert set(result["knn"]) == set(result["linear"]) == {"all_ones", "all_zeros", "half"}
     assert 0 <= result["raw_input_knn"] <= 1 and result["dataset"] == "sklearn-digits"
+    assert all(0 <= v <= 1 for v in result["linear"].values())
+    assert result["raw_input_linear"] > 0.85  # logistic regression on 8x8 digit pixels: ~0.95
     evaluation = tmp_path / "eval.json"
     evaluation.write_text(json.dumps(result))
     dest = tmp_path / "shipped"
@@ -61,3 +64,17 @@ def test_knn_eval_and_shipping(smoke_run, tmp_path):
     assert (dest / "metrics.jsonl").read_text() == (smoke_run / "metrics.jsonl").read_text()
     sizes = [(p / checkpoint.ENCODER_FILE).stat().st_size for p in (smoke_run, dest)]
     assert sizes[1] < 0.6 * sizes[0]  # fp16
+
+    # Re-carding a shipped folder in place keeps its weights and log; the table reads the card.
+    weights = (dest / checkpoint.ENCODER_FILE).read_bytes()
+    result["knn"]["all_ones"] = 0.5
+    evaluation.write_text(json.dumps(result))
+    run(str(SCRIPTS / "ship_checkpoint.py"), str(dest), str(dest), "--eval", str(evaluation))
+    recarded = amortinv.load(dest)
+    assert recarded.card["evaluation"]["knn"]["all_ones"] == 0.5
+    assert recarded.state_dict().keys() == shipped.state_dict().keys()
+    assert all(torch.equal(recarded.state_dict()[k], v) for k, v in shipped.state_dict().items())
+    assert len((dest / checkpoint.ENCODER_FILE).read_bytes()) == len(weights)
+    table = run(str(SCRIPTS / "checkpoint_table.py"), str(tmp_path)).splitlines()
+    assert len(table) == 3 and table[2].startswith("| `shipped` | sklearn-digits |")
+    assert "| 50.0% |" in table[2] and "test machine" in table[2]

@@ -4,29 +4,31 @@ import time
 import pytest
 import torch
 
-from amortinv.downstream import DownstreamConfig, prepare
+from amortinv.downstream import DownstreamConfig, evaluate_vector, prepare
 from amortinv.invariance import GREY
 from amortinv.models import Encoder, ModelConfig
 from amortinv.pretrain import Trainer, preset
-from amortinv.workers import Job, learning_job, pretraining_job
+from amortinv.workers import PLAIN, Job, learning_job, pretraining_job
 
 
-def small_encoder():
+def small_encoder(conditioning: str = "hyper"):
     torch.manual_seed(0)
-    return Encoder(ModelConfig(in_channels=1, image_size=16, width=4, bases=2), GREY)
+    return Encoder(ModelConfig(in_channels=1, image_size=16, width=4, bases=2,
+                               conditioning=conditioning), GREY)
 
 
 def test_learning_job_runs_in_the_background_and_scores_the_comparison():
-    enc = small_encoder()
+    enc, plain = small_encoder(), small_encoder("none")
     config = DownstreamConfig(steps=6, eval_every=3, max_train=300)
-    job = learning_job(enc, prepare(enc, "sklearn-digits", config), config,
-                       compare=[("all_ones", 1.0)]).start()
+    task = prepare(enc, "sklearn-digits", config)
+    job = learning_job(enc, task, config, compare=[("all_ones", 1.0)], plain=plain).start()
     job.join(120)
     snap = job.snapshot()
     assert not snap.running and snap.error is None
     assert [s.step for s in snap.records if not s.done] == list(range(1, 7))
     assert snap.records[-1].done
-    assert set(snap.result["scores"]) == {"learned", "all_ones"}
+    assert set(snap.result["scores"]) == {"learned", "all_ones", PLAIN}
+    assert snap.result["scores"][PLAIN] == evaluate_vector(plain, task, 1.0)[1]
     assert set(snap.result["learned"]) == set(GREY.names)
 
 
