@@ -52,6 +52,14 @@ def save(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path
 
 
 def _umask() -> int:
+    """The process umask, read without changing it where Linux says it (setting it to read
+    it, the portable way, races with other threads creating files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask

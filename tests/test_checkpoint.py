@@ -1,6 +1,8 @@
 """Checkpoints: safe format, atomic writes, clear errors for bad files."""
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -95,3 +97,14 @@ def test_newer_versions_and_settings_ask_for_an_upgrade(tmp_path, encoder):
     meta["model"]["new_knob"] = 1
     with pytest.raises(CheckpointError, match="newer amortinv"):
         amortinv.load(checkpoint.save(tmp_path / "knob.safetensors", encoder.state_dict(), meta))
+
+
+def test_written_file_follows_the_umask_and_reading_it_leaves_it_alone(tmp_path, encoder):
+    previous = os.umask(0o027)
+    try:
+        assert checkpoint._umask() == 0o027
+        path = checkpoint.save_encoder(tmp_path / "enc.safetensors", encoder)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640  # not mkstemp's private 0o600
+        assert os.umask(0o027) == 0o027  # still set: reading it did not change it
+    finally:
+        os.umask(previous)
