@@ -30,6 +30,8 @@ MoCo-v2, one step (the paper keeps one queue per invariance configuration)::
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
+import torch.distributed.nn as dist_nn
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -46,7 +48,8 @@ def _normalised(x: Tensor) -> Tensor:
     return F.normalize(x.to(torch.promote_types(x.dtype, torch.float32)), dim=-1)
 
 
-def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5) -> Tensor:
+def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5, *,
+            across_processes: bool = False) -> Tensor:
     """SimCLR's NT-Xent loss, symmetric over the 2N views.
 
     Row ``n`` of ``z1`` and row ``n`` of ``z2`` are the two views of sample ``n``. Each of the
@@ -63,6 +66,11 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5) -> Tensor:
         z2: (N, D) embeddings of the second views. N must be at least 2: with one sample there
             are no negatives and the loss is identically zero.
         temperature: softmax temperature t > 0.
+        across_processes: in data-parallel training (an initialised process group of W > 1),
+            take the negatives from every process's batch, as one batch of N * W samples
+            would: the anchors stay this process's 2N, the keys are all 2NW embeddings
+            (gathered with their gradients). Averaged over the processes, as DDP averages
+            gradients, this is the loss and gradient of the whole batch.
 
     Returns:
         Scalar loss (float32, or float64 for float64 inputs).
@@ -85,11 +93,19 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5) -> Tensor:
             f"NT-Xent needs a batch of at least 2 samples to have negatives, got N={n}"
         )
     with torch.autocast(device_type=z1.device.type, enabled=False):
-        z = torch.cat([_normalised(z1), _normalised(z2)])
-        logits = z @ z.T / temperature
-        self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
-        logits = logits.masked_fill(self_mask, float("-inf"))
-        positives = torch.arange(2 * n, device=z.device).roll(n)  # i <-> i + N
+        a1, a2 = _normalised(z1), _normalised(z2)
+        rank, world, k1, k2 = 0, 1, a1, a2
+        if across_processes and dist.is_available() and dist.is_initialized():
+            rank, world = dist.get_rank(), dist.get_world_size()
+            if world > 1:
+                k1, k2 = (torch.cat(dist_nn.all_gather(a)) for a in (a1, a2))
+        logits = torch.cat([a1, a2]) @ torch.cat([k1, k2]).T / temperature  # (2N, 2NW)
+        mine = rank * n + torch.arange(n, device=a1.device)  # this process's rows among keys
+        own = torch.cat([mine, mine + n * world])  # each anchor's own column
+        logits = logits.index_put((torch.arange(2 * n, device=a1.device), own),
+                                  torch.tensor(float("-inf"), dtype=logits.dtype,
+                                               device=a1.device))
+        positives = own.roll(n)  # view 1 of sample i <-> view 2 of sample i
         return F.cross_entropy(logits, positives)
 
 
@@ -129,6 +145,11 @@ def info_nce(q: Tensor, k: Tensor, queue: Tensor, temperature: float = 0.1) -> T
         k: (N, D) keys from the momentum (target) encoder, for the same samples as ``q``.
         queue: (Q, D) negative keys, Q >= 1, e.g. ``KeyQueue.keys(idx)``.
         temperature: softmax temperature t > 0.
+        across_processes: in data-parallel training (an initialised process group of W > 1),
+            take the negatives from every process's batch, as one batch of N * W samples
+            would: the anchors stay this process's 2N, the keys are all 2NW embeddings
+            (gathered with their gradients). Averaged over the processes, as DDP averages
+            gradients, this is the loss and gradient of the whole batch.
 
     Returns:
         Scalar loss (float32, or float64 for float64 inputs).

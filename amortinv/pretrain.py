@@ -195,7 +195,7 @@ class Trainer:
         with self._autocast():
             if cfg.method == "simclr":
                 z1, z2 = self.forward(torch.cat([v1, v2]), vector).chunk(2)
-                return nt_xent(z1, z2, cfg.temperature)
+                return nt_xent(z1, z2, cfg.temperature, across_processes=True)
             head = max(b.corner, 0) if len(self.heads) > 1 else 0
             q = self.forward(v1, vector, head)
             with torch.no_grad():

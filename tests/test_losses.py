@@ -2,6 +2,10 @@ import copy
 import doctest
 import itertools
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -364,3 +368,25 @@ def test_info_nce_decreases_when_training_with_a_momentum_encoder_and_queue():
 def test_module_docstring_examples_run():
     result = doctest.testmod(amortinv.losses)
     assert result.attempted > 5 and result.failed == 0
+
+
+def test_nt_xent_across_processes_is_the_whole_batch_loss(tmp_path):
+    """Two gloo processes, half a batch each: the mean of their losses is the whole batch's
+    NT-Xent, and their gradients, averaged as DDP averages them, are the whole batch's."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", str(28500 + os.getpid() % 1000),
+         Path(__file__).with_name("nt_xent_worker.py"), str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    z1 = ranks[0]["z1"].clone().requires_grad_()
+    z2 = ranks[0]["z2"].clone().requires_grad_()
+    whole = nt_xent(z1, z2, 0.5)
+    whole.backward()
+    assert torch.allclose((ranks[0]["loss"] + ranks[1]["loss"]) / 2, whole)
+    assert not torch.allclose(ranks[0]["loss"], ranks[1]["loss"])  # each half its own anchors
+    for name, z in (("grad1", z1), ("grad2", z2)):
+        local = torch.cat([r[name] for r in ranks]) / 2  # DDP's mean over the processes
+        assert torch.allclose(local, z.grad)
