@@ -1,6 +1,7 @@
 """The app in a real headless Chromium (Debian's, driven by Playwright): every page opens,
 a slider moved with the keyboard redraws the projection, a bad upload gets a message, a short
-learning run finishes. Screenshots go to $AMORTINV_SCREENSHOTS (default tests/artifacts)."""
+learning run finishes with the shipped plain encoder's score beside it. Screenshots go to
+$AMORTINV_SCREENSHOTS (default tests/artifacts)."""
 
 import os
 import socket
@@ -131,6 +132,8 @@ def test_learning_page_rejects_a_bad_upload_and_learns(page, server, tmp_path):
     idle(page)
     page.get_by_role("button", name="Start").click()
     expect(page.get_by_text("learned vector vs fixed corners")).to_be_visible(timeout=LONG)
+    # The shipped plain SimCLR encoder (same data, same budget) is scored next, as a bar.
+    expect(page.get_by_text("and the plain encoder")).to_be_visible(timeout=LONG)
     page.screenshot(path=SHOTS / "learn.png", full_page=True)
     # Stop the scoring of the remaining corners, as a user leaving the page would: on a
     # 2-core machine it would otherwise keep both cores busy under the next test.
