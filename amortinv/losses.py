@@ -145,11 +145,6 @@ def info_nce(q: Tensor, k: Tensor, queue: Tensor, temperature: float = 0.1) -> T
         k: (N, D) keys from the momentum (target) encoder, for the same samples as ``q``.
         queue: (Q, D) negative keys, Q >= 1, e.g. ``KeyQueue.keys(idx)``.
         temperature: softmax temperature t > 0.
-        across_processes: in data-parallel training (an initialised process group of W > 1),
-            take the negatives from every process's batch, as one batch of N * W samples
-            would: the anchors stay this process's 2N, the keys are all 2NW embeddings
-            (gathered with their gradients). Averaged over the processes, as DDP averages
-            gradients, this is the loss and gradient of the whole batch.
 
     Returns:
         Scalar loss (float32, or float64 for float64 inputs).
