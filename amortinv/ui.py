@@ -37,40 +37,38 @@ def find_checkpoints(amortised: bool = False) -> dict[str, Path]:
     each folder image encoders come first (the app opens on the first one), the paper's
     hypernetwork before FiLM before plain. ``amortised`` leaves out plain encoders, which
     ignore the vector (they are baselines: :func:`plain_baseline`)."""
-    found = {}
-    for folder in CHECKPOINT_DIRS:
-        for path in sorted(folder.glob(f"*/{checkpoint.ENCODER_FILE}"), key=_order):
-            if not (amortised and _model(path.parent).get("conditioning") == "none"):
-                found[f"{folder.name}/{path.parent.name}"] = path.parent
-    return found
+    return {label: path for label, (path, meta) in _checkpoints().items()
+            if not (amortised and meta.get("model", {}).get("conditioning") == "none")}
 
 
 _CONDITIONING_ORDER = {"hyper": 0, "film": 1, "none": 2}
 
 
-def _model(path: Path) -> dict:
-    """The model part of a checkpoint's metadata (empty when it cannot be read: loading it
-    later says why)."""
-    try:
-        return checkpoint.read_meta(path)["model"]
-    except (checkpoint.CheckpointError, KeyError):
-        return {}
+def _checkpoints() -> dict[str, tuple[Path, dict]]:
+    """label -> (folder, metadata), in :func:`find_checkpoints`'s order; each header is read
+    once. Unreadable metadata is empty here: loading the checkpoint later says why."""
+    found = {}
+    for folder in CHECKPOINT_DIRS:
+        metas = {}
+        for file in folder.glob(f"*/{checkpoint.ENCODER_FILE}"):
+            try:
+                metas[file.parent] = checkpoint.read_meta(file)
+            except checkpoint.CheckpointError:
+                metas[file.parent] = {}
+        for path in sorted(metas, key=lambda p: _order(p, metas[p].get("model", {}))):
+            found[f"{folder.name}/{path.name}"] = (path, metas[path])
+    return found
 
 
-def _order(path: Path) -> tuple[bool, int, str]:
-    model = _model(path.parent)
+def _order(path: Path, model: dict) -> tuple[bool, int, str]:
     return (model.get("modality") != "image",
-            _CONDITIONING_ORDER.get(model.get("conditioning"), 3), path.parent.name)
+            _CONDITIONING_ORDER.get(model.get("conditioning"), 3), path.name)
 
 
 def plain_baseline(encoder: Encoder) -> Encoder | None:
     """A plain (non-amortised) encoder pre-trained on the same data as ``encoder``, if one
     was shipped or trained: the Learn page's plain-SimCLR bar."""
-    for path in find_checkpoints().values():
-        try:
-            meta = checkpoint.read_meta(path)
-        except checkpoint.CheckpointError:
-            continue
+    for path, meta in _checkpoints().values():
         model, card = meta.get("model", {}), meta.get("card", {})
         if (model.get("conditioning") == "none"
                 and model.get("modality") == encoder.config.modality
