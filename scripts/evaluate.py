@@ -23,8 +23,8 @@ import time
 
 import amortinv
 import amortinv.data as data
-from amortinv.downstream import DownstreamConfig, evaluate_vector, fit_linear, prepare
-from amortinv.measure import MONITOR_VECTORS, knn_accuracy, knn_at_vectors, raw_features
+from amortinv.downstream import DownstreamConfig, fit_linear, prepare
+from amortinv.measure import MONITOR_VECTORS, knn_accuracy, raw_features
 
 
 def main() -> None:
@@ -45,19 +45,24 @@ def main() -> None:
         raise SystemExit(f"kNN needs a classification dataset; '{name}' is {ds.task}")
     # A plain encoder ignores the vector: one vector says all there is.
     vectors = MONITOR_VECTORS if enc.config.conditioning != "none" else {"all_ones": 1.0}
+    task = prepare(enc, ds, DownstreamConfig(max_train=0))  # train less validation, test
+    keep, val = ds.validation_indices(DownstreamConfig.val_fraction, DownstreamConfig.seed)
+    knn, linear = {}, {}
+    for label, value in vectors.items():  # each vector encoded once, for both readouts
+        z_train, z_test = enc.features(ds.train.x, value), enc.features(ds.test.x, value)
+        knn[label] = round(knn_accuracy(z_train, ds.train.y, z_test, ds.test.y, args.k), 4)
+        if args.linear:
+            linear[label] = round(fit_linear(task, z_train[keep], z_train[val], z_test)[1], 4)
+    raw_train, raw_test = raw_features(ds.train.x, ds.modality), raw_features(ds.test.x,
+                                                                              ds.modality)
     result = {"checkpoint": args.checkpoint, "dataset": name, "k": args.k,
-              "train": len(ds.train), "test": len(ds.test),
-              "knn": knn_at_vectors(enc, ds.train, ds.test, vectors, k=args.k),
-              "raw_input_knn": round(knn_accuracy(raw_features(ds.train.x, ds.modality),
-                                                  ds.train.y,
-                                                  raw_features(ds.test.x, ds.modality),
-                                                  ds.test.y, args.k), 4)}
+              "train": len(ds.train), "test": len(ds.test), "knn": knn,
+              "raw_input_knn": round(knn_accuracy(raw_train, ds.train.y, raw_test, ds.test.y,
+                                                  args.k), 4)}
     if args.linear:
-        task = prepare(enc, ds, DownstreamConfig(max_train=0))
-        result["linear"] = {label: round(evaluate_vector(enc, task, value)[1], 4)
-                            for label, value in vectors.items()}
-        raw = [raw_features(s.x, ds.modality) for s in (task.train, task.val, task.test)]
-        result["raw_input_linear"] = round(fit_linear(task, *raw)[1], 4)
+        result["linear"] = linear
+        result["raw_input_linear"] = round(
+            fit_linear(task, raw_train[keep], raw_train[val], raw_test)[1], 4)
     result["seconds"] = round(time.perf_counter() - start, 1)
     print(json.dumps(result))
 

@@ -104,6 +104,13 @@ class Dataset:
         The carve-out is random but fixed by ``seed``, and stratified by class for
         classification, so model selection never looks at the test split.
         """
+        keep, val = self.validation_indices(fraction, seed)
+        return self.train.take(keep), self.train.take(val)
+
+    def validation_indices(self, fraction: float = 0.1, seed: int = 0
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """The training-split indices :meth:`validation_split` keeps and carves out (sorted):
+        for features computed once on the whole training split."""
         if not 0.0 < fraction < 1.0:
             raise ValueError(f"fraction must be in (0, 1), got {fraction}")
         n = len(self.train)
@@ -123,7 +130,7 @@ class Dataset:
         keep[val_idx] = False
         if not keep.any() or keep.all():
             raise ValueError(f"dataset '{self.name}' is too small for a {fraction:.0%} split")
-        return self.train.take(np.flatnonzero(keep)), self.train.take(val_idx)
+        return np.flatnonzero(keep), val_idx
 
     def head(self, n_train: int, n_test: int | None = None) -> Dataset:
         """The same dataset cut to its first examples (for tests and quick looks)."""
