@@ -19,6 +19,6 @@ mine1, mine2 = z1[half].clone().requires_grad_(), z2[half].clone().requires_grad
 loss = nt_xent(mine1, mine2, 0.5, across_processes=True)
 loss.backward()
 torch.save({"loss": loss.detach(), "grad1": mine1.grad, "grad2": mine2.grad, "z1": z1,
-            "z2": z2, "world": world}, os.path.join(sys.argv[1], f"rank{rank}.pt"))
+            "z2": z2}, os.path.join(sys.argv[1], f"rank{rank}.pt"))
 dist.barrier()
 dist.destroy_process_group()
