@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from amortinv.data import Dataset, Split
+from amortinv.data import Dataset, Split, adapt_channels
 from amortinv.data import get as get_dataset
 from amortinv.invariance import VectorLike
 from amortinv.measure import knn_accuracy, raw_features
@@ -102,6 +102,8 @@ class Task:
     train: Split
     val: Split
     test: Split
+    #: What was done to the data to fit the encoder (e.g. colour to grey), for the user.
+    note: str | None = None
 
     @property
     def classification(self) -> bool:
@@ -119,6 +121,7 @@ def prepare(encoder: Encoder, task: str | Dataset, config: DownstreamConfig) -> 
         raise TaskMismatch(f"task '{data.name}' has an empty split "
                            f"({len(data.train)} train, {len(data.test)} test examples)")
     check_compatible(encoder, data)
+    data, note = adapt_channels(data, encoder.config.in_channels)
     rng = np.random.default_rng(config.seed)
 
     def cap(split: Split, n: int) -> Split:
@@ -127,19 +130,17 @@ def prepare(encoder: Encoder, task: str | Dataset, config: DownstreamConfig) -> 
 
     train, val = data.validation_split(config.val_fraction, config.seed)
     n_val = round(config.max_train * config.val_fraction) if config.max_train else 0
-    return Task(data, cap(train, config.max_train), cap(val, n_val), cap(data.test,
-                                                                      config.max_test))
+    return Task(data, cap(train, config.max_train), cap(val, n_val),
+                cap(data.test, config.max_test), note)
 
 
 def check_compatible(encoder: Encoder, data: Dataset) -> None:
-    """Raise :class:`TaskMismatch` unless ``encoder`` can read ``data`` (modality, channels)."""
+    """Raise :class:`TaskMismatch` unless ``encoder`` can read ``data``: the modality must
+    match (grey and colour images are converted: :func:`amortinv.data.adapt_channels`)."""
     if data.modality != encoder.config.modality:
         raise TaskMismatch(f"'{data.name}' is {data.modality}, but the encoder was trained on "
                            f"{encoder.config.modality}: use an encoder trained on "
                            f"{data.modality}")
-    if data.modality == "image" and data.input_shape[0] != encoder.config.in_channels:
-        raise TaskMismatch(f"'{data.name}' has {data.input_shape[0]}-channel images; the "
-                           f"encoder takes {encoder.config.in_channels}-channel images")
 
 
 # -- stage 1: joint learning --------------------------------------------------------------------
@@ -345,13 +346,16 @@ def evaluate_vector(encoder: Encoder, task: Task, vector: VectorLike | float
 
 
 # -- baselines ------------------------------------------------------------------------------------
-def corner_name(space, corner: torch.Tensor) -> str:
-    """``all_ones``, ``all_zeros``, or the groups that are on, joined by ``+``."""
+def corner_name(space, corner: torch.Tensor, readable: bool = False) -> str:
+    """``all_ones``, ``all_zeros``, or the groups that are on, joined by ``+`` (the keys of
+    results files). ``readable`` gives the app's labels: ``all ones``, ``crop + flip``."""
     if bool(corner.all()):
-        return "all_ones"
-    if not bool(corner.any()):
-        return "all_zeros"
-    return "+".join(n for n, v in zip(space.names, corner.tolist(), strict=True) if v)
+        name = "all_ones"
+    elif not bool(corner.any()):
+        name = "all_zeros"
+    else:
+        name = "+".join(n for n, v in zip(space.names, corner.tolist(), strict=True) if v)
+    return name.replace("_", " ").replace("+", " + ") if readable else name
 
 
 def baselines(encoder: Encoder, task: Task, learned: dict[str, float] | None = None,
@@ -373,7 +377,7 @@ def baselines(encoder: Encoder, task: Task, learned: dict[str, float] | None = N
             ones_features = feats  # reused by the kNN baseline: each vector is encoded once
     if plain is not None:
         out["plain_simclr"] = evaluate_vector(plain, task, 1.0)[1]
-    raw = [raw_features(s.x, task.data.modality) for s in (task.train, task.val, task.test)]
+    raw = _raw_inputs(task)
     out["raw_linear"] = fit_linear(task, *_pca(raw))[1]
     if task.classification:
         out["raw_knn"] = knn_accuracy(raw[0], task.train.y, raw[2], task.test.y)
@@ -384,6 +388,16 @@ def baselines(encoder: Encoder, task: Task, learned: dict[str, float] | None = N
             if feats is not None:
                 out[name] = knn_accuracy(feats[0], task.train.y, feats[2], task.test.y)
     return out
+
+
+def raw_input_score(task: Task) -> tuple[float, float]:
+    """(validation, test) score of the same linear readout on the raw input (pixels or
+    log-mel, reduced by PCA): the floor every encoder should clear."""
+    return fit_linear(task, *_pca(_raw_inputs(task)))
+
+
+def _raw_inputs(task: Task) -> list[torch.Tensor]:
+    return [raw_features(s.x, task.data.modality) for s in (task.train, task.val, task.test)]
 
 
 def _pca(zs: list[torch.Tensor], dims: int = 256) -> list[torch.Tensor]:

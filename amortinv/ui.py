@@ -1,30 +1,38 @@
-"""Streamlit helpers shared by the app's pages: caching, the sidebar, charts.
+"""Streamlit helpers shared by the app's pages: caching, the sidebar, loading without blocking.
 
 Pages call these and the library; everything a page computes that a script or a test also needs
-lives in the library proper. Per-user choices live in ``st.session_state`` (so two browser tabs
-never share them); models and datasets are cached for everyone (``st.cache_resource``).
+lives in the library proper (charts in :mod:`amortinv.charts`). Per-user choices live in
+``st.session_state`` (so two browser tabs never share them); models and datasets are cached for
+everyone (``st.cache_resource``).
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 import torch
 
 import amortinv
 import amortinv.data as data
 from amortinv import checkpoint
+from amortinv.augment import LogMel, make_augment
 from amortinv.models import Encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Shipped checkpoints, then the user's runs (``$AMORTINV_RUNS`` moves the latter).
 CHECKPOINT_DIRS = (ROOT / "checkpoints", Path(os.environ.get("AMORTINV_RUNS", ROOT / "runs")))
-PROBE_POINTS = 2000
-PROBE_TRAIN_POINTS = 1000  # enough for a live kNN / linear-probe figure
+#: Test examples drawn on Probe features, and training examples behind its live kNN and linear
+#: probe, per modality (audio encoders are slower: fewer clips keep a slider move quick).
+PROBE_POINTS = {"image": 2000, "audio": 500}
+PROBE_TRAIN_POINTS = {"image": 1000, "audio": 500}
+#: How long a page waits for a dataset before it shows a "preparing" message instead.
+QUICK_LOAD_S = 1.5
 
 
 def runs_dir() -> Path:
@@ -37,27 +45,32 @@ def find_checkpoints(amortised: bool = False) -> dict[str, Path]:
     each folder image encoders come first (the app opens on the first one), the paper's
     hypernetwork before FiLM before plain. ``amortised`` leaves out plain encoders, which
     ignore the vector (they are baselines: :func:`plain_baseline`)."""
-    return {label: path for label, (path, meta) in _checkpoints().items()
+    return {label: path for label, (path, meta) in checkpoints().items()
             if not (amortised and meta.get("model", {}).get("conditioning") == "none")}
 
 
 _CONDITIONING_ORDER = {"hyper": 0, "film": 1, "none": 2}
 
 
-def _checkpoints() -> dict[str, tuple[Path, dict]]:
+def checkpoints() -> dict[str, tuple[Path, dict | checkpoint.CheckpointError]]:
     """label -> (folder, metadata), in :func:`find_checkpoints`'s order; each header is read
-    once. Unreadable metadata is empty here: loading the checkpoint later says why."""
+    once. A header that cannot be read gives its error instead of metadata (the Runs page
+    shows it; loading the checkpoint says the same)."""
     found = {}
     for folder in CHECKPOINT_DIRS:
-        metas = {}
+        metas: dict[Path, dict | checkpoint.CheckpointError] = {}
         for file in folder.glob(f"*/{checkpoint.ENCODER_FILE}"):
             try:
                 metas[file.parent] = checkpoint.read_meta(file)
-            except checkpoint.CheckpointError:
-                metas[file.parent] = {}
-        for path in sorted(metas, key=lambda p: _order(p, metas[p].get("model", {}))):
+            except checkpoint.CheckpointError as err:
+                metas[file.parent] = err
+        for path in sorted(metas, key=lambda p: _order(p, _meta(metas[p]).get("model", {}))):
             found[f"{folder.name}/{path.name}"] = (path, metas[path])
     return found
+
+
+def _meta(meta: dict | checkpoint.CheckpointError) -> dict:
+    return meta if isinstance(meta, dict) else {}
 
 
 def _order(path: Path, model: dict) -> tuple[bool, int, str]:
@@ -68,8 +81,8 @@ def _order(path: Path, model: dict) -> tuple[bool, int, str]:
 def plain_baseline(encoder: Encoder) -> Encoder | None:
     """A plain (non-amortised) encoder pre-trained on the same data as ``encoder``, if one
     was shipped or trained: the Learn page's plain-SimCLR bar."""
-    for path, meta in _checkpoints().values():
-        model, card = meta.get("model", {}), meta.get("card", {})
+    for path, meta in checkpoints().values():
+        model, card = _meta(meta).get("model", {}), _meta(meta).get("card", {})
         if (model.get("conditioning") == "none"
                 and model.get("modality") == encoder.config.modality
                 and model.get("in_channels") == encoder.config.in_channels
@@ -84,22 +97,108 @@ def load_encoder(path: str, mtime: float) -> Encoder:
     return amortinv.load(path)
 
 
-@st.cache_resource(show_spinner="Loading the dataset…", max_entries=16)
-def load_dataset(name: str) -> data.Dataset:
-    return data.get(name)
-
-
 def encoder_at(path: Path) -> Encoder:
     file = checkpoint.resolve(path)
     return load_encoder(str(path), file.stat().st_mtime)
 
 
-def compatible_datasets(encoder: Encoder) -> list[str]:
-    """Available datasets of the encoder's modality (channels are checked when one is used:
-    listing must not decode every dataset)."""
-    return data.names(encoder.config.modality)
+# -- datasets, loaded in the background ------------------------------------------------------
+class Loading:
+    """A dataset being loaded in a background thread (a first load may decode or render for a
+    minute): pages show what they can meanwhile and poll :attr:`done`."""
+
+    def __init__(self, name: str):
+        self.name, self.started = name, time.perf_counter()
+        self.dataset: data.Dataset | None = None
+        self.error: Exception | None = None
+        self._thread = threading.Thread(target=self._load, daemon=True, name=f"load-{name}")
+        self._thread.start()
+
+    def _load(self) -> None:
+        try:
+            self.dataset = data.get(self.name)
+        except Exception as err:  # shown on the page
+            self.error = err
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def wait(self, timeout: float | None = None) -> data.Dataset:
+        self._thread.join(timeout)
+        if self.error is not None:
+            raise self.error
+        if self.dataset is None:
+            raise TimeoutError(f"'{self.name}' is still loading")
+        return self.dataset
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def loading(name: str) -> Loading:
+    """The one background load of ``name`` that every session shares."""
+    return Loading(name)
+
+
+def load_dataset(name: str) -> data.Dataset:
+    """Load ``name`` now (blocking): for cached calls that need the arrays."""
+    return loading(name).wait()
+
+
+def dataset_when_ready(name: str, encoder: Encoder) -> data.Dataset | None:
+    """The dataset ``name`` adapted to ``encoder``'s channels (with a note when converted),
+    or ``None`` while it is still loading: then a message says so and the page reruns by
+    itself when it is ready. A dataset that cannot be loaded stops the page with the reason."""
+    job = loading(name)
+    job.join(QUICK_LOAD_S)  # a cached dataset is ready by then: no flash of a message
+    if not job.done:
+        _wait_for(job)
+        return None
+    if job.error is not None:
+        st.error(str(job.error))
+        st.stop()
+    ds, note = _adapted(name, encoder.config.in_channels)
+    if note:
+        st.caption(f":material/info: {note}")
+    return ds
+
+
+def _wait_for(job: Loading) -> None:
+    entry = data.info(job.name) if not job.name.startswith("folder:") else None
+
+    @st.fragment(run_every=1.0)
+    def poll() -> None:
+        if job.done:
+            st.rerun()
+        st.info(f":material/hourglass_top: Preparing **{job.name}**"
+                + (f" ({entry.description})" if entry else "")
+                + f": {time.perf_counter() - job.started:.0f} s so far. The first use on this "
+                  "machine decodes (or renders) the data once; it is cached afterwards.")
+
+    poll()
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _adapted(name: str, in_channels: int) -> tuple[data.Dataset, str | None]:
+    return data.adapt_channels(load_dataset(name), in_channels)
+
+
+def adapted(name: str, in_channels: int) -> data.Dataset:
+    """``name`` with ``in_channels`` channels (blocking), for cached computations."""
+    return _adapted(name, in_channels)[0]
+
+
+def task_choices(encoder: Encoder) -> dict[str, str]:
+    """Available datasets the encoder can read (its modality; grey and colour images are
+    converted), with a one-line description each: name -> description."""
+    return {e.name: e.description.split(";")[0]
+            for e in data.entries()
+            if e.modality == encoder.config.modality and e.available()}
+
+
+# -- the sidebar and the page header ---------------------------------------------------------
 def sidebar() -> tuple[Encoder, str, Path] | None:
     """The encoder and dataset this session works with (chosen in the sidebar)."""
     found = find_checkpoints(amortised=True)
@@ -118,14 +217,16 @@ def sidebar() -> tuple[Encoder, str, Path] | None:
     except (checkpoint.CheckpointError, FileNotFoundError) as err:
         st.error(f"This checkpoint cannot be loaded: {err}")
         return None
-    names = compatible_datasets(encoder)
-    if not names:
+    choices = task_choices(encoder)
+    if not choices:
         st.error(f"No {encoder.config.modality} dataset is available for this encoder: "
                  "see `python -m amortinv.data list --all`.")
         return None
+    names = list(choices)
     default = encoder.card.get("dataset", "").split(",")[0]
     dataset = st.sidebar.selectbox("Dataset", names, index=_kept("dataset", names, default),
-                                   key="dataset")
+                                   key="dataset", help="The examples every page shows.")
+    st.sidebar.caption(choices[dataset])
     st.session_state["_dataset"] = dataset
     return encoder, dataset, found[label]
 
@@ -140,8 +241,9 @@ def _kept(key: str, options: list[str], default: str | None) -> int:
 
 
 def page(title: str | None, with_dataset: bool = True):
-    """Title, sidebar and (optionally) the chosen dataset, checked against the encoder; stops
-    the page with a readable message when something is missing.
+    """Title, sidebar and (optionally) the chosen dataset, adapted to the encoder; stops the
+    page with a readable message when something is missing, and while the dataset is still
+    loading (the page reruns by itself when it is ready).
 
     Returns ``(encoder, dataset name, checkpoint path, Dataset or None)``."""
     if title:
@@ -152,34 +254,76 @@ def page(title: str | None, with_dataset: bool = True):
     encoder, name, path = chosen
     if not with_dataset:
         return encoder, name, path, None
-    from amortinv.downstream import check_compatible
-
-    try:
-        ds = load_dataset(name)
-        check_compatible(encoder, ds)
-    except (data.DatasetUnavailable, ValueError) as err:
-        st.error(str(err))
+    ds = dataset_when_ready(name, encoder)
+    if ds is None:
         st.stop()
     return encoder, name, path, ds
 
 
+def session_alive() -> Callable[[], bool] | None:
+    """A check, safe from any thread, that this browser session is still connected (a
+    background job of a closed or reloaded tab then stops); ``None`` outside a served app."""
+    from streamlit import runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None or not runtime.exists():
+        return None
+    instance, session = runtime.get_instance(), ctx.session_id
+    return lambda: instance.is_active_session(session)
+
+
+# -- features and pictures -------------------------------------------------------------------
 def vector_key(vector: dict[str, float]) -> tuple[float, ...]:
     return tuple(round(float(v), 3) for v in vector.values())
 
 
 @st.cache_data(show_spinner="Computing features…", max_entries=64)
-def probe_features(path: str, mtime: float, dataset: str, vector: tuple[float, ...],
-                   points: int = PROBE_POINTS, train_points: int = PROBE_TRAIN_POINTS
+def probe_features(path: str, mtime: float, dataset: str, vector: tuple[float, ...]
                    ) -> dict[str, np.ndarray]:
-    """Features of the first ``points`` test examples (drawn) and ``train_points`` training
-    examples (behind the live kNN and linear probe) at one vector, cached per (checkpoint,
-    dataset, vector)."""
+    """Features of the first test examples (drawn) and training examples (behind the live
+    kNN and linear probe) at one vector, cached per (checkpoint, dataset, vector). Computed
+    in bfloat16 where the CPU does that natively (twice as fast; a picture, not a score)."""
     encoder = load_encoder(path, mtime)
-    ds = load_dataset(dataset)
-    test, train = ds.test.take(slice(points)), ds.train.take(slice(train_points))
-    with torch.no_grad():
-        return {"test": encoder.features(test.x, list(vector)).numpy(),
-                "train": encoder.features(train.x, list(vector)).numpy()}
+    ds = adapted(dataset, encoder.config.in_channels)
+    modality = encoder.config.modality
+    test = ds.test.x[:PROBE_POINTS[modality]]
+    train = ds.train.x[:PROBE_TRAIN_POINTS[modality]]
+    return {"test": encoder.features(test, list(vector), precision="bf16").numpy(),
+            "train": encoder.features(train, list(vector), precision="bf16").numpy()}
+
+
+def show_image_grid(images: np.ndarray, captions: list[str] | None = None,
+                    width: int = 72) -> None:
+    """uint8 (N, C, H, W) images in a row."""
+    st.image([img.transpose(1, 2, 0).squeeze() for img in images], caption=captions,
+             width=width, clamp=True)
+
+
+def spectrogram_image(spec: torch.Tensor) -> np.ndarray:
+    img = spec.flip(0).numpy()
+    return (img - img.min()) / max(float(np.ptp(img)), 1e-6)
+
+
+def augmentation_preview(encoder: Encoder, examples: np.ndarray,
+                         vectors: dict[str, dict[str, float] | float], seed: int = 0) -> None:
+    """What the augmentation does at each of ``vectors`` (label -> vector), one row each:
+    images, or log-mel spectrograms for audio. The same seed for every row, so rows differ
+    only by the vector."""
+    augment = make_augment(encoder.space)
+    for label, vector in vectors.items():
+        g = torch.Generator().manual_seed(seed)
+        cols = st.columns([1, 6])
+        cols[0].markdown(f"**{label}**")
+        with cols[1]:
+            if encoder.config.modality == "image":
+                x = torch.tensor(examples, dtype=torch.float32) / 255
+                view = augment(x, vector, generator=g)
+                show_image_grid((view * 255).round().to(torch.uint8).numpy(), width=64)
+            else:
+                spec = LogMel(encoder.config.mel)(torch.tensor(examples))
+                view = augment(spec, vector, generator=g)
+                st.image([spectrogram_image(v) for v in view], width=140, clamp=True)
 
 
 def follow(job, draw, key: str, every: float = 1.0) -> None:
@@ -197,27 +341,3 @@ def follow(job, draw, key: str, every: float = 1.0) -> None:
             st.rerun()
 
     poll()
-
-
-def radar(values: dict[str, float], name: str, *, range_: tuple[float, float] = (0, 1),
-          figure: go.Figure | None = None) -> go.Figure:
-    """A radar (polar) chart of named values; several calls can share one figure."""
-    fig = figure or go.Figure()
-    keys = list(values)
-    fig.add_trace(go.Scatterpolar(r=[*(values[k] for k in keys), values[keys[0]]],
-                                  theta=[*keys, keys[0]], fill="toself", name=name))
-    fig.update_layout(polar={"radialaxis": {"range": list(range_)}}, height=360,
-                      margin={"l": 40, "r": 40, "t": 30, "b": 30}, showlegend=True)
-    return fig
-
-
-def show_image_grid(images: np.ndarray, captions: list[str] | None = None,
-                    width: int = 72) -> None:
-    """uint8 (N, C, H, W) images in a row."""
-    st.image([img.transpose(1, 2, 0).squeeze() for img in images], caption=captions,
-             width=width, clamp=True)
-
-
-def spectrogram_image(spec: torch.Tensor) -> np.ndarray:
-    img = spec.flip(0).numpy()
-    return (img - img.min()) / max(float(np.ptp(img)), 1e-6)

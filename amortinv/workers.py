@@ -2,8 +2,15 @@
 
 A job never calls Streamlit: it runs library code in a daemon thread and records what happens
 under a lock; a page polls :meth:`Job.snapshot` (e.g. from ``st.fragment(run_every=...)``) and
-draws. Each browser session holds its own jobs, so two tabs never share one. ``stop()`` asks
-the work to end at the next step and returns at once.
+draws. Each browser session holds its own jobs, so two tabs never share one.
+
+Two ways to end a job early, both returning at once:
+
+- :meth:`Job.stop` asks the work to wrap up: a learning job stops learning and still scores what
+  it learned so far against every comparison; a pre-training job saves its checkpoint.
+- :meth:`Job.cancel` ends the job at the next record. A job whose ``alive`` check fails (its
+  browser session closed or reloaded) for longer than ``grace`` seconds is cancelled, so it
+  never keeps the machine busy for nobody.
 """
 
 from __future__ import annotations
@@ -15,7 +22,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from amortinv.downstream import DownstreamConfig, State, Task, evaluate_vector, learn
+from amortinv.data import Dataset
+from amortinv.downstream import (
+    DownstreamConfig,
+    State,
+    Task,
+    evaluate_vector,
+    learn,
+    prepare,
+    raw_input_score,
+)
+from amortinv.models import Encoder
 
 
 @dataclass
@@ -27,20 +44,28 @@ class Snapshot:
     error: str | None
     result: dict = field(default_factory=dict)
     seconds: float = 0.0
+    stopping: bool = False
+    #: Why the job was cancelled ("" if it was not): shown to the user.
+    cancelled: str = ""
 
 
 class Job:
     """Runs ``work(stop_event)`` — a generator of records — in a background thread."""
 
-    def __init__(self, work: Callable[[threading.Event], Iterator[Any]], name: str = "job"):
+    def __init__(self, work: Callable[[threading.Event], Iterator[Any]], name: str = "job",
+                 alive: Callable[[], bool] | None = None, grace: float = 10.0):
         self._work, self.name = work, name
+        self._alive, self._grace = alive, grace
         self._lock = threading.Lock()
         self._records: list[Any] = []
         self._result: dict = {}
         self._error: str | None = None
+        self._cancelled = ""
         self._stop = threading.Event()
+        self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
         self._started = self._ended = 0.0
+        self._lost_since: float | None = None
 
     def start(self) -> Job:
         if self._thread is not None:
@@ -51,16 +76,34 @@ class Job:
         return self
 
     def _run(self) -> None:
+        work = self._work(self._stop)
         try:
-            for record in self._work(self._stop):
+            for record in work:
                 with self._lock:
                     self._records.append(record)
+                if self._cancel.is_set() or self._orphaned():
+                    break
         except Exception as err:  # shown to the user as a message, not a traceback
             with self._lock:
                 self._error = f"{type(err).__name__}: {err}"
             traceback.print_exc()
         finally:
+            work.close()  # runs the work's own clean-up (e.g. a pre-training saves)
             self._ended = time.perf_counter()
+
+    def _orphaned(self) -> bool:
+        """True once ``alive`` has failed for ``grace`` seconds (a reconnecting tab keeps its
+        session, and so its job)."""
+        if self._alive is None or self._alive():
+            self._lost_since = None
+            return False
+        now = time.perf_counter()
+        self._lost_since = self._lost_since or now
+        if now - self._lost_since < self._grace:
+            return False
+        self.cancel("its browser session closed")
+        print(f"[amortinv] {self.name}: cancelled, its browser session closed", flush=True)
+        return True
 
     def set_result(self, **values: Any) -> None:
         with self._lock:
@@ -68,6 +111,12 @@ class Job:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        with self._lock:
+            self._cancelled = self._cancelled or reason
+        self._stop.set()
+        self._cancel.set()
 
     @property
     def stopping(self) -> bool:
@@ -85,42 +134,73 @@ class Job:
         with self._lock:
             end = self._ended or time.perf_counter()
             return Snapshot(list(self._records), self.running, self._error, dict(self._result),
-                            end - self._started if self._started else 0.0)
+                            end - self._started if self._started else 0.0,
+                            self._stop.is_set(), self._cancelled)
 
 
 #: The score name of the plain (non-amortised) encoder in a learning job's result.
 PLAIN = "plain SimCLR"
+#: The score name of the raw-input floor (a linear readout on pixels or log-mel).
+RAW = "raw input"
 
 
-def learning_job(encoder, task: Task, config: DownstreamConfig,
-                 compare: list[tuple[str, Any]] | None = None, plain=None) -> Job:
-    """Learn ``task``'s vector in the background; afterwards score the learned vector, the
-    ``plain`` encoder (if given, as ``plain SimCLR``) and each of ``compare`` (name, vector) on
-    the test split, stored as the job's result
-    ``{"scores": {name: score}, "learned": {group: value}}``."""
+@dataclass
+class Scored:
+    """A learning job's progress through its comparison, after learning: ``done`` of
+    ``total`` scores are in, the last one is ``name``'s."""
 
-    def work(stop: threading.Event) -> Iterator[State]:
+    done: int
+    total: int
+    name: str
+
+
+def learning_job(encoder: Encoder, task: Task | Dataset | str, config: DownstreamConfig,
+                 compare: list[tuple[str, Any]] | None = None, plain: Encoder | None = None,
+                 alive: Callable[[], bool] | None = None) -> Job:
+    """Learn ``task``'s vector in the background, then score the learned vector, the ``plain``
+    encoder (if given, as :data:`PLAIN`), each of ``compare`` (name, vector) and the raw input
+    (:data:`RAW`) on the test split.
+
+    A task given by name or as a dataset is prepared in the job (a first use may decode or
+    render data for a while): the result's ``task``, ``metric`` and ``note`` are set then.
+    Records are the learning's :class:`State` s, then one :class:`Scored` per comparison; the
+    result's ``scores`` ({name: score}) and ``learned`` ({group: value}) fill in as they come.
+
+    :meth:`Job.stop` ends the learning early: the best vector so far is still scored against
+    everything. :meth:`Job.cancel` ends the job."""
+
+    def work(stop: threading.Event) -> Iterator[State | Scored]:
+        prepared = task if isinstance(task, Task) else prepare(encoder, task, config)
+        job.set_result(task=prepared.data.name, metric=prepared.metric, note=prepared.note,
+                       steps=config.steps, learning_since=time.perf_counter())
         last = None
-        for state in learn(encoder, task, config, stop=stop):
+        for state in learn(encoder, prepared, config, stop=stop):
             last = state
             yield state
+        job.set_result(stopped_early=stop.is_set())
         if last is None:  # stopped before the first step
             return
-        scores = {"learned": evaluate_vector(encoder, task, last.vector)[1]}
+        comparisons = [("learned", encoder, last.vector)]
+        if plain is not None:
+            comparisons.append((PLAIN, plain, 1.0))
+        comparisons += [(name, encoder, vector) for name, vector in compare or []]
+        comparisons.append((RAW, None, None))
+        scores: dict[str, float] = {}
         job.set_result(learned=last.vector, scores=scores)
-        others = [(PLAIN, plain, 1.0)] if plain is not None else []
-        for name, model, vector in others + [(n, encoder, v) for n, v in compare or []]:
-            if stop.is_set():
-                break
-            scores[name] = evaluate_vector(model, task, vector)[1]
+        for done, (name, model, vector) in enumerate(comparisons, 1):
+            scores[name] = (raw_input_score(prepared) if model is None
+                            else evaluate_vector(model, prepared, vector))[1]
             job.set_result(scores=dict(scores))
+            yield Scored(done, len(comparisons), name)
 
-    job = Job(work, name=f"learn-{task.data.name}")
+    label = task.data.name if isinstance(task, Task) else getattr(task, "name", task)
+    job = Job(work, name=f"learn-{label}", alive=alive)
     return job
 
 
-def pretraining_job(trainer) -> Job:
-    """Run a :class:`amortinv.pretrain.Trainer` in the background; records are its log."""
+def pretraining_job(trainer, alive: Callable[[], bool] | None = None) -> Job:
+    """Run a :class:`amortinv.pretrain.Trainer` in the background; records are its log.
+    Stopped or cancelled, it saves the encoder as it is (``--resume`` continues it)."""
 
     def work(stop: threading.Event) -> Iterator[dict]:
         run = trainer.run()
@@ -131,6 +211,6 @@ def pretraining_job(trainer) -> Job:
                     break
         finally:
             run.close()  # the run's own clean-up: close the log and the progress bar
-        trainer.save(trainer.encoder.card.get("metrics", {}))
+            trainer.save(trainer.encoder.card.get("metrics", {}))
 
-    return Job(work, name=f"pretrain-{trainer.config.preset}")
+    return Job(work, name=f"pretrain-{trainer.config.preset}", alive=alive)

@@ -1,137 +1,170 @@
 """Learn invariances: a task's readout and invariance vector, learned live in the background."""
 
-import tempfile
+import hashlib
+import time
 
-import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
-from amortinv import ui
-from amortinv.data import DatasetUnavailable, UnknownDataset
-from amortinv.data.uploads import UploadError, extract_zip
-from amortinv.downstream import DownstreamConfig, TaskMismatch, corner_name, prepare
-from amortinv.workers import PLAIN, learning_job
+from amortinv import charts, ui
+from amortinv.data.uploads import UploadError, load_zip
+from amortinv.downstream import DownstreamConfig, corner_name
+from amortinv.workers import PLAIN, RAW, Scored, learning_job
 
 encoder, dataset, path, _ = ui.page("Learn invariances", with_dataset=False)
 space = encoder.space
 
+
+def uploaded_task():
+    """The dataset in this session's uploaded zip, decoded when the file arrives (so a zip
+    that cannot be used is refused at once, by its own name); ``None`` until there is one."""
+    upload = st.file_uploader("A zip with one folder per class (images or audio)", type="zip",
+                              key="learn-upload")
+    if upload is None:
+        return None
+    content = upload.getvalue()
+    digest = hashlib.sha256(content).hexdigest()  # a new file with an old name is still new
+    if st.session_state.get("upload-digest") != digest:
+        st.session_state["upload-digest"] = digest
+        st.session_state.pop("upload-dataset", None)
+        st.session_state.pop("upload-error", None)
+        try:
+            with st.spinner(f"Reading {upload.name}…"):
+                st.session_state["upload-dataset"] = load_zip(content, upload.name)
+        except UploadError as err:
+            st.session_state["upload-error"] = str(err)
+    if "upload-error" in st.session_state:
+        st.error(f"This upload cannot be used: {st.session_state['upload-error']}")
+        return None
+    ds = st.session_state["upload-dataset"]
+    if ds.modality != encoder.config.modality:
+        st.error(f"{upload.name} holds {ds.modality}, but this encoder reads "
+                 f"{encoder.config.modality}: choose an {ds.modality} encoder in the sidebar.")
+        return None
+    st.success(f"{ds.description}.")
+    if ds.skipped:
+        st.warning(f"{len(ds.skipped)} file(s) could not be read and are left out: "
+                   + "; ".join(f"`{p}` ({why})" for p, why in ds.skipped[:8])
+                   + (" …" if len(ds.skipped) > 8 else ""))
+    return ds
+
+
 source = st.radio("Task", ["from the registry", "upload a zip"], horizontal=True,
                   key="learn-source")
 if source == "from the registry":
-    names = ui.compatible_datasets(encoder)
-    task_name = st.selectbox("Downstream task", names, key="learn-task",
-                             index=names.index(dataset) if dataset in names else 0)
+    choices = ui.task_choices(encoder)
+    names = list(choices)
+    task = st.selectbox("Downstream task", names, key="learn-task",
+                        index=names.index(dataset) if dataset in names else 0,
+                        format_func=lambda n: f"{n} — {choices[n]}")
 else:
-    upload = st.file_uploader("A zip with one folder per class (images or audio)", type="zip",
-                              key="learn-upload")
-    task_name = None
-    if upload is not None:
-        if st.session_state.get("upload-name") != upload.name:
-            try:
-                root = extract_zip(upload.getvalue(), tempfile.mkdtemp(prefix="amortinv-"))
-                st.session_state["upload-task"] = f"folder:{root}"
-                st.session_state["upload-name"] = upload.name
-            except UploadError as err:
-                st.session_state.pop("upload-task", None)
-                st.error(f"This upload cannot be used: {err}")
-        task_name = st.session_state.get("upload-task")
+    task = uploaded_task()
 
-c1, c2, c3, c4 = st.columns(4)
-steps = c1.number_input("steps", 10, 2000, 150, 10, key="learn-steps")
-max_train = c2.number_input("training examples", 100, 20000, 2000, 100, key="learn-max-train")
-lr = c3.number_input("learning rate of i", 0.001, 0.5, 0.01, format="%.3f", key="learn-lr")
-param = c4.selectbox("parameterisation", ["clamp", "sigmoid"], key="learn-param",
-                     help="clamp: i clipped to [0, 1] after each step (the paper); "
-                     "sigmoid: i = sigmoid(logits)")
+with st.expander("Settings", expanded=False):
+    c1, c2, c3, c4 = st.columns(4)
+    defaults = DownstreamConfig()
+    steps = c1.number_input("steps", 10, 2000, defaults.steps, 10, key="learn-steps",
+                            help="At most this many steps: learning stops early when the "
+                                 "validation score stops improving.")
+    max_train = c2.number_input("training examples", 100, 20000, defaults.max_train, 100,
+                                key="learn-max-train",
+                                help="A seeded subsample of the training split; 10% more are "
+                                     "carved out for validation.")
+    lr = c3.number_input("learning rate of i", 0.001, 0.5, defaults.lr_invariance,
+                         format="%.3f", key="learn-lr")
+    param = c4.selectbox("parameterisation", ["clamp", "sigmoid"], key="learn-param",
+                         help="clamp: i clipped to [0, 1] after each step (the paper); "
+                         "sigmoid: i = sigmoid(logits)")
 config = DownstreamConfig(steps=int(steps), max_train=int(max_train), lr_invariance=lr,
                           parameterisation=param, max_test=2000)
 
 job = st.session_state.get("learn-job")
-start, stop = st.columns([1, 1])
-if start.button("Start", type="primary", disabled=task_name is None or bool(job and
-                                                                           job.running)):
-    try:
-        task = prepare(encoder, task_name, config)
-    except (TaskMismatch, DatasetUnavailable, UnknownDataset, ValueError) as err:
-        st.error(str(err))
-    else:
-        if task_name.startswith("folder:") and getattr(task.data, "skipped", ()):
-            skipped = task.data.skipped
-            st.warning(f"{len(skipped)} file(s) could not be read and were skipped: "
-                       + "; ".join(f"{p} ({why})" for p, why in skipped[:8]))
-        corners = [(corner_name(space, c), c) for c in space.corners(min_on=0)]
-        job = learning_job(encoder, task, config, compare=corners,
-                           plain=ui.plain_baseline(encoder)).start()
-        st.session_state["learn-job"] = job
-        st.session_state["learn-task-name"] = task.data.name
-        st.session_state["learn-metric"] = task.metric
-if stop.button("Stop", disabled=not (job and job.running)):
+running = bool(job and job.running)
+b1, b2, b3, _ = st.columns([1, 1, 1, 3])
+if b1.button("Start", type="primary", disabled=task is None or running):
+    corners = [(corner_name(space, c, readable=True), c) for c in space.corners(min_on=0)]
+    job = learning_job(encoder, task, config, compare=corners,
+                       plain=ui.plain_baseline(encoder), alive=ui.session_alive()).start()
+    st.session_state["learn-job"] = job
+    running = True
+if b2.button("Stop learning", disabled=not running or job.stopping,
+             help="End the learning now; what was learned so far is still scored against "
+                  "every corner, the plain encoder and the raw input."):
     job.stop()
+if b3.button("Cancel", disabled=not running, help="End the job, scores and all."):
+    job.cancel()
+
+COLOURS = {"learned": charts.LEARNED, PLAIN: charts.PLAIN_COLOUR, RAW: charts.RAW_COLOUR}
 
 
-BAR_COLOURS = {"learned": "crimson", PLAIN: "grey"}
-
-
-def vector_chart(records) -> go.Figure:
-    rows = [{"step": s.step, "group": g, "value": v} for s in records if not s.done
-            for g, v in s.vector.items()]
-    fig = px.line(pd.DataFrame(rows), x="step", y="value", color="group",
-                  title="invariance vector i", range_y=[-0.02, 1.02])
-    fig.update_layout(height=340, margin={"t": 40, "b": 30})
-    return fig
-
-
-def metric_chart(records, metric: str) -> go.Figure:
-    steps = [s.step for s in records if not s.done]
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=steps, y=[s.loss for s in records if not s.done], name="loss"))
-    evals = [s for s in records if s.val_score is not None]
-    fig.add_trace(go.Scatter(x=[s.step for s in evals], y=[s.val_score for s in evals],
-                             name=f"validation {metric}", yaxis="y2", mode="lines+markers"))
-    fig.update_layout(title="loss and validation score", height=340, margin={"t": 40, "b": 30},
-                      yaxis2={"overlaying": "y", "side": "right"})
-    return fig
+def status(snapshot, states, scored) -> None:
+    """One progress bar: preparing, then learning (step of at most N), then scoring."""
+    result, seconds = snapshot.result, snapshot.seconds
+    name = result.get("task", "the task")
+    total = result.get("steps", config.steps)
+    learning = [s for s in states if not s.done]
+    if snapshot.cancelled:
+        st.warning(f"Cancelled ({snapshot.cancelled}) after {seconds:.0f} s.")
+    elif snapshot.error:
+        st.error(f"Learning stopped: {snapshot.error}")
+    elif not snapshot.running:
+        how = "learning stopped early by you" if result.get("stopped_early") else "done"
+        st.progress(1.0, text=f"**{name}**: {how}, {len(learning)} learning steps, everything "
+                              f"scored in {seconds:.0f} s")
+    elif not states:
+        st.progress(0.0, text=f"**{name}**: preparing the data… {seconds:.0f} s")
+    elif not scored and not states[-1].done:
+        step = learning[-1].step
+        elapsed = time.perf_counter() - result.get("learning_since", time.perf_counter())
+        left = elapsed / step * (total - step)
+        st.progress(step / total, text=f"**{name}**: learning, step {step} of at most {total}"
+                                       f" · {seconds:.0f} s · about {left:.0f} s left"
+                                       + (" · stopping…" if snapshot.stopping else ""))
+    else:
+        done = scored[-1].done if scored else 0
+        of = scored[-1].total if scored else len(space.corners(min_on=0)) + 3
+        last = f" (last: {scored[-1].name})" if scored else ""
+        st.progress(done / of, text=f"**{name}**: scoring on the test split, {done} of {of}"
+                                    f"{last} · {seconds:.0f} s")
 
 
 def draw(snapshot) -> None:
-    records, metric = snapshot.records, st.session_state.get("learn-metric", "score")
-    st.session_state["learn-history"] = [s.vector for s in records if not s.done]
-    if snapshot.error:
-        st.error(f"Learning stopped: {snapshot.error}")
-    if not records:
-        st.info("Starting…")
-        return
-    last = records[-1]
-    if not snapshot.running:
-        status = "done"
-    elif job.stopping:
-        status = "stopping…"
-    else:
-        status = "scoring the fixed corners…" if last.done else "learning…"
-    st.caption(f"**{st.session_state.get('learn-task-name')}** — step {last.step}, "
-               f"{status} ({snapshot.seconds:.0f} s)")
-    left, right = st.columns(2)
-    left.plotly_chart(vector_chart(records))
-    right.plotly_chart(metric_chart(records, metric))
+    states = [r for r in snapshot.records if not isinstance(r, Scored)]
+    scored = [r for r in snapshot.records if isinstance(r, Scored)]
     result = snapshot.result
+    metric = result.get("metric", "score")
+    st.session_state["learn-history"] = [s.vector for s in states if not s.done]
+    status(snapshot, states, scored)
+    if result.get("note"):
+        st.caption(f":material/info: {result['note']}")
+    learning = [s for s in states if not s.done]
+    if learning:
+        left, right = st.columns(2)
+        left.plotly_chart(charts.vector_path([s.vector for s in learning],
+                                             [s.step for s in learning]))
+        evals = [s for s in learning if s.val_score is not None]
+        right.plotly_chart(charts.loss_and_validation(
+            [s.step for s in learning], [s.loss for s in learning],
+            [s.step for s in evals], [s.val_score for s in evals], metric))
     if result.get("learned"):
         st.session_state["learned-vector"] = result["learned"]
         scores = result.get("scores", {})
-        left, right = st.columns(2)
-        order = sorted(scores, key=scores.get, reverse=True)
-        bars = go.Figure(go.Bar(x=[scores[k] for k in order], y=order, orientation="h",
-                                marker_color=[BAR_COLOURS.get(k, "steelblue") for k in order]))
-        bars.update_layout(title=f"test {metric}: learned vector vs fixed corners"
-                           + (" and the plain encoder" if PLAIN in scores else ""),
-                           height=max(300, 22 * len(order)), margin={"t": 40},
-                           yaxis={"autorange": "reversed"})
-        left.plotly_chart(bars)
-        right.plotly_chart(ui.radar(result["learned"], "learned vector"))
+        st.subheader(f"The learned vector against the alternatives ({metric} on the test split)")
+        left, right = st.columns([3, 2])
+        if scores:
+            left.plotly_chart(charts.comparison(scores, metric, colours=COLOURS))
+        right.plotly_chart(charts.radar({"learned vector": result["learned"]},
+                                        filled="learned vector"))
+        right.caption(
+            "**learned**: the vector chosen on the validation split, scored with a fresh "
+            "linear readout. **Corners** switch each group fully on (1) or off (0): "
+            "'crop + flip' = crop and flip at 1, the rest at 0; 'all ones' is standard "
+            f"SimCLR-style invariance. **{PLAIN}**: the encoder trained without a vector on "
+            f"the same data. **{RAW}**: the same readout on pixels or log-mel spectrograms.")
 
 
 if job is not None:
     ui.follow(job, draw, "learn-was-running")
 else:
     st.info("Choose a task and press **Start**: the readout and the invariance vector are "
-            "learned together; each group's value is drawn as it moves.")
+            "learned together; each group's value is drawn as it moves, then the result is "
+            "scored against every fixed corner, the plain encoder and the raw input.")

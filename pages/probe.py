@@ -2,13 +2,11 @@
 
 import time
 
-import numpy as np
-import plotly.express as px
 import streamlit as st
 import torch
 
-from amortinv import checkpoint, ui
-from amortinv.augment import LogMel, make_augment
+from amortinv import charts, checkpoint, ui
+from amortinv.augment import LogMel
 from amortinv.downstream import corner_name, linear_probe
 from amortinv.measure import knn_accuracy
 from amortinv.project import Projector, warm_up_umap
@@ -23,14 +21,17 @@ def set_vector(values) -> None:
 
 
 # -- the vector: presets and sliders ---------------------------------------------------------------
-presets = {"all ones": [1.0] * len(space), "all zeros": [0.0] * len(space)}
+presets = {}
 learned = st.session_state.get("learned-vector")
 if learned and list(learned) == list(space.names):
     presets["learned on 'Learn invariances'"] = list(learned.values())
-for corner in space.corners():
-    presets.setdefault(corner_name(space, corner), corner.tolist())
+for corner in sorted(space.corners(min_on=0), key=lambda c: -float(c.sum())):  # all ones first
+    presets[corner_name(space, corner, readable=True)] = corner.tolist()
 cols = st.columns([3, 1])
-preset = cols[0].selectbox("Preset vector", list(presets), key="probe-preset")
+preset = cols[0].selectbox(
+    "Preset vector", list(presets), key="probe-preset",
+    help="A corner switches each group fully on (1) or off (0): 'crop + flip' means crop and "
+         "flip at 1, every other group at 0.")
 # the callback reads the selection when clicked (arguments bound at drawing time would lag)
 cols[1].button("Apply preset",
                on_click=lambda: set_vector(presets[st.session_state["probe-preset"]]))
@@ -63,14 +64,9 @@ st.caption("Features at " + ", ".join(f"{k} {v:.2f}" for k, v in vector.items())
 
 n = len(xy)
 test = ds.test.take(slice(n))
-if ds.task == "classification":
-    colour = [ds.class_names[i] for i in test.y]
-else:
-    colour = test.y.reshape(n, -1)[:, 0]
-fig = px.scatter(x=xy[:, 0], y=xy[:, 1], color=colour, opacity=0.7,
-                 labels={"x": "", "y": "", "color": "label"}, height=560)
-fig.update_traces(marker={"size": 5})
-fig.update_layout(margin={"t": 10, "b": 10}, dragmode="lasso")
+classification = ds.task == "classification"
+labels = [ds.class_names[i] for i in test.y] if classification else test.y.reshape(n, -1)[:, 0]
+fig = charts.embedding(xy, labels, categorical=classification)
 left, right = st.columns([3, 1])
 with left:
     event = st.plotly_chart(fig, key="probe-chart", on_select="rerun",
@@ -78,50 +74,38 @@ with left:
 with right:
     st.metric("points", n)
     st.metric("features + projection", f"{elapsed:.2f} s")
-    if ds.task == "classification":
+    if classification:
         train = ds.train.take(slice(len(feats["train"])))
-        knn = knn_accuracy(torch.tensor(feats["train"]), train.y,
-                           torch.tensor(feats["test"]), test.y)
-        st.metric("kNN accuracy (k=200)", f"{knn:.3f}")
-        probe = linear_probe(feats["train"], train.y, feats["test"], test.y,
-                             len(ds.class_names))
-        st.metric("linear probe accuracy", f"{probe:.3f}")
+        z_train, z_test = torch.from_numpy(feats["train"]), torch.from_numpy(feats["test"])
+        st.metric("kNN accuracy (k=200)", f"{knn_accuracy(z_train, train.y, z_test, test.y):.3f}")
+        probe = linear_probe(z_train, train.y, z_test, test.y, len(ds.class_names))
+        st.metric("linear probe accuracy", f"{probe:.3f}",
+                  help=f"A linear readout trained on {len(train)} training examples' features "
+                       f"at this vector, scored on the {n} drawn test examples.")
 
 # -- what was selected -----------------------------------------------------------------------------
-selected = sorted({p["point_index"] for p in (event.selection.points if event else [])
-                   if "point_index" in p})
+selected = charts.selected_rows(event.selection.points if event else [], fig)
 st.session_state["probe-selected"] = selected
 if selected:
-    st.subheader(f"Selected: {len(selected)} example(s)")
     shown = selected[:12]
-    labels = [str(colour[i]) for i in shown]
+    st.subheader(f"Selected: {len(selected)} example(s)"
+                 + (f", the first {len(shown)} shown" if len(shown) < len(selected) else ""))
+    captions = [str(labels[i]) if classification else f"{labels[i]:.3f}" for i in shown]
     if ds.modality == "image":
-        ui.show_image_grid(test.x[shown], labels, width=80)
+        ui.show_image_grid(test.x[shown], captions, width=80)
     else:
         cols = st.columns(4)
-        for k, (i, label) in enumerate(zip(shown, labels, strict=True)):
+        for k, (i, caption) in enumerate(zip(shown, captions, strict=True)):
             col = cols[k % len(cols)]
             col.audio(test.x[i], sample_rate=ds.sample_rate)
-            col.image(ui.spectrogram_image(LogMel()(torch.tensor(test.x[i:i + 1]))[0]),
-                      caption=label, clamp=True)
+            col.image(ui.spectrogram_image(LogMel(encoder.config.mel)(
+                torch.tensor(test.x[i:i + 1]))[0]), caption=caption, clamp=True)
 else:
     st.caption("Draw a box or lasso on the chart to see the examples under it.")
 
-# -- what each group does at this strength ---------------------------------------------------
-with st.expander("Augmentation preview: each group alone at its slider value"):
-    augment = make_augment(space)
-    sample = test.x[:1]
-    for group, value in vector.items():
-        alone = {g: (value if g == group else 0.0) for g in space.names}
-        g = torch.Generator().manual_seed(0)
-        if ds.modality == "image":
-            x = torch.tensor(np.repeat(sample, 6, 0), dtype=torch.float32) / 255
-            views = (augment(x, alone, generator=g) * 255).round().to(torch.uint8).numpy()
-            st.caption(f"{group} = {value:.2f}")
-            ui.show_image_grid(views, width=64)
-        else:
-            spec = LogMel(encoder.config.mel)(torch.tensor(np.repeat(sample, 3, 0)))
-            views = augment(spec, alone, generator=g)
-            st.caption(f"{group} = {value:.2f}")
-            st.image([ui.spectrogram_image(v) for v in views], width=160, clamp=True)
-
+# -- what each group does at this strength (drawn only when asked: it costs a rerun's time) ----
+if st.toggle("Augmentation preview: each group alone at its slider value", key="probe-preview"):
+    ui.augmentation_preview(
+        encoder, test.x[:1].repeat(6 if ds.modality == "image" else 3, 0),
+        {f"{group} = {value:.2f}": {g: (value if g == group else 0.0) for g in space.names}
+         for group, value in vector.items()})

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from amortinv import checkpoint, ui
+from amortinv import ui
 from amortinv.pretrain import PRESET_NOTES, Trainer, preset
 from amortinv.workers import pretraining_job
 
@@ -21,13 +21,11 @@ def read_log(folder) -> pd.DataFrame:
     return pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line])
 
 
-found = ui.find_checkpoints()
+found = ui.checkpoints()  # every header read once
 rows = []
-for label, folder in found.items():
-    try:
-        meta = checkpoint.read_meta(folder)
-    except (checkpoint.CheckpointError, FileNotFoundError) as err:
-        rows.append({"run": label, "problem": str(err)})
+for label, (_, meta) in found.items():
+    if not isinstance(meta, dict):  # the header could not be read: say why
+        rows.append({"run": label, "problem": str(meta)})
         continue
     card, model = meta.get("card", {}), meta.get("model", {})
     evaluation = card.get("evaluation", {})  # full test splits (scripts/evaluate.py)
@@ -40,7 +38,7 @@ for label, folder in found.items():
 if rows:
     st.dataframe(rows, hide_index=True)
     label = st.selectbox("Curves of", list(found), key="runs-curves")
-    log = read_log(found[label])
+    log = read_log(found[label][0])
     if log.empty:
         st.caption("This checkpoint has no metrics.jsonl beside it.")
     else:
@@ -82,7 +80,7 @@ if start.button("Start pre-training", type="primary", disabled=bool(job and job.
         except (ValueError, OSError, RuntimeError) as err:  # settings, data, folder
             st.error(str(err))
         else:
-            job = pretraining_job(trainer).start()
+            job = pretraining_job(trainer, alive=ui.session_alive()).start()
             st.session_state["runs-job"] = job
             st.session_state["runs-total"] = int(steps)
 if stop.button("Stop", disabled=not (job and job.running)):

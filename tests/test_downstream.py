@@ -143,8 +143,8 @@ def test_bad_tasks_get_clear_errors():
     rgb = Dataset("rgb", "image", "classification",
                   Split(np.zeros((4, 3, 8, 8), np.uint8), np.zeros(4, np.int64)),
                   Split(np.zeros((2, 3, 8, 8), np.uint8), np.zeros(2, np.int64)), "x", ("a",))
-    with pytest.raises(TaskMismatch, match="3-channel"):
-        prepare(enc, rgb, DownstreamConfig())
+    grey = prepare(enc, rgb, DownstreamConfig())  # colour becomes luminance, with a note
+    assert grey.train.x.shape[1:] == (1, 8, 8) and "luminance" in grey.note
     empty = Dataset("empty", "image", "classification",
                     Split(np.zeros((0, 1, 8, 8), np.uint8), np.zeros(0, np.int64)),
                     Split(np.zeros((2, 1, 8, 8), np.uint8), np.zeros(2, np.int64)), "x", ("a",))

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from amortinv.data.folders import load_folder
-from amortinv.data.uploads import UploadError, extract_zip
+from amortinv.data.uploads import UploadError, extract_zip, load_zip
 
 
 def png(seed: int) -> bytes:
@@ -69,3 +69,30 @@ def test_links_size_and_count_limits_and_junk(tmp_path):
         extract_zip(b"plain text", tmp_path / "e")
     with pytest.raises(UploadError, match="no files"):
         extract_zip(make_zip({".hidden": b"x"}), tmp_path / "f")
+
+
+def test_an_upload_loads_into_memory_and_leaves_nothing_on_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # where the zip is unpacked, then removed
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    files = {f"{c}/{i}.png": png(i + 10 * k) for k, c in enumerate(("cat", "dog"))
+             for i in range(4)}
+    files["cat/notes.png"] = b"not an image"
+    ds = load_zip(make_zip(files), "my pets.zip")
+    assert ds.name == "upload:my pets.zip" and ds.class_names == ("cat", "dog")
+    assert "my pets.zip" in ds.description and str(tmp_path) not in ds.description
+    assert [path for path, _ in ds.skipped] == ["cat/notes.png"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_upload_without_images_or_audio_is_refused_by_its_own_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    text_only = make_zip({"a/readme.txt": b"hello", "b/notes.txt": b"world"})
+    with pytest.raises(UploadError) as err:
+        load_zip(text_only, "notes.zip")
+    assert "notes.zip" in str(err.value) and str(tmp_path) not in str(err.value)
+    assert list(tmp_path.iterdir()) == []

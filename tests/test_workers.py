@@ -8,7 +8,7 @@ from amortinv.downstream import DownstreamConfig, evaluate_vector, prepare
 from amortinv.invariance import GREY
 from amortinv.models import Encoder, ModelConfig
 from amortinv.pretrain import Trainer, preset
-from amortinv.workers import PLAIN, Job, learning_job, pretraining_job
+from amortinv.workers import PLAIN, RAW, Job, Scored, learning_job, pretraining_job
 
 
 def small_encoder(conditioning: str = "hyper"):
@@ -25,11 +25,15 @@ def test_learning_job_runs_in_the_background_and_scores_the_comparison():
     job.join(120)
     snap = job.snapshot()
     assert not snap.running and snap.error is None
-    assert [s.step for s in snap.records if not s.done] == list(range(1, 7))
-    assert snap.records[-1].done
-    assert set(snap.result["scores"]) == {"learned", "all_ones", PLAIN}
+    states = [r for r in snap.records if not isinstance(r, Scored)]
+    assert [s.step for s in states if not s.done] == list(range(1, 7))
+    assert states[-1].done
+    assert set(snap.result["scores"]) == {"learned", "all_ones", PLAIN, RAW}
+    assert [r.name for r in snap.records if isinstance(r, Scored)] == [
+        "learned", PLAIN, "all_ones", RAW]
     assert snap.result["scores"][PLAIN] == evaluate_vector(plain, task, 1.0)[1]
     assert set(snap.result["learned"]) == set(GREY.names)
+    assert snap.result["task"] == "sklearn-digits" and snap.result["metric"] == "accuracy"
 
 
 def test_stop_ends_a_job_early_and_two_jobs_do_not_share_state():
@@ -72,4 +76,67 @@ def test_pretraining_job_streams_the_log_and_saves_when_stopped(tmp_path):
     job.join(60)
     snap = job.snapshot()
     assert snap.error is None and 2 <= len(snap.records) < 500
+    assert (tmp_path / "encoder.safetensors").exists()
+
+
+def wait_for_steps(job, n: int) -> None:
+    while len([r for r in job.snapshot().records if not isinstance(r, Scored)]) < n:
+        time.sleep(0.02)
+
+
+def test_stop_ends_the_learning_but_still_scores_what_was_learned():
+    enc, plain = small_encoder(), small_encoder("none")
+    config = DownstreamConfig(steps=10_000, eval_every=2, patience=10_000, max_train=300)
+    task = prepare(enc, "sklearn-digits", config)
+    job = learning_job(enc, task, config, compare=[("all_ones", 1.0)], plain=plain).start()
+    wait_for_steps(job, 4)
+    job.stop()
+    job.join(120)
+    snap = job.snapshot()
+    states = [r for r in snap.records if not isinstance(r, Scored)]
+    assert snap.error is None and not snap.cancelled and snap.result["stopped_early"]
+    assert len(states) < 10_000 and states[-1].done
+    assert set(snap.result["scores"]) == {"learned", PLAIN, "all_ones", RAW}
+    assert snap.result["learned"] == states[-1].vector
+
+
+def test_cancel_ends_the_job_without_scoring():
+    enc = small_encoder()
+    config = DownstreamConfig(steps=10_000, eval_every=1000, max_train=300)
+    job = learning_job(enc, prepare(enc, "sklearn-digits", config), config).start()
+    wait_for_steps(job, 2)
+    job.cancel()
+    job.join(60)
+    snap = job.snapshot()
+    assert not snap.running and snap.cancelled == "cancelled"
+    assert "scores" not in snap.result
+
+
+def test_a_job_whose_session_is_gone_is_cancelled_after_a_grace_period():
+    connected = threading.Event()
+    connected.set()
+
+    def endless(stop: threading.Event):
+        while True:
+            yield time.perf_counter()
+            time.sleep(0.01)
+
+    job = Job(endless, alive=connected.is_set, grace=0.2).start()
+    time.sleep(0.3)
+    assert job.running  # connected: it goes on
+    connected.clear()  # the tab closed; a reconnect within the grace period would keep it
+    job.join(5)
+    snap = job.snapshot()
+    assert not snap.running and snap.cancelled == "its browser session closed"
+
+
+def test_a_cancelled_pretraining_still_saves(tmp_path):
+    trainer = Trainer(preset("smoke", out=str(tmp_path), steps=500, log_every=1,
+                             checkpoint_every=1000))
+    job = pretraining_job(trainer).start()
+    while len(job.snapshot().records) < 2:
+        time.sleep(0.05)
+    job.cancel()
+    job.join(60)
+    assert job.snapshot().error is None
     assert (tmp_path / "encoder.safetensors").exists()

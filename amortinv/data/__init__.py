@@ -8,6 +8,7 @@
     ('image', 'classification', 10)
 """
 
+from amortinv.data.channels import adapt_channels, to_channels
 from amortinv.data.registry import (
     Dataset,
     DatasetUnavailable,
@@ -28,10 +29,12 @@ __all__ = [
     "Split",
     "Splits",
     "UnknownDataset",
+    "adapt_channels",
     "cache_dir",
     "entries",
     "get",
     "info",
     "names",
     "register",
+    "to_channels",
 ]

@@ -4,15 +4,24 @@ Every member is checked before anything is written: no absolute paths, no ``..``
 devices, a cap on the number of files and on the unpacked size (declared sizes are not
 trusted: the bytes written are counted too), so a hostile or broken zip cannot escape the
 target folder or fill the disk. Hidden files and macOS resource forks are skipped.
+
+:func:`load_zip` goes all the way to a dataset in memory and leaves nothing on disk: what the
+app does with an upload.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import shutil
 import stat
+import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from amortinv.data.folders import FolderDataset
 
 MAX_UPLOAD_BYTES = 200 * 2**20
 MAX_UNPACKED_BYTES = 1 * 2**30
@@ -84,3 +93,35 @@ def _check_member(m: zipfile.ZipInfo) -> None:
     mode = m.external_attr >> 16
     if mode and not (stat.S_ISREG(mode) or mode & 0o170000 == 0):
         raise UploadError(f"the zip holds a link or special file: {m.filename!r}")
+
+
+def load_zip(data: bytes, filename: str) -> FolderDataset:
+    """The dataset in the zip ``data`` (uploaded as ``filename``), decoded into memory.
+
+    It is unpacked into a temporary folder that is removed before this returns, whatever
+    happens. Messages name the zip and the files inside it, never the temporary folder; files
+    that cannot be read are listed in ``skipped`` by their path inside the zip. Raises
+    :class:`UploadError` when the zip holds no usable dataset (e.g. only text files).
+    """
+    from amortinv.data.folders import load_folder
+
+    with tempfile.TemporaryDirectory(prefix="amortinv-upload-") as tmp:
+        try:
+            root = extract_zip(data, Path(tmp) / "zip")
+            dataset = load_folder(root)
+        except ValueError as err:  # UploadError included: say it with the zip's own name
+            raise UploadError(_without(str(err), tmp, filename)) from None
+    inside = root.relative_to(Path(tmp) / "zip")
+    where = f"{filename}" + (f" ({inside}/)" if str(inside) != "." else "")
+    n = len(dataset.train) + len(dataset.test)
+    kind = "images" if dataset.modality == "image" else "audio clips"
+    return dataclasses.replace(
+        dataset, name=f"upload:{filename}", source=filename,
+        description=f"your upload {where}: {n} {kind} in {len(dataset.class_names)} classes")
+
+
+def _without(message: str, tmp: str, filename: str) -> str:
+    """``message`` with the temporary folder's paths replaced by the zip's name."""
+    for root in (str(Path(tmp).resolve() / "zip"), str(Path(tmp) / "zip"), tmp):
+        message = message.replace(root + "/", f"{filename}: ").replace(root, filename)
+    return message

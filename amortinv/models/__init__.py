@@ -1,6 +1,6 @@
 """Amortised encoders: conditioned ResNets (hypernetwork or FiLM), prompt-ViT, audio."""
 
-from amortinv.models.encoder import ARCHS, Encoder, ModelConfig, build_backbone
+from amortinv.models.encoder import ARCHS, Encoder, ModelConfig, build_backbone, fast_bf16
 from amortinv.models.resnet import ConditionedResNet
 
-__all__ = ["ARCHS", "ConditionedResNet", "Encoder", "ModelConfig", "build_backbone"]
+__all__ = ["ARCHS", "ConditionedResNet", "Encoder", "ModelConfig", "build_backbone", "fast_bf16"]
