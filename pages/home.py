@@ -58,6 +58,6 @@ with left:
 with right:
     st.subheader("Dataset")
     st.markdown(f"**{dataset}**: {ds.description}  \n{len(ds.train)} train / {len(ds.test)} "
-                f"test, {ds.task}. *{ds.needs}*")
+                f"test, {ds.target_kind}. *{ds.needs}*")
     st.dataframe([{"group": g.name, "what it does at 1": g.description} for g in space.groups],
                  hide_index=True)

@@ -63,7 +63,7 @@ def _label_of(data: registry.Dataset, example: np.ndarray) -> list[int]:
 def test_source_shapes_and_fast_reload(clean_cache, name: str) -> None:
     shape, n_classes = SOURCES[name]
     data = _load(name)
-    assert data.modality == "image" and data.task == "classification"
+    assert data.modality == "image" and data.target_kind == "classification"
     assert data.input_shape == shape and len(data.class_names) == n_classes
     for split in (data.train, data.test):
         assert split.x.dtype == np.uint8 and split.y.dtype == np.int64

@@ -4,7 +4,7 @@
     >>> "sklearn-digits" in data.names()
     True
     >>> ds = data.get("sklearn-digits")
-    >>> ds.modality, ds.task, ds.num_outputs
+    >>> ds.modality, ds.target_kind, ds.num_outputs
     ('image', 'classification', 10)
 """
 

@@ -19,7 +19,7 @@ def _list(show_all: bool) -> int:
     width = max(len(e.name) for e in rows)
     for e in rows:
         status = "ok " if e.available() else "-- "
-        print(f"{status}{e.name:<{width}}  {e.modality:<5}  {e.task:<14}  {e.description}")
+        print(f"{status}{e.name:<{width}}  {e.modality:<5}  {e.target_kind:<14}  {e.description}")
         if show_all and not e.available():
             print(f"{'':>{width + 3}}  {e.hint}")
     return 0

@@ -66,7 +66,7 @@ def seed_for(name: str) -> int:
     return zlib.crc32(name.encode())
 
 
-def _register_derived(name: str, base: str, *, task: str, description: str, needs: str,
+def _register_derived(name: str, base: str, *, target_kind: str, description: str, needs: str,
                       target_names: tuple[str, ...] = (), classes: tuple[str, ...] = ()):
     """Register a derived task that is available exactly when its base dataset is."""
 
@@ -76,7 +76,7 @@ def _register_derived(name: str, base: str, *, task: str, description: str, need
             return Splits(splits.train, splits.test, classes)
 
         register(
-            name, modality="image", task=task, description=description,
+            name, modality="image", target_kind=target_kind, description=description,
             requires=(lambda: is_available(base),),
             hint=f"It is derived from '{base}': make that available first "
             f"(`python -m amortinv.data list` says how).",
@@ -92,7 +92,7 @@ def _uniform(n: int, low: float, high: float, g: torch.Generator) -> torch.Tenso
 
 
 @_register_derived(
-    "fmnist-flip", "fashion-mnist", task="classification", classes=("original", "mirrored"),
+    "fmnist-flip", "fashion-mnist", target_kind="classification", classes=("original", "mirrored"),
     description="Fashion-MNIST items, half mirrored left-right: was this one mirrored?",
     needs="sensitivity to flip (a flip-invariant encoder cannot tell)",
 )
@@ -132,7 +132,7 @@ def _place(x: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor, half: torch.Tens
 
 
 @_register_derived(
-    "fmnist-position", "fashion-mnist", task="regression", target_names=("x", "y"),
+    "fmnist-position", "fashion-mnist", target_kind="regression", target_names=("x", "y"),
     description="a Fashion-MNIST item pasted at random on a cluttered 40x40 canvas: where?",
     needs="sensitivity to crop (translation): a crop-invariant encoder discards position",
 )
@@ -142,7 +142,7 @@ def _position(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, np.nda
 
 
 @_register_derived(
-    "fmnist-scale", "fashion-mnist", task="regression", target_names=("size",),
+    "fmnist-scale", "fashion-mnist", target_kind="regression", target_names=("size",),
     description="a Fashion-MNIST item pasted 12-24 px wide on a cluttered canvas: how big?",
     needs="sensitivity to crop (scale): a crop-invariant encoder discards size",
 )
@@ -152,7 +152,7 @@ def _scale(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, np.ndarra
 
 
 @_register_derived(
-    "fmnist-brightness", "fashion-mnist", task="regression", target_names=("log2_factor",),
+    "fmnist-brightness", "fashion-mnist", target_kind="regression", target_names=("log2_factor",),
     description="Fashion-MNIST items with brightness scaled by 0.5-1.5x: by how much?",
     needs="sensitivity to color (intensity): colour jitter invariance discards brightness",
 )
@@ -163,7 +163,7 @@ def _brightness(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, np.n
 
 
 @_register_derived(
-    "fmnist-blur", "fashion-mnist", task="regression", target_names=("sigma",),
+    "fmnist-blur", "fashion-mnist", target_kind="regression", target_names=("sigma",),
     description="Fashion-MNIST items blurred with sigma 0-2 px: how much?",
     needs="sensitivity to blur: a blur-invariant encoder discards sharpness",
 )
@@ -173,7 +173,7 @@ def _blur(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, np.ndarray
 
 
 @_register_derived(
-    "clipart-hue", "openclipart", task="regression", target_names=("cos", "sin"),
+    "clipart-hue", "openclipart", target_kind="regression", target_names=("cos", "sin"),
     description="OpenClipart images with their hue rotated at random: by what angle?",
     needs="sensitivity to color (hue): colour jitter invariance discards hue",
 )
@@ -185,7 +185,7 @@ def _hue(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, np.ndarray]
 
 
 @_register_derived(
-    "clipart-grayscale", "openclipart", task="classification", classes=("colour", "grey"),
+    "clipart-grayscale", "openclipart", target_kind="classification", classes=("colour", "grey"),
     description="OpenClipart images, half turned grey: is this one grey?",
     needs="sensitivity to grayscale: a grayscale-invariant encoder cannot tell",
 )

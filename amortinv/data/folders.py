@@ -290,7 +290,7 @@ def _dataset(root: Path, modality: Modality, splits: Splits,
     kind = "images" if modality == "image" else "audio clips"
     shape = "x".join(str(d) for d in splits.train.x.shape[1:])
     data = FolderDataset(
-        name=f"folder:{root}", modality=modality, task="classification", train=splits.train,
+        name=f"folder:{root}", modality=modality, target_kind="classification", train=splits.train,
         test=splits.test, class_names=splits.class_names,
         description=f"your folder {root}: {n} {kind} ({shape}) in "
                     f"{len(splits.class_names)} classes",

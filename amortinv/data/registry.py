@@ -1,7 +1,7 @@
 """One registry for every dataset: offline sources, derived tasks, torchvision, user folders.
 
 A source registers a *loader* that returns :class:`Splits` (arrays), together with what it is
-(modality, task, description) and what it needs to exist (``requires``: paths, or a callable).
+(modality, target kind, description) and what it needs to exist (``requires``: paths, or a callable).
 :func:`get` builds the :class:`Dataset`, decoding once and caching the arrays under
 :func:`cache_dir` so the next load is fast.
 
@@ -19,14 +19,14 @@ import os
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 Modality = Literal["image", "audio"]
-Task = Literal["classification", "regression"]
+TargetKind = Literal["classification", "regression"]
 
 #: Bump to invalidate every cached array (a change of decoding or of a derived task).
 CACHE_VERSION = 1
@@ -76,7 +76,7 @@ class Dataset:
 
     name: str
     modality: Modality
-    task: Task
+    target_kind: TargetKind
     train: Split
     test: Split
     description: str
@@ -89,7 +89,7 @@ class Dataset:
     @property
     def num_outputs(self) -> int:
         """Classes for classification, target dimensions for regression."""
-        if self.task == "classification":
+        if self.target_kind == "classification":
             return len(self.class_names)
         return 1 if self.train.y.ndim == 1 else self.train.y.shape[1]
 
@@ -117,7 +117,7 @@ class Dataset:
         if n < 2:
             raise ValueError(f"dataset '{self.name}' has {n} training example(s): too few to split")
         rng = np.random.default_rng(seed)
-        if self.task == "classification":
+        if self.target_kind == "classification":
             val = []
             for c in np.unique(self.train.y):
                 idx = np.flatnonzero(self.train.y == c)
@@ -132,12 +132,6 @@ class Dataset:
             raise ValueError(f"dataset '{self.name}' is too small for a {fraction:.0%} split")
         return np.flatnonzero(keep), val_idx
 
-    def head(self, n_train: int, n_test: int | None = None) -> Dataset:
-        """The same dataset cut to its first examples (for tests and quick looks)."""
-        n_test = n_train if n_test is None else n_test
-        return replace(self, train=self.train.take(slice(n_train)),
-                       test=self.test.take(slice(n_test)))
-
 
 @dataclass(frozen=True)
 class Entry:
@@ -145,7 +139,7 @@ class Entry:
 
     name: str
     modality: Modality
-    task: Task
+    target_kind: TargetKind
     description: str
     loader: Callable[[], Splits]
     requires: tuple[str | Callable[[], bool], ...] = ()
@@ -173,7 +167,7 @@ def register(
     name: str,
     *,
     modality: Modality,
-    task: Task,
+    target_kind: TargetKind,
     description: str,
     requires: Iterable[str | Callable[[], bool]] = (),
     hint: str = "",
@@ -195,7 +189,7 @@ def register(
             raise ValueError(f"dataset {name!r} is registered twice ({old.loader.__module__} "
                              f"and {loader.__module__})")
         _REGISTRY[name] = Entry(
-            name, modality, task, description, loader, tuple(requires), hint, kind, needs,
+            name, modality, target_kind, description, loader, tuple(requires), hint, kind, needs,
             sample_rate, tuple(target_names), cache,
         )
         return loader
@@ -268,7 +262,7 @@ def get(name: str) -> Dataset:
 def from_splits(entry: Entry, splits: Splits) -> Dataset:
     """Wrap loader output as a :class:`Dataset`, checking the array conventions."""
     data = Dataset(
-        name=entry.name, modality=entry.modality, task=entry.task, train=splits.train,
+        name=entry.name, modality=entry.modality, target_kind=entry.target_kind, train=splits.train,
         test=splits.test, description=entry.description, class_names=tuple(splits.class_names),
         target_names=entry.target_names, sample_rate=entry.sample_rate, needs=entry.needs,
         source=entry.hint,
@@ -290,7 +284,7 @@ def check(data: Dataset) -> None:
                              f"{x.dtype} {x.shape}")
         if data.modality == "audio" and (x.dtype != np.float32 or x.ndim != 2):
             raise ValueError(f"{where}: audio must be float32 (N, T), got {x.dtype} {x.shape}")
-        if data.task == "classification":
+        if data.target_kind == "classification":
             if y.dtype != np.int64 or y.ndim != 1:
                 raise ValueError(f"{where}: class labels must be int64 (N,), got {y.dtype}")
             if y.min() < 0 or y.max() >= len(data.class_names):
