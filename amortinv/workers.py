@@ -89,13 +89,13 @@ class Job:
 
 
 #: The score name of the plain (non-amortised) encoder in a learning job's result.
-PLAIN = "plain SimCLR"
+PLAIN = "plain"
 
 
 def learning_job(encoder, task: Task, config: DownstreamConfig,
                  compare: list[tuple[str, Any]] | None = None, plain=None) -> Job:
     """Learn ``task``'s vector in the background; afterwards score the learned vector, the
-    ``plain`` encoder (if given, as ``plain SimCLR``) and each of ``compare`` (name, vector) on
+    ``plain`` encoder (if given, as ``plain``) and each of ``compare`` (name, vector) on
     the test split, stored as the job's result
     ``{"scores": {name: score}, "learned": {group: value}}``."""
 

@@ -9,9 +9,10 @@ import torch
 
 from amortinv import checkpoint, ui
 from amortinv.augment import LogMel, make_augment
-from amortinv.downstream import corner_name, linear_probe
+from amortinv.downstream import corner_name
 from amortinv.measure import knn_accuracy
-from amortinv.project import Projector, warm_up_umap
+from amortinv.projection import Projector, warm_up_umap
+from amortinv.readout import linear_probe
 
 encoder, dataset, path, ds = ui.page("Probe features")
 space = encoder.space
@@ -63,7 +64,7 @@ st.caption("Features at " + ", ".join(f"{k} {v:.2f}" for k, v in vector.items())
 
 n = len(xy)
 test = ds.test.take(slice(n))
-if ds.task == "classification":
+if ds.target_kind == "classification":
     colour = [ds.class_names[i] for i in test.y]
 else:
     colour = test.y.reshape(n, -1)[:, 0]
@@ -78,7 +79,7 @@ with left:
 with right:
     st.metric("points", n)
     st.metric("features + projection", f"{elapsed:.2f} s")
-    if ds.task == "classification":
+    if ds.target_kind == "classification":
         train = ds.train.take(slice(len(feats["train"])))
         knn = knn_accuracy(torch.tensor(feats["train"]), train.y,
                            torch.tensor(feats["test"]), test.y)
