@@ -14,7 +14,7 @@ class PretrainConfig:
     space: str = ""  # invariance space; empty: the default for the data (rgb, grey, audio)
     # model
     arch: str = "resnet18"
-    conditioning: str = "hyper"  # hyper (paper) | film (cheap) | none (plain SimCLR/MoCo)
+    conditioning: str = "hyper"  # hyper (paper) | film (cheap) | none (the plain baseline)
     bases: int = 32
     conditioned_stages: tuple[int, ...] = (1, 2, 3, 4)
     width: int = 64
@@ -26,7 +26,7 @@ class PretrainConfig:
     proj_dim: int = 128
     moco_momentum: float = 0.99
     queue_size: int = 4096
-    per_config: bool = True  # MoCo: one head and queue per corner (paper), else shared
+    per_corner: bool = True  # MoCo: one head and queue per corner (paper), else shared
     sampling: str = "corners"  # corners (paper) | continuous | mixed
     min_on: int = -1  # corners with at least this many groups on; -1: the paper's choice
     # optimisation
@@ -55,12 +55,29 @@ class PretrainConfig:
     progress: bool = True
     preset: str = "custom"
 
+    @classmethod
+    def from_json(cls, data: dict) -> PretrainConfig:
+        """A config as saved in a training checkpoint; settings saved under an old name
+        (:data:`RENAMED`) are read under the new one."""
+        values = {RENAMED.get(k, k): v for k, v in data.items()}
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown settings {unknown}: written by a newer amortinv; "
+                             "upgrade to use it")
+        if "conditioned_stages" in values:
+            values["conditioned_stages"] = tuple(values["conditioned_stages"])
+        return cls(**values)
+
     def resolved(self) -> PretrainConfig:
         """Fill in the defaults that depend on other settings."""
         out = self.out or f"runs/{self.preset}"
         temperature = self.temperature or (0.1 if self.method == "moco" else 0.5)
         return replace(self, out=out, temperature=temperature)
 
+
+#: Settings renamed since checkpoints were first written: old name -> new name. Saved configs
+#: are read with the new names; the old command-line flags still work.
+RENAMED: dict[str, str] = {"per_config": "per_corner"}
 
 #: Named presets; a command-line flag overrides any of their settings.
 PRESETS: dict[str, dict] = {
@@ -100,7 +117,7 @@ PRESETS["gpu-fmnist-film"] = {**PRESETS["gpu-fmnist"], "conditioning": "film"}
 PRESET_NOTES: dict[str, str] = {
     "cpu-fmnist": "Fashion-MNIST, width-16 ResNet-18, 4-basis hypernetwork, SimCLR on corners; "
     "~40 min on 2 CPU cores",
-    "cpu-fmnist-plain": "the same budget without conditioning: the plain SimCLR baseline",
+    "cpu-fmnist-plain": "the same budget without conditioning: the plain baseline",
     "cpu-fmnist-film": "the same budget with FiLM conditioning (the cheap option)",
     "gpu-fmnist": "Fashion-MNIST, ResNet-18, the paper's 32-basis hypernetwork, LARS, bf16, "
     "torch.compile",
@@ -127,7 +144,8 @@ HELP: dict[str, str] = {
     "proj_dim": "output width of the projection head",
     "moco_momentum": "EMA momentum of the MoCo key encoder",
     "queue_size": "keys per MoCo queue",
-    "per_config": "MoCo: one head and queue per invariance corner (paper) instead of one",
+    "per_corner": "MoCo: one head and queue per invariance corner (paper) instead of one "
+    "(--per-config: its old name)",
     "sampling": "invariance vectors: corners (paper) | continuous | mixed",
     "min_on": "corners need at least this many groups on; -1 = paper (2, or 1 when K=2)",
     "steps": "optimizer steps in total",
@@ -159,6 +177,7 @@ def preset(name: str, **overrides) -> PretrainConfig:
     """A preset's config with ``overrides`` applied."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+    overrides = {RENAMED.get(k, k): v for k, v in overrides.items()}
     unknown = sorted(set(overrides) - {f.name for f in fields(PretrainConfig)})
     if unknown:
         raise ValueError(f"unknown setting(s) {', '.join(unknown)}")

@@ -38,10 +38,10 @@ from amortinv.measure import knn_at_vectors
 from amortinv.models import Encoder, ModelConfig
 from amortinv.models.heads import projection_head
 from amortinv.optim import cosine_lr, make_optimizer
-from amortinv.presets import HELP, PRESET_NOTES, PRESETS, PretrainConfig, preset
+from amortinv.presets import HELP, PRESET_NOTES, PRESETS, RENAMED, PretrainConfig, preset
 
-__all__ = ["HELP", "PRESETS", "PRESET_NOTES", "PretrainConfig", "Trainer", "TrainingDiverged",
-           "close_distributed", "preset", "pretrain"]
+__all__ = ["HELP", "PRESETS", "PRESET_NOTES", "RENAMED", "PretrainConfig", "Trainer",
+           "TrainingDiverged", "close_distributed", "preset", "pretrain"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -88,9 +88,9 @@ class Trainer:
         self.space = get_space(cfg.space) if cfg.space else default_space(self.modality,
                                                                            channels)
         self.corners = self.space.corners(None if cfg.min_on < 0 else cfg.min_on)
-        if cfg.method == "moco" and cfg.per_config and cfg.sampling != "corners":
-            raise ValueError("per-configuration MoCo heads need corner sampling: use "
-                             "--sampling corners or --no-per-config")
+        if cfg.method == "moco" and cfg.per_corner and cfg.sampling != "corners":
+            raise ValueError("per-corner MoCo heads need corner sampling: use "
+                             "--sampling corners or --no-per-corner")
         model_cfg = ModelConfig(
             arch=cfg.arch, conditioning=cfg.conditioning, bases=cfg.bases,
             conditioned_stages=cfg.conditioned_stages, width=cfg.width, stem=cfg.stem,
@@ -100,7 +100,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank and every run
         self.encoder = Encoder(model_cfg, self.space, self._card()).to(self.device)
         self._set_normalisation()
-        n_heads = len(self.corners) if cfg.method == "moco" and cfg.per_config else 1
+        n_heads = len(self.corners) if cfg.method == "moco" and cfg.per_corner else 1
         heads = nn.ModuleList(
             projection_head(self.encoder.feature_dim, cfg.proj_hidden, cfg.proj_dim)
             for _ in range(n_heads))
@@ -244,7 +244,7 @@ class Trainer:
         cfg = self.config
         name = cfg.knn_dataset or cfg.dataset.split(",")[0].strip()
         ds = datasets.get(name)
-        if ds.task != "classification":
+        if ds.target_kind != "classification":
             return {}
         return knn_at_vectors(self.encoder, ds.train.take(slice(cfg.knn_train)),
                               ds.test.take(slice(cfg.knn_test)))
@@ -277,8 +277,11 @@ class Trainer:
             raise FileNotFoundError(f"--resume: no checkpoint at {path}; start without "
                                     "--resume, or point --out at the run to continue")
         tensors, meta = checkpoint.load_tensors(path)
-        saved = PretrainConfig(**{**meta["config"], "conditioned_stages":
-                                  tuple(meta["config"]["conditioned_stages"])})
+        try:
+            saved = PretrainConfig.from_json(meta["config"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise checkpoint.CheckpointError(f"{path} holds no usable run settings ({err})"
+                                             ) from None
         changed = [f.name for f in fields(PretrainConfig)
                    if f.name not in RESUMABLE and getattr(saved, f.name)
                    != getattr(self.config, f.name)]

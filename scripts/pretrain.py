@@ -28,6 +28,7 @@ from amortinv.pretrain import (
     HELP,
     PRESET_NOTES,
     PRESETS,
+    RENAMED,
     PretrainConfig,
     TrainingDiverged,
     close_distributed,
@@ -43,7 +44,8 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="cpu-fmnist", choices=sorted(PRESETS),
                    help="named starting point (default: cpu-fmnist)")
-    add_config_arguments(p, PretrainConfig, help=HELP, skip=("preset",), unset=True)
+    add_config_arguments(p, PretrainConfig, help=HELP, skip=("preset",), unset=True,
+                         renamed=RENAMED)
     return p
 
 

@@ -27,13 +27,13 @@ def weights(trainer):
 
 @pytest.mark.parametrize("overrides", [
     {},  # SimCLR, hypernetwork, corners
-    {"method": "moco", "queue_size": 64},  # per-configuration heads and queues
-    {"method": "moco", "queue_size": 64, "per_config": False, "sampling": "mixed"},
+    {"method": "moco", "queue_size": 64},  # per-corner heads and queues
+    {"method": "moco", "queue_size": 64, "per_corner": False, "sampling": "mixed"},
     {"conditioning": "film", "sampling": "continuous"},
     {"conditioning": "none"},
     {"arch": "vit-tiny", "optimizer": "adamw", "lr": 1e-3},
     {"dataset": "asterisk-digits", "stem": "imagenet", "batch_size": 16},
-], ids=["simclr-hyper", "moco-per-config", "moco-shared", "film-continuous", "plain", "vit",
+], ids=["simclr-hyper", "moco-per-corner", "moco-shared", "film-continuous", "plain", "vit",
         "audio"])
 def test_each_setting_trains_and_writes_a_usable_checkpoint(tmp_path, overrides):
     trainer, records = run(preset("smoke", out=str(tmp_path), **overrides))
@@ -120,6 +120,23 @@ def test_bad_settings_get_clear_errors(tmp_path):
         Trainer(preset("smoke", out=str(tmp_path), dataset="sklearn-digits,asterisk-digits"))
     with pytest.raises(ValueError, match="batch size"):
         list(Trainer(preset("smoke", out=str(tmp_path), batch_size=100_000)).run())
+
+
+def test_settings_under_their_old_names_still_work(tmp_path, script):
+    from amortinv.cli import config_values
+    from amortinv.pretrain import PretrainConfig
+
+    args = script("pretrain").parser().parse_args(["--no-per-config"])  # the old flag
+    assert config_values(args, PretrainConfig)["per_corner"] is False
+    assert preset("smoke", per_config=False).per_corner is False
+    run(preset("smoke", out=str(tmp_path), steps=2))
+    path = tmp_path / "last.safetensors"  # as a run written before the rename saved it
+    tensors, meta = checkpoint.load_tensors(path)
+    meta["config"]["per_config"] = meta["config"].pop("per_corner")
+    checkpoint.save(path, tensors, {k: v for k, v in meta.items()
+                                    if k not in ("format", "version")})
+    resumed, _ = run(preset("smoke", out=str(tmp_path), steps=4, resume=True))
+    assert resumed.step == 4
 
 
 def test_script_help_documents_presets_and_the_script_runs(tmp_path):
