@@ -12,9 +12,8 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from amortinv.data import images, registry, torchvision_sets
+from amortinv.data import Dataset, DatasetUnavailable, get, images, info, registry, torchvision_sets
 from amortinv.data.folders import FolderDataset, load_folder
-from amortinv.data.registry import DatasetUnavailable, get, info
 
 #: name -> (input shape, number of classes) for every offline image source built here.
 SOURCES = {
@@ -38,7 +37,7 @@ def clean_cache(tmp_path_factory: pytest.TempPathFactory):
     registry.forget()
 
 
-def _load(name: str) -> registry.Dataset:
+def _load(name: str) -> Dataset:
     entry = info(name)
     if not entry.available():
         pytest.skip(f"{name} is not installed here: {entry.hint}")
@@ -49,7 +48,7 @@ def _rows(x: np.ndarray) -> set[bytes]:
     return {row.tobytes() for row in x}
 
 
-def _label_of(data: registry.Dataset, example: np.ndarray) -> list[int]:
+def _label_of(data: Dataset, example: np.ndarray) -> list[int]:
     """Labels of every copy of ``example`` in either split (byte-equal)."""
     found = []
     for split in (data.train, data.test):

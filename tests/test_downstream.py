@@ -11,8 +11,7 @@ from torch import nn
 
 import amortinv.data as data
 from amortinv import checkpoint
-from amortinv.data import Split
-from amortinv.data.registry import Dataset
+from amortinv.data import Dataset, Split
 from amortinv.downstream import (
     DownstreamConfig,
     TaskMismatch,

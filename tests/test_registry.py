@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 import amortinv.data as data
-from amortinv.data import registry
-from amortinv.data.registry import Split, Splits
+from amortinv.data import Split, Splits, registry
 
 needs_fashion = pytest.mark.skipif(
     not registry.is_available("fashion-mnist"),

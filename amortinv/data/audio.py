@@ -18,7 +18,9 @@ import numpy as np
 
 from amortinv.data.audio_io import decode_many
 from amortinv.data.images import DIGITS, holdout_splits
-from amortinv.data.registry import CACHE_VERSION, Split, Splits, register
+from amortinv.data.cache import CACHE_VERSION
+from amortinv.data.dataset import Split, Splits
+from amortinv.data.registry import register
 from amortinv.data.render import (
     CLIP_SECONDS,
     GM_FAMILIES,

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from amortinv.augment import vision as ops
-from amortinv.data.registry import Split, Splits, get, is_available, register
+from amortinv.data.dataset import Split, Splits
+from amortinv.data.registry import get, is_available, register
 
 #: Examples per derived split: enough for a stable readout, small enough to learn in seconds.
 TRAIN_SIZE, TEST_SIZE = 10_000, 2_000

