@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from amortinv.augment import vision as ops
+from amortinv.augment.draws import uniform
 from amortinv.data.dataset import Split, Splits
 from amortinv.data.registry import get, is_available, register
 
@@ -88,10 +89,6 @@ def _register_derived(name: str, base: str, *, target_kind: str, description: st
     return wrap
 
 
-def _uniform(n: int, low: float, high: float, g: torch.Generator) -> torch.Tensor:
-    return low + (high - low) * torch.rand(n, generator=g)
-
-
 @_register_derived(
     "fmnist-flip", "fashion-mnist", target_kind="classification", classes=("original", "mirrored"),
     description="Fashion-MNIST items, half mirrored left-right: was this one mirrored?",
@@ -106,16 +103,16 @@ def _paste(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Ten
     """Paste each item, scaled to 12-24 px, at a random place on a 40x40 canvas, over clutter:
     three small, dimmer fragments of other items. Returns canvases and (x, y, size) in [0, 1]."""
     n = len(x)
-    size = _uniform(n, 12, 24, g)
+    size = uniform(n, 12, 24, g)
     half = size / CANVAS  # half-width in normalised [-1, 1] canvas units
-    cx = _uniform(n, -1, 1, g) * (1 - half)
-    cy = _uniform(n, -1, 1, g) * (1 - half)
+    cx = uniform(n, -1, 1, g) * (1 - half)
+    cy = uniform(n, -1, 1, g) * (1 - half)
     canvas = _place(x, cx, cy, half)
     for _ in range(3):
         other = x[torch.randint(n, (n,), generator=g)]
-        h = _uniform(n, 3, 7, g) / CANVAS
-        clutter = _place(other, _uniform(n, -1, 1, g) * (1 - h),
-                         _uniform(n, -1, 1, g) * (1 - h), h)
+        h = uniform(n, 3, 7, g) / CANVAS
+        clutter = _place(other, uniform(n, -1, 1, g) * (1 - h),
+                         uniform(n, -1, 1, g) * (1 - h), h)
         canvas = torch.maximum(canvas, 0.6 * clutter)
     targets = torch.stack([(cx + 1) / 2, (cy + 1) / 2, (size - 12) / 12], dim=1)
     return canvas, targets
@@ -158,7 +155,7 @@ def _scale(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, np.ndarra
     needs="sensitivity to color (intensity): colour jitter invariance discards brightness",
 )
 def _brightness(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, np.ndarray]:
-    factor = _uniform(len(x), 0.5, 1.5, g)
+    factor = uniform(len(x), 0.5, 1.5, g)
     target = torch.log2(factor)[:, None]
     return ops.adjust_brightness(x, factor), target.numpy().astype(np.float32)
 
@@ -169,7 +166,7 @@ def _brightness(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, np.n
     needs="sensitivity to blur: a blur-invariant encoder discards sharpness",
 )
 def _blur(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, np.ndarray]:
-    sigma = _uniform(len(x), 0.0, 2.0, g)
+    sigma = uniform(len(x), 0.0, 2.0, g)
     return ops.gaussian_blur(x, sigma), sigma[:, None].numpy().astype(np.float32)
 
 
@@ -179,7 +176,7 @@ def _blur(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, np.ndarray
     needs="sensitivity to color (hue): colour jitter invariance discards hue",
 )
 def _hue(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, np.ndarray]:
-    shift = _uniform(len(x), -0.5, 0.5, g)
+    shift = uniform(len(x), -0.5, 0.5, g)
     angle = 2 * np.pi * shift
     target = torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
     return ops.adjust_hue(x, shift), target.numpy().astype(np.float32)
