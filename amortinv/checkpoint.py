@@ -158,7 +158,10 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Encoder:
     device = resolve_device(device)
     tensors, meta = load_tensors(path)
     encoder = build_encoder(meta, resolve(path))
-    prefix = "model." if any(k.startswith("model.") for k in tensors) else ""
+    # A training checkpoint (a run's last.safetensors) holds the encoder under model.encoder.,
+    # beside the projection heads, MoCo's state and the optimiser's: its encoder is loaded.
+    prefixes = ("model.encoder.", "model.")
+    prefix = next((p for p in prefixes if any(k.startswith(p) for k in tensors)), "")
     state = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
     load_state(encoder, state, str(resolve(path)))
     return encoder.to(device).eval()
