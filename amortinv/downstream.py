@@ -41,26 +41,31 @@ from amortinv.invariance import VectorLike
 from amortinv.measure import knn_accuracy, raw_features
 from amortinv.models import Encoder
 from amortinv.readout import fit_linear, score
+from amortinv.settings import check_settings, setting
 
 
 @dataclass
 class DownstreamConfig:
-    """Settings of invariance learning; the defaults follow the paper."""
+    """Settings of invariance learning; the defaults follow the paper. A setting outside its
+    allowed values is refused when the config is made."""
 
-    steps: int = 150
-    batch_size: int = 256
-    lr_readout: float = 0.01
-    lr_invariance: float = 0.01
-    init: float = 0.5
-    parameterisation: str = "clamp"  # clamp (paper) | sigmoid
-    regression_loss: str = "l1"  # l1 (paper) | mse
-    val_fraction: float = 0.1
-    eval_every: int = 10
-    patience: int = 5  # evaluations without improvement before stopping early
+    steps: int = setting(150, minimum=1)
+    batch_size: int = setting(256, minimum=1)
+    lr_readout: float = setting(0.01, above=0)
+    lr_invariance: float = setting(0.01, minimum=0)
+    init: float = setting(0.5, minimum=0, maximum=1)
+    parameterisation: str = setting("clamp", choices=("clamp", "sigmoid"))  # clamp: paper
+    regression_loss: str = setting("l1", choices=("l1", "mse"))  # l1: paper
+    val_fraction: float = setting(0.1, above=0, below=1)
+    eval_every: int = setting(10, minimum=1)
+    patience: int = setting(5, minimum=1)  # evaluations without improvement before stopping
     round_vector: bool = False  # round the learned vector to {0, 1} before scoring
-    max_train: int = 5000  # examples used (seeded subsample), 0 = all
-    max_test: int = 0
+    max_train: int = setting(5000, minimum=0)  # examples used (seeded subsample), 0 = all
+    max_test: int = setting(0, minimum=0)  # 0 = all
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 @dataclass

@@ -219,6 +219,15 @@ def test_script_prints_the_documented_json(tmp_path, capsys, script):
     assert {"all_ones", "all_zeros", "plain"} <= set(out["baselines"])
     assert script.main(["--checkpoint", str(tmp_path), "--task", "no-such-task"]) == 1
     assert "unknown dataset" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # a string flag takes only its choices
+        script.main(["--checkpoint", str(tmp_path), "--task", "sklearn-digits",
+                     "--regression-loss", "foo"])
+    assert stop.value.code == 2 and "invalid choice: 'foo'" in capsys.readouterr().err
+    assert script.main(["--checkpoint", str(tmp_path), "--task", "sklearn-digits",
+                        "--steps", "0"]) == 1
+    assert "steps (--steps) must be at least 1" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="regression_loss"):
+        DownstreamConfig(regression_loss="foo")
 
 
 def test_raw_baseline_projection_copes_with_tiny_tasks():
