@@ -6,7 +6,7 @@ the library (amortinv) and draw.
 
 import streamlit as st
 
-from amortinv.project import warm_up_umap
+from amortinv.projection import warm_up_umap
 
 st.set_page_config(page_title="amortinv", page_icon="🔀", layout="wide")
 warm_up_umap()  # umap-learn imports and compiles in the background (~15 s) while pages load

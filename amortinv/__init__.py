@@ -15,15 +15,17 @@ if TYPE_CHECKING:
     from amortinv.models import Encoder
 
 
-def load(path: str, device: str = "cpu") -> Encoder:
-    """Load an amortised encoder from a checkpoint folder or ``.safetensors`` file."""
+def load(path: str, device: str = "auto") -> Encoder:
+    """Load an amortised encoder from a checkpoint folder or ``.safetensors`` file, onto
+    ``device``: ``auto`` (CUDA when there is one, else the CPU), ``cpu``, ``cuda`` or
+    ``cuda:N``."""
     from amortinv.checkpoint import load as _load
 
     return _load(path, device)
 
 
-_SUBMODULES = {"augment", "checkpoint", "data", "downstream", "invariance", "measure",
-               "models", "pretrain", "presets"}
+_SUBMODULES = {"augment", "checkpoint", "data", "devices", "downstream", "invariance",
+               "measure", "models", "pretrain", "presets", "projection", "readout"}
 
 
 def __getattr__(name: str):

@@ -20,6 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from amortinv.devices import resolve_device
 from amortinv.invariance import InvarianceSpace
 from amortinv.models.encoder import Encoder, ModelConfig
 
@@ -152,10 +153,15 @@ def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], where: s
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Encoder:
-    """Load an encoder (in eval mode, float32) from a checkpoint folder or file."""
+    """Load an encoder (in eval mode, float32) from a checkpoint folder or file, onto
+    ``device`` (``auto``: CUDA when there is one)."""
+    device = resolve_device(device)
     tensors, meta = load_tensors(path)
     encoder = build_encoder(meta, resolve(path))
-    prefix = "model." if any(k.startswith("model.") for k in tensors) else ""
+    # A training checkpoint (a run's last.safetensors) holds the encoder under model.encoder.,
+    # beside the projection heads, MoCo's state and the optimiser's: its encoder is loaded.
+    prefixes = ("model.encoder.", "model.")
+    prefix = next((p for p in prefixes if any(k.startswith(p) for k in tensors)), "")
     state = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
     load_state(encoder, state, str(resolve(path)))
     return encoder.to(device).eval()

@@ -1,4 +1,8 @@
-"""Command-line flags from a config dataclass: one ``--flag`` per field, typed by its default."""
+"""Command-line flags from a config dataclass: one ``--flag`` per field, typed by its default.
+
+A field declared with :func:`amortinv.settings.setting` brings its allowed values: ``choices``
+for strings, ``auto`` or a number for fields that can be chosen automatically.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +10,47 @@ import argparse
 import dataclasses
 from typing import Any
 
+from amortinv.settings import auto_or
+
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *,
                          help: dict[str, str] | None = None, skip: tuple[str, ...] = (),
-                         unset: bool = False) -> None:
+                         unset: bool = False, renamed: dict[str, str] | None = None,
+                         shown: dict[str, Any] | None = None) -> None:
     """Add ``--some-field`` for every field of ``cls`` except ``skip``.
 
     Booleans get ``--flag/--no-flag``, tuples take several values. With ``unset`` every flag
     defaults to None, so a caller can tell which settings were given (to override a preset).
+    ``renamed`` (old field name -> new) keeps the old flag working as an alias of the new one.
+    ``shown`` (field -> value) are the defaults the help states, e.g. a preset's values; by
+    default, the dataclass's.
     """
     help = help or {}
+    old_names = {new: old for old, new in (renamed or {}).items()}
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        flag = "--" + f.name.replace("_", "-")
-        text = help.get(f.name, "")
-        shown = None if unset else default
+        flags = [_flag(f.name)] + ([_flag(old_names[f.name])] if f.name in old_names else [])
+        value = (shown or {}).get(f.name, default)
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None if unset else default}
         if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=shown,
-                                help=text)
+            kwargs |= {"action": argparse.BooleanOptionalAction}
+            said = _flag(f.name) if value else _flag("no_" + f.name)
         elif isinstance(default, tuple):
-            parser.add_argument(flag, type=int, nargs="+", default=shown, help=text)
+            kwargs |= {"type": int, "nargs": "+"}
+            said = " ".join(str(v) for v in value)
         else:
-            parser.add_argument(flag, type=type(default), default=shown,
-                                help=f"{text} (default {default!r})".strip())
+            auto = f.metadata.get("auto")
+            kwargs |= {"type": auto_or(auto) if auto else type(default),
+                       "choices": f.metadata.get("choices") or None}
+            said = value if value != "" else "none"
+        text = help.get(f.name, "")
+        parser.add_argument(*flags, help=f"{text} (default: {said})".strip(), **kwargs)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def config_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:

@@ -10,7 +10,9 @@ import torch.distributed as dist
 
 
 @dataclass
-class Dist:
+class Process:
+    """This process's place in a run: its ``rank`` among ``world`` processes (one alone)."""
+
     rank: int = 0
     world: int = 1
 
@@ -19,14 +21,14 @@ class Dist:
         return self.rank == 0
 
 
-def init_distributed(device: torch.device) -> Dist:
+def init_distributed(device: torch.device) -> Process:
     """Join the process group that ``torchrun`` describes (NCCL on GPUs, gloo on CPUs)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
-        return Dist()
+        return Process()
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size())
+    return Process(dist.get_rank(), dist.get_world_size())
 
 
 def close_distributed() -> None:

@@ -1,7 +1,8 @@
 """Downstream: learn a task's invariance vector together with a linear readout.
 
-The encoder is frozen and in eval mode (BatchNorm uses its running statistics: the paper's
-public code probed in train mode). Two stages:
+The encoder is frozen and in eval mode while it learns (BatchNorm uses its running statistics:
+the paper's public code probed in train mode), and is left as it was found afterwards. Two
+stages:
 
 1. :func:`learn` — the readout and the vector ``i`` are trained jointly by gradient descent on
    the task loss (the paper: ``i`` starts at 0.5, has its own Adam with lr 0.01 and no weight
@@ -11,14 +12,19 @@ public code probed in train mode). Two stages:
    it yields the live state, so an app can draw it and stop it.
 2. :func:`evaluate_vector` — the selected vector is scored exactly like every fixed-vector
    baseline: features at that vector, a linear readout fitted with its regularisation chosen on
-   the validation split, one final figure on the test split.
+   the validation split, one final figure on the test split (the solvers:
+   :mod:`amortinv.readout`).
 
-:func:`fit` runs both and the baselines; ``scripts/downstream.py`` prints its result as JSON.
+:func:`prepare` turns a dataset into a :class:`Task` (checked against the encoder, subsampled,
+validation carved out); :func:`fit` runs both stages and the baselines;
+``scripts/downstream.py`` prints its result as JSON.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -29,31 +35,37 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from amortinv import data as datasets
 from amortinv.data import Dataset, Split, adapt_channels
-from amortinv.data import get as get_dataset
 from amortinv.invariance import VectorLike
 from amortinv.measure import knn_accuracy, raw_features
 from amortinv.models import Encoder
+from amortinv.readout import fit_linear, score
+from amortinv.settings import check_settings, setting
 
 
 @dataclass
 class DownstreamConfig:
-    """Settings of invariance learning; the defaults follow the paper."""
+    """Settings of invariance learning; the defaults follow the paper. A setting outside its
+    allowed values is refused when the config is made."""
 
-    steps: int = 150
-    batch_size: int = 256
-    lr_readout: float = 0.01
-    lr_invariance: float = 0.01
-    init: float = 0.5
-    parameterisation: str = "clamp"  # clamp (paper) | sigmoid
-    regression_loss: str = "l1"  # l1 (paper) | mse
-    val_fraction: float = 0.1
-    eval_every: int = 10
-    patience: int = 5  # evaluations without improvement before stopping early
+    steps: int = setting(150, minimum=1)
+    batch_size: int = setting(256, minimum=1)
+    lr_readout: float = setting(0.01, above=0)
+    lr_invariance: float = setting(0.01, minimum=0)
+    init: float = setting(0.5, minimum=0, maximum=1)
+    parameterisation: str = setting("clamp", choices=("clamp", "sigmoid"))  # clamp: paper
+    regression_loss: str = setting("l1", choices=("l1", "mse"))  # l1: paper
+    val_fraction: float = setting(0.1, above=0, below=1)
+    eval_every: int = setting(10, minimum=1)
+    patience: int = setting(5, minimum=1)  # evaluations without improvement before stopping
     round_vector: bool = False  # round the learned vector to {0, 1} before scoring
-    max_train: int = 5000  # examples used (seeded subsample), 0 = all
-    max_test: int = 0
+    max_train: int = setting(5000, minimum=0)  # examples used (seeded subsample), 0 = all
+    max_test: int = setting(0, minimum=0)  # 0 = all
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 @dataclass
@@ -73,7 +85,7 @@ class State:
 class Result:
     """What :func:`fit` returns (and ``scripts/downstream.py`` prints)."""
 
-    task: str
+    task_name: str
     metric: str
     learned: dict[str, float]
     learned_score: float
@@ -83,7 +95,7 @@ class Result:
     seconds: float
 
     def to_json(self) -> dict:
-        return {"task": self.task, "metric": self.metric, "learned": self.learned,
+        return {"task": self.task_name, "metric": self.metric, "learned": self.learned,
                 "learned_score": round(self.learned_score, 4),
                 "baselines": {k: round(v, 4) for k, v in self.baselines.items()},
                 "val_score": round(self.val_score, 4), "seconds": round(self.seconds, 1)}
@@ -106,17 +118,37 @@ class Task:
     note: str | None = None
 
     @property
+    def name(self) -> str:
+        return self.data.name
+
+    @property
     def classification(self) -> bool:
-        return self.data.task == "classification"
+        return self.data.target_kind == "classification"
+
+    @property
+    def classes(self) -> int | None:
+        """Number of classes for classification, None for regression (what the readout takes)."""
+        return self.data.num_outputs if self.classification else None
+
+    @property
+    def targets(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Targets of the train, validation and test splits."""
+        return self.train.y, self.val.y, self.test.y
 
     @property
     def metric(self) -> str:
         return "accuracy" if self.classification else "r2"
 
 
-def prepare(encoder: Encoder, task: str | Dataset, config: DownstreamConfig) -> Task:
-    """Load and check ``task`` against ``encoder``; subsample and carve the validation split."""
-    data = get_dataset(task) if isinstance(task, str) else task
+def prepare(encoder: Encoder, dataset: str | Dataset, config: DownstreamConfig) -> Task:
+    """Load ``dataset`` (a registry name, ``folder:PATH`` or a :class:`Dataset`) and check it
+    against ``encoder``; subsample and carve the validation split.
+
+    A registry name of the wrong modality is refused before its data is loaded or rendered.
+    """
+    if isinstance(dataset, str) and not dataset.startswith("folder:"):
+        check_modality(encoder, dataset, datasets.info(dataset).modality)
+    data = datasets.get(dataset) if isinstance(dataset, str) else dataset
     if len(data.train) == 0 or len(data.test) == 0:
         raise TaskMismatch(f"task '{data.name}' has an empty split "
                            f"({len(data.train)} train, {len(data.test)} test examples)")
@@ -134,23 +166,34 @@ def prepare(encoder: Encoder, task: str | Dataset, config: DownstreamConfig) -> 
                 cap(data.test, config.max_test), note)
 
 
+def check_modality(encoder: Encoder, name: str, modality: str) -> None:
+    """Raise :class:`TaskMismatch` unless ``encoder`` reads ``modality`` (images or audio)."""
+    if modality != encoder.config.modality:
+        raise TaskMismatch(f"'{name}' is {modality}, but the encoder was trained on "
+                           f"{encoder.config.modality}: use an encoder trained on {modality}")
+
+
 def check_compatible(encoder: Encoder, data: Dataset) -> None:
     """Raise :class:`TaskMismatch` unless ``encoder`` can read ``data``: the modality must
     match (grey and colour images are converted: :func:`amortinv.data.adapt_channels`)."""
-    if data.modality != encoder.config.modality:
-        raise TaskMismatch(f"'{data.name}' is {data.modality}, but the encoder was trained on "
-                           f"{encoder.config.modality}: use an encoder trained on "
-                           f"{data.modality}")
+    check_modality(encoder, data.name, data.modality)
 
 
 # -- stage 1: joint learning --------------------------------------------------------------------
 class Readout(nn.Module):
-    """Linear readout on features standardised by a BatchNorm without affine parameters."""
+    """Linear readout on features standardised by a BatchNorm without affine parameters.
 
-    def __init__(self, dim: int, outputs: int):
+    Its weights are drawn as ``nn.Linear`` draws them, but from ``generator`` rather than the
+    global random state (the app learns from a thread)."""
+
+    def __init__(self, dim: int, outputs: int, generator: torch.Generator):
         super().__init__()
         self.norm = nn.BatchNorm1d(dim, affine=False)
-        self.linear = nn.Linear(dim, outputs)
+        self.linear = nn.Linear(dim, outputs, device="meta").to_empty(device="cpu")
+        bound = 1 / math.sqrt(dim) if dim > 0 else 0.0
+        with torch.no_grad():  # nn.Linear.reset_parameters, with a local generator
+            nn.init.kaiming_uniform_(self.linear.weight, a=math.sqrt(5), generator=generator)
+            nn.init.uniform_(self.linear.bias, -bound, bound, generator=generator)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.linear(self.norm(z))
@@ -186,36 +229,46 @@ def task_loss(task: Task, out: torch.Tensor, y: torch.Tensor, regression_loss: s
     return F.l1_loss(out, y) if regression_loss == "l1" else F.mse_loss(out, y)
 
 
-def score(task: Task, pred: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 accuracy for classification, R² (averaged over outputs) for regression."""
-    if task.classification:
-        return float((pred == y).mean())
-    y = y.reshape(len(y), -1)
-    pred = pred.reshape(len(pred), -1)
-    ss_res = ((y - pred) ** 2).sum(0)
-    ss_tot = ((y - y.mean(0)) ** 2).sum(0)
-    return float(np.mean(1 - ss_res / np.maximum(ss_tot, 1e-12)))
-
-
-def mean_per_class_accuracy(pred: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean([(pred[y == c] == c).mean() for c in np.unique(y)]))
-
-
 def learn(encoder: Encoder, task: Task, config: DownstreamConfig | None = None,
           stop: threading.Event | None = None) -> Iterator[State]:
     """Learn the readout and the invariance vector jointly; yield a :class:`State` per step.
 
     Stops after ``config.steps`` steps, on early stopping, when ``stop`` is set, or when the
     caller stops iterating. The last state has ``done=True`` and the selected vector.
+
+    The encoder is frozen in eval mode while this runs and left exactly as it was found
+    (``requires_grad`` flags, train/eval modes) when the generator ends or is closed early.
+    Randomness comes from generators seeded by ``config.seed``: the global random state is
+    neither used nor reseeded, so the app can call this from a thread.
     """
     config = config or DownstreamConfig()
-    encoder.eval().requires_grad_(False)
+    with frozen(encoder):
+        yield from _learn(encoder, task, config, stop)
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` in eval mode without parameter gradients; restored as it was afterwards."""
+    modes = [(m, m.training) for m in module.modules()]
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    module.eval().requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def _learn(encoder: Encoder, task: Task, config: DownstreamConfig,
+           stop: threading.Event | None) -> Iterator[State]:
     space = encoder.space
-    g = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed)
+    g = torch.Generator().manual_seed(config.seed)  # the batches
+    init = torch.Generator().manual_seed(config.seed)  # the readout's initial weights
     x_train = encoder.to_input(task.train.x)
     y_train = _targets(task, task.train.y)
-    readout = Readout(encoder.feature_dim, task.data.num_outputs).to(encoder.device)
+    readout = Readout(encoder.feature_dim, task.data.num_outputs, init).to(encoder.device)
     vector = VectorParameter(len(space), config.init, config.parameterisation
                              ).to(encoder.device)
     opt_readout = torch.optim.Adam(readout.parameters(), lr=config.lr_readout)
@@ -265,75 +318,10 @@ def _readout_score(encoder: Encoder, task: Task, readout: Readout, vector: torch
     z = encoder.features(task.val.x, vector)
     out = readout(z.to(encoder.device)).cpu()
     pred = out.argmax(1).numpy() if task.classification else out.numpy()
-    return score(task, pred, task.val.y)
+    return score(pred, task.val.y, task.classification)
 
 
 # -- stage 2: a fixed vector, scored like every baseline -----------------------------------------
-REGULARISATION = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-
-
-def fit_linear(task: Task, z_train: torch.Tensor, z_val: torch.Tensor, z_test: torch.Tensor
-               ) -> tuple[float, float]:
-    """Fit a linear readout on fixed features (standardised by training statistics), choose
-    its L2 strength on the validation split; return (validation, test) scores."""
-    mean, std = z_train.mean(0), z_train.std(0).clamp_min(1e-6)
-    zs = [((z - mean) / std).double() for z in (z_train, z_val, z_test)]
-    best = (-np.inf, -np.inf)
-    for strength in REGULARISATION:
-        if task.classification:
-            preds = _logistic(zs, task.train.y, task.data.num_outputs, strength)
-        else:
-            preds = _ridge(zs, task.train.y, strength)
-        val = score(task, preds[0], task.val.y)
-        if val > best[0]:
-            best = (val, score(task, preds[1], task.test.y))
-    return best
-
-
-def _ridge(zs: list[torch.Tensor], y: np.ndarray, strength: float) -> list[np.ndarray]:
-    z_train, *rest = zs
-    a = torch.cat([z_train, torch.ones(len(z_train), 1, dtype=z_train.dtype)], 1)
-    target = torch.as_tensor(y, dtype=a.dtype).reshape(len(y), -1)
-    reg = strength * len(a) * torch.eye(a.shape[1], dtype=a.dtype)
-    reg[-1, -1] = 0  # the intercept is not penalised
-    w = torch.linalg.solve(a.T @ a + reg, a.T @ target)
-    return [(torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], 1) @ w).numpy()
-            for z in rest]
-
-
-def _logistic(zs: list[torch.Tensor], y: np.ndarray, classes: int, strength: float
-              ) -> list[np.ndarray]:
-    """Multinomial logistic regression, full-batch L-BFGS (deterministic, a second or two)."""
-    z_train, *rest = zs
-    target = torch.as_tensor(y, dtype=torch.long)
-    linear = nn.Linear(z_train.shape[1], classes).double()
-    nn.init.zeros_(linear.weight)
-    nn.init.zeros_(linear.bias)
-    opt = torch.optim.LBFGS(linear.parameters(), lr=1, max_iter=200, history_size=20,
-                            line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(linear(z_train), target) + strength * linear.weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    with torch.no_grad():
-        return [linear(z).argmax(1).numpy() for z in rest]
-
-
-def linear_probe(z_train: torch.Tensor, y_train: np.ndarray, z_test: torch.Tensor,
-                 y_test: np.ndarray, classes: int, strength: float = 1e-3) -> float:
-    """Test accuracy of a logistic-regression readout on fixed features (the app's live
-    probe; standardised by training statistics, one L2 strength)."""
-    z_train, z_test = torch.as_tensor(z_train), torch.as_tensor(z_test)
-    mean, std = z_train.mean(0), z_train.std(0).clamp_min(1e-6)
-    zs = [((z - mean) / std).double() for z in (z_train, z_test)]
-    pred = _logistic(zs, y_train, classes, strength)[0]
-    return float((pred == np.asarray(y_test)).mean())
-
-
 def split_features(encoder: Encoder, task: Task, vector: VectorLike | float
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return tuple(encoder.features(s.x, vector) for s in (task.train, task.val, task.test))
@@ -342,7 +330,7 @@ def split_features(encoder: Encoder, task: Task, vector: VectorLike | float
 def evaluate_vector(encoder: Encoder, task: Task, vector: VectorLike | float
                     ) -> tuple[float, float]:
     """(validation, test) score of a linear readout on the encoder's features at ``vector``."""
-    return fit_linear(task, *split_features(encoder, task, vector))
+    return fit_linear(split_features(encoder, task, vector), task.targets, task.classes)
 
 
 # -- baselines ------------------------------------------------------------------------------------
@@ -360,25 +348,27 @@ def corner_name(space, corner: torch.Tensor, readable: bool = False) -> str:
 
 def baselines(encoder: Encoder, task: Task, learned: dict[str, float] | None = None,
               plain: Encoder | None = None,
-              learned_features: tuple[torch.Tensor, ...] | None = None) -> dict[str, float]:
+              learned_features: tuple[torch.Tensor, ...] | None = None, seed: int = 0
+              ) -> dict[str, float]:
     """Test scores of honest alternatives on the same task and splits:
 
     every corner of the space (all ones and all zeros included), the plain non-amortised
     encoder when given, kNN (k=200) at all ones and at the learned vector for classification,
     and the raw-input floor (linear readout, and kNN, on pixels or log-mel).
-    ``learned_features`` (train, val, test at ``learned``) saves computing them again."""
+    ``learned_features`` (train, val, test at ``learned``) saves computing them again;
+    ``seed`` fixes the random projection of large raw inputs."""
     space = encoder.space
     out = {}
     for corner in torch.tensor(list(itertools.product((0.0, 1.0), repeat=len(space)))):
         name = corner_name(space, corner)
         feats = split_features(encoder, task, corner)
-        out[name] = fit_linear(task, *feats)[1]
+        out[name] = fit_linear(feats, task.targets, task.classes)[1]
         if name == "all_ones":
             ones_features = feats  # reused by the kNN baseline: each vector is encoded once
     if plain is not None:
-        out["plain_simclr"] = evaluate_vector(plain, task, 1.0)[1]
+        out["plain"] = evaluate_vector(plain, task, 1.0)[1]
     raw = _raw_inputs(task)
-    out["raw_linear"] = fit_linear(task, *_pca(raw))[1]
+    out["raw_linear"] = fit_linear(_pca(raw, seed=seed), task.targets, task.classes)[1]
     if task.classification:
         out["raw_knn"] = knn_accuracy(raw[0], task.train.y, raw[2], task.test.y)
         if learned is not None and learned_features is None:
@@ -390,42 +380,54 @@ def baselines(encoder: Encoder, task: Task, learned: dict[str, float] | None = N
     return out
 
 
-def raw_input_score(task: Task) -> tuple[float, float]:
+def raw_input_score(task: Task, seed: int = 0) -> tuple[float, float]:
     """(validation, test) score of the same linear readout on the raw input (pixels or
     log-mel, reduced by PCA): the floor every encoder should clear."""
-    return fit_linear(task, *_pca(_raw_inputs(task)))
+    return fit_linear(_pca(_raw_inputs(task), seed=seed), task.targets, task.classes)
 
 
 def _raw_inputs(task: Task) -> list[torch.Tensor]:
     return [raw_features(s.x, task.data.modality) for s in (task.train, task.val, task.test)]
 
 
-def _pca(zs: list[torch.Tensor], dims: int = 256) -> list[torch.Tensor]:
+def _pca(zs: list[torch.Tensor], dims: int = 256, seed: int = 0) -> list[torch.Tensor]:
     """Project raw inputs on their top principal components (fitted on train) so the raw
-    linear baseline stays quick for large inputs such as log-mel spectrograms."""
+    linear baseline stays quick for large inputs such as log-mel spectrograms.
+
+    Randomised, as ``torch.pca_lowrank(niter=3)`` (Halko et al. 2011), but its random
+    matrix comes from a generator seeded by ``seed``, not from the global random state."""
     dims = min(dims, len(zs[0]))  # a small task cannot have more components than examples
     if zs[0].shape[1] <= dims:
         return zs
     mean = zs[0].mean(0)
-    _, _, v = torch.pca_lowrank(zs[0] - mean, q=dims, center=False, niter=3)
+    a = zs[0] - mean
+    g = torch.Generator().manual_seed(seed)
+    q = torch.linalg.qr(a @ torch.randn(a.shape[1], dims, generator=g, dtype=a.dtype)).Q
+    for _ in range(3):  # power iterations sharpen the basis
+        q = torch.linalg.qr(a.T @ q).Q
+        q = torch.linalg.qr(a @ q).Q
+    v = torch.linalg.svd(q.T @ a, full_matrices=False).Vh.T
     return [(z - mean) @ v for z in zs]
 
 
 # -- everything -----------------------------------------------------------------------------------
-def fit(encoder: Encoder, task: str | Dataset, config: DownstreamConfig | None = None,
+def fit(encoder: Encoder, task: Task | Dataset | str, config: DownstreamConfig | None = None,
         plain: Encoder | None = None, with_baselines: bool = True) -> Result:
-    """Learn ``task``'s invariance vector, score it on the test split, and score baselines."""
+    """Learn ``task``'s invariance vector, score it on the test split, and score baselines.
+
+    ``task`` is a registry name, ``folder:PATH``, a :class:`Dataset`, or a :class:`Task`
+    already made by :func:`prepare` with the same ``config`` (it is not prepared again)."""
     config = config or DownstreamConfig()
     start = time.perf_counter()
-    prepared = prepare(encoder, task, config)
+    prepared = task if isinstance(task, Task) else prepare(encoder, task, config)
     history = []
     for state in learn(encoder, prepared, config):
         history.append({"step": state.step, "vector": state.vector, "loss": state.loss,
                         "val_score": state.val_score})
     learned = state.vector
     learned_features = split_features(encoder, prepared, learned)
-    val, test = fit_linear(prepared, *learned_features)
-    extra = baselines(encoder, prepared, learned, plain, learned_features) \
+    val, test = fit_linear(learned_features, prepared.targets, prepared.classes)
+    extra = baselines(encoder, prepared, learned, plain, learned_features, config.seed) \
         if with_baselines else {}
-    return Result(prepared.data.name, prepared.metric, learned, test, val, extra, history[:-1],
+    return Result(prepared.name, prepared.metric, learned, test, val, extra, history[:-1],
                   time.perf_counter() - start)

@@ -72,6 +72,7 @@ import torch
 import torch.nn.functional as F
 
 from amortinv.augment import AudioAugment, AudioSettings, MelConfig, VisionAugment
+from amortinv.augment.draws import uniform
 from amortinv.augment.vision import (
     VisionSettings,
     adjust_brightness,
@@ -111,10 +112,6 @@ class Transform:
         return self.apply(x, generator)
 
 
-def _uniform(n: int, low: float, high: float, g: torch.Generator) -> torch.Tensor:
-    return low + (high - low) * torch.rand(n, generator=g)
-
-
 # -- image transforms --------------------------------------------------------------------------
 def image_transforms(channels: int, settings: VisionSettings | None = None
                      ) -> dict[str, Transform]:
@@ -126,15 +123,15 @@ def image_transforms(channels: int, settings: VisionSettings | None = None
     off = dict.fromkeys(GREY.names, 0.0)
 
     def jitter(op: Callable, magnitude: float) -> TransformFn:
-        return lambda x, g: op(x, _uniform(len(x), 1 - magnitude, 1 + magnitude, g))
+        return lambda x, g: op(x, uniform(len(x), 1 - magnitude, 1 + magnitude, g))
 
     def translate(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        shift = _uniform(2 * len(x), -MAX_TRANSLATE, MAX_TRANSLATE, g).view(2, -1)
+        shift = uniform(2 * len(x), -MAX_TRANSLATE, MAX_TRANSLATE, g).view(2, -1)
         ones = torch.ones(len(x))
         return resized_crop(x, torch.stack([shift[0], shift[1], ones, ones], dim=1))
 
     def scale(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        side = _uniform(len(x), s.crop_min_scale, 1.0, g).sqrt()
+        side = uniform(len(x), s.crop_min_scale, 1.0, g).sqrt()
         zeros = torch.zeros(len(x))
         return resized_crop(x, torch.stack([zeros, zeros, side, side], dim=1))
 
@@ -151,13 +148,13 @@ def image_transforms(channels: int, settings: VisionSettings | None = None
                               f"factor 1+-{s.contrast:g}"),
         "saturation": Transform("saturation", jitter(adjust_saturation, s.saturation),
                                 f"factor 1+-{s.saturation:g}"),
-        "hue": Transform("hue", lambda x, g: adjust_hue(x, _uniform(len(x), -s.hue, s.hue, g)),
+        "hue": Transform("hue", lambda x, g: adjust_hue(x, uniform(len(x), -s.hue, s.hue, g)),
                          f"rotation up to +-{s.hue:g} turn"),
         "grayscale": Transform("grayscale",
                                lambda x, g: to_grayscale(x, torch.ones(len(x), dtype=torch.bool)),
                                "converted to grey"),
         "gamma": Transform("gamma", jitter(adjust_gamma, s.gamma), f"exponent 1+-{s.gamma:g}"),
-        "blur": Transform("blur", lambda x, g: gaussian_blur(x, _uniform(len(x), *s.blur_sigma,
+        "blur": Transform("blur", lambda x, g: gaussian_blur(x, uniform(len(x), *s.blur_sigma,
                                                                          g)),
                           f"Gaussian, sigma {s.blur_sigma[0]:g}-{s.blur_sigma[1]:g} px"),
     }
@@ -195,16 +192,16 @@ def audio_transforms(mel: MelConfig | None = None, settings: AudioSettings | Non
     equaliser = AudioAugment(AUDIO, mel, s)
 
     def pitch(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        semitones = _uniform(len(x), -s.max_semitones, s.max_semitones, g)
+        semitones = uniform(len(x), -s.max_semitones, s.max_semitones, g)
         return warp(x, semitones, torch.zeros(len(x)), torch.ones(len(x)))
 
     def time_shift(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        shift = _uniform(len(x), -s.max_shift, s.max_shift, g)
+        shift = uniform(len(x), -s.max_shift, s.max_shift, g)
         return warp(x, torch.zeros(len(x)), shift, torch.ones(len(x)))
 
     def stretch(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         log_max = math.log(s.max_stretch)
-        factor = torch.exp(_uniform(len(x), -log_max, log_max, g))
+        factor = torch.exp(uniform(len(x), -log_max, log_max, g))
         return warp(x, torch.zeros(len(x)), torch.zeros(len(x)), factor)
 
     return {

@@ -11,19 +11,19 @@ SimCLR, one step::
     >>> z1, z2 = torch.randn(8, 32), torch.randn(8, 32)   # projections of two views
     >>> loss = nt_xent(z1, z2, temperature=0.5)
 
-MoCo-v2, one step (the paper keeps one queue per invariance configuration)::
+MoCo-v2, one step (the paper keeps one queue per invariance corner)::
 
     >>> from amortinv.losses import KeyQueue, info_nce, momentum_update
     >>> online, target = torch.nn.Linear(16, 32), torch.nn.Linear(16, 32)
     >>> momentum_update(online, target, m=0.0)             # start the target as a copy
     >>> queues = KeyQueue(num_queues=3, size=64, dim=32)
-    >>> x1, x2, config = torch.randn(8, 16), torch.randn(8, 16), 1
+    >>> x1, x2, corner = torch.randn(8, 16), torch.randn(8, 16), 1
     >>> q = online(x1)
     >>> with torch.no_grad():
     ...     k = target(x2)
-    >>> loss = info_nce(q, k, queues.keys(config), temperature=0.1)
+    >>> loss = info_nce(q, k, queues.keys(corner), temperature=0.1)
     >>> loss.backward()
-    >>> queues.enqueue(k, config)
+    >>> queues.enqueue(k, corner)
     >>> momentum_update(online, target, m=0.99)
 """
 
@@ -182,8 +182,8 @@ def info_nce(q: Tensor, k: Tensor, queue: Tensor, temperature: float = 0.1) -> T
 class KeyQueue(nn.Module):
     """``num_queues`` circular queues of normalised negative keys, for MoCo-v2.
 
-    The paper's code keeps one queue per invariance configuration and enqueues the current
-    batch's keys only into the queue of the configuration that made them; use
+    The paper's code keeps one queue per invariance corner and enqueues the current
+    batch's keys only into the queue of the corner that made them; use
     ``num_queues=1`` and ``idx=0`` for a single shared queue. Queues and their write pointers
     are registered buffers, so they are saved in ``state_dict`` and follow ``.to()``.
 

@@ -1,18 +1,13 @@
-"""Measurements of frozen features: weighted kNN accuracy, the raw-input floor, and
-invariance scores per transform (implemented in :mod:`amortinv.invariance_scores`)."""
+"""Measurements of frozen features: weighted kNN accuracy and the raw-input floor.
+
+Invariance scores per transform live in :mod:`amortinv.invariance_scores`; linear readouts
+in :mod:`amortinv.readout`."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from amortinv.invariance_scores import (  # noqa: F401  (re-exported: measure is the entry)
-    invariance_scores,
-    score_curve,
-    score_grid,
-    transforms_for,
-)
 
 
 def knn_predict(train_z: torch.Tensor, train_y: torch.Tensor, test_z: torch.Tensor,

@@ -4,63 +4,106 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
+from amortinv.invariance import SPACES
+from amortinv.models.encoder import ARCHS
+from amortinv.settings import AUTO, check_settings, setting
+
+#: Conditionings a pre-training can build (see docs/PRETRAINING.md).
+CONDITIONINGS = ("hyper", "film", "none")
+#: Warm-up is at most this fraction of the run (``warmup_steps`` is the most it may take).
+WARMUP_FRACTION = 0.1
+
 
 @dataclass
 class PretrainConfig:
-    """Every setting of a pre-training run (``scripts/pretrain.py --help`` lists them)."""
+    """Every setting of a pre-training run (``scripts/pretrain.py --help`` lists them). A
+    setting outside its allowed values is refused when the config is made."""
 
     # data: one dataset, or several of one modality joined with commas (inputs only are used)
     dataset: str = "fashion-mnist"
-    space: str = ""  # invariance space; empty: the default for the data (rgb, grey, audio)
+    space: str = setting(AUTO, choices=(AUTO, *SPACES))  # auto: the data's (rgb, grey, audio)
     # model
-    arch: str = "resnet18"
-    conditioning: str = "hyper"  # hyper (paper) | film (cheap) | none (plain SimCLR/MoCo)
-    bases: int = 32
+    arch: str = setting("resnet18", choices=ARCHS)
+    conditioning: str = setting("hyper", choices=CONDITIONINGS)  # none: the plain baseline
+    bases: int = setting(32, minimum=1)
     conditioned_stages: tuple[int, ...] = (1, 2, 3, 4)
-    width: int = 64
-    stem: str = "small"
+    width: int = setting(64, minimum=1)
+    stem: str = setting("small", choices=("small", "imagenet"))
     # method
-    method: str = "simclr"  # simclr | moco
-    temperature: float = 0.0  # 0: the method's default (SimCLR 0.5, MoCo-v2 0.1)
-    proj_hidden: int = 512
-    proj_dim: int = 128
-    moco_momentum: float = 0.99
-    queue_size: int = 4096
-    per_config: bool = True  # MoCo: one head and queue per corner (paper), else shared
-    sampling: str = "corners"  # corners (paper) | continuous | mixed
-    min_on: int = -1  # corners with at least this many groups on; -1: the paper's choice
+    method: str = setting("simclr", choices=("simclr", "moco"))
+    temperature: float | str = setting(AUTO, auto=float, above=0)  # auto: SimCLR 0.5, MoCo 0.1
+    proj_hidden: int = setting(512, minimum=1)
+    proj_dim: int = setting(128, minimum=1)
+    moco_momentum: float = setting(0.99, minimum=0, below=1)
+    queue_size: int = setting(4096, minimum=1)
+    per_corner: bool = True  # MoCo: one head and queue per corner (paper), else shared
+    sampling: str = setting("corners", choices=("corners", "continuous", "mixed"))
+    min_on: int | str = setting(AUTO, auto=int, minimum=0)  # auto: the paper's choice
     # optimisation
-    steps: int = 1000
-    batch_size: int = 512
-    optimizer: str = "sgd"  # sgd | lars | adamw
-    lr: float = 0.6
-    weight_decay: float = 5e-4
-    warmup_steps: int = 100
+    steps: int = setting(1000, minimum=1)
+    batch_size: int = setting(512, minimum=1)
+    optimizer: str = setting("sgd", choices=("sgd", "lars", "adamw"))
+    lr: float = setting(0.6, above=0)
+    weight_decay: float = setting(5e-4, minimum=0)
+    warmup_steps: int = setting(100, minimum=0)  # at most WARMUP_FRACTION of the steps
     # speed
-    device: str = "auto"  # auto | cpu | cuda
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
     bf16: bool = True  # autocast on CUDA
     channels_last: bool = True
     compile: bool = False
     # bookkeeping
     out: str = ""  # run folder; empty: runs/<preset>
     seed: int = 0
-    log_every: int = 20
-    knn_every: int = 500  # 0: only at the end
+    log_every: int = setting(20, minimum=1)
+    knn_every: int = setting(500, minimum=0)  # 0: only at the end
     knn_dataset: str = ""  # empty: the first dataset
-    knn_train: int = 5000
-    knn_test: int = 1000
-    checkpoint_every: int = 500
+    knn_train: int = setting(5000, minimum=1)
+    knn_test: int = setting(1000, minimum=1)
+    checkpoint_every: int = setting(500, minimum=1)
     tensorboard: bool = False
     resume: bool = False
     progress: bool = True
     preset: str = "custom"
 
+    def __post_init__(self) -> None:
+        self.conditioned_stages = tuple(self.conditioned_stages)
+        check_settings(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> PretrainConfig:
+        """A config as saved in a training checkpoint; settings saved under an old name
+        (:data:`RENAMED`) are read under the new one, old sentinels (:data:`OLD_AUTO`) as
+        ``auto``."""
+        values = {RENAMED.get(k, k): v for k, v in data.items()}
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown settings {unknown}: written by a newer amortinv; "
+                             "upgrade to use it")
+        for name, old in OLD_AUTO.items():
+            if name in values and values[name] == old:
+                values[name] = AUTO
+        return cls(**values)
+
     def resolved(self) -> PretrainConfig:
         """Fill in the defaults that depend on other settings."""
         out = self.out or f"runs/{self.preset}"
-        temperature = self.temperature or (0.1 if self.method == "moco" else 0.5)
+        temperature = self.temperature
+        if temperature == AUTO:
+            temperature = 0.1 if self.method == "moco" else 0.5
         return replace(self, out=out, temperature=temperature)
 
+    @property
+    def warmup(self) -> int:
+        """Warm-up steps used: ``warmup_steps``, but at most :data:`WARMUP_FRACTION` of the run
+        (at least one step), so a short run still decays its learning rate."""
+        return min(self.warmup_steps, max(1, int(WARMUP_FRACTION * self.steps)))
+
+
+#: Settings renamed since checkpoints were first written: old name -> new name. Saved configs
+#: are read with the new names; the old command-line flags still work.
+RENAMED: dict[str, str] = {"per_config": "per_corner"}
+#: Values that meant ``auto`` in checkpoints written before the word: setting -> old value.
+OLD_AUTO: dict[str, object] = {"space": "", "temperature": 0.0, "min_on": -1}
 
 #: Named presets; a command-line flag overrides any of their settings.
 PRESETS: dict[str, dict] = {
@@ -100,7 +143,7 @@ PRESETS["gpu-fmnist-film"] = {**PRESETS["gpu-fmnist"], "conditioning": "film"}
 PRESET_NOTES: dict[str, str] = {
     "cpu-fmnist": "Fashion-MNIST, width-16 ResNet-18, 4-basis hypernetwork, SimCLR on corners; "
     "~40 min on 2 CPU cores",
-    "cpu-fmnist-plain": "the same budget without conditioning: the plain SimCLR baseline",
+    "cpu-fmnist-plain": "the same budget without conditioning: the plain baseline",
     "cpu-fmnist-film": "the same budget with FiLM conditioning (the cheap option)",
     "gpu-fmnist": "Fashion-MNIST, ResNet-18, the paper's 32-basis hypernetwork, LARS, bf16, "
     "torch.compile",
@@ -114,28 +157,29 @@ PRESET_NOTES: dict[str, str] = {
 #: One line per setting, for ``--help``.
 HELP: dict[str, str] = {
     "dataset": "dataset name(s) from `python -m amortinv.data list`, comma-separated to join",
-    "space": "invariance space (rgb, grey, spatial-appearance, audio); default from the data",
-    "arch": "resnet18 | resnet50 | vit-tiny | vit-small",
+    "space": "invariance space; auto: the data's default (rgb, grey or audio)",
+    "arch": "the backbone",
     "conditioning": "hyper (paper's hypernetwork) | film (conditional norms) | none (plain)",
     "bases": "basis kernels per generated conv (paper: 32)",
     "conditioned_stages": "which ResNet stages (1-4) are conditioned",
     "width": "channels of the first ResNet stage (standard: 64)",
     "stem": "small (3x3, no down-sampling, for 28-64 px) | imagenet (7x7/2 + pool)",
     "method": "simclr (NT-Xent) | moco (MoCo-v2: momentum encoder and key queues)",
-    "temperature": "contrastive temperature; 0 = the method's default (0.5 / 0.1)",
+    "temperature": "contrastive temperature; auto: the method's (SimCLR 0.5, MoCo-v2 0.1)",
     "proj_hidden": "hidden width of the projection head",
     "proj_dim": "output width of the projection head",
     "moco_momentum": "EMA momentum of the MoCo key encoder",
     "queue_size": "keys per MoCo queue",
-    "per_config": "MoCo: one head and queue per invariance corner (paper) instead of one",
+    "per_corner": "MoCo: one head and queue per invariance corner (paper) instead of one "
+    "(--per-config: its old name)",
     "sampling": "invariance vectors: corners (paper) | continuous | mixed",
-    "min_on": "corners need at least this many groups on; -1 = paper (2, or 1 when K=2)",
+    "min_on": "corners need at least this many groups on; auto: the paper's (2, or 1 when K=2)",
     "steps": "optimizer steps in total",
     "batch_size": "examples per step, across all processes (two views each)",
     "optimizer": "sgd | lars | adamw",
     "lr": "peak learning rate (after warm-up; cosine decay to zero)",
     "weight_decay": "weight decay (not on biases and norms)",
-    "warmup_steps": "linear warm-up steps",
+    "warmup_steps": "linear warm-up steps, at most a tenth of --steps",
     "device": "auto | cpu | cuda | cuda:N",
     "bf16": "bfloat16 autocast on CUDA",
     "channels_last": "channels-last memory format for images",
@@ -159,6 +203,7 @@ def preset(name: str, **overrides) -> PretrainConfig:
     """A preset's config with ``overrides`` applied."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+    overrides = {RENAMED.get(k, k): v for k, v in overrides.items()}
     unknown = sorted(set(overrides) - {f.name for f in fields(PretrainConfig)})
     if unknown:
         raise ValueError(f"unknown setting(s) {', '.join(unknown)}")

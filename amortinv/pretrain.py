@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import math
 import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,20 +27,22 @@ import torch.distributed as dist
 from torch import nn
 
 import amortinv
-from amortinv import checkpoint
 from amortinv import data as datasets
 from amortinv.augment import make_augment
-from amortinv.distributed import Dist, close_distributed, init_distributed
+from amortinv.devices import resolve_device
+from amortinv.distributed import Process, close_distributed, init_distributed
 from amortinv.invariance import default_space, get_space
 from amortinv.losses import KeyQueue, info_nce, momentum_update, nt_xent
-from amortinv.measure import knn_at_vectors
 from amortinv.models import Encoder, ModelConfig
 from amortinv.models.heads import projection_head
+from amortinv.monitor import KnnMonitor
 from amortinv.optim import cosine_lr, make_optimizer
-from amortinv.presets import HELP, PRESET_NOTES, PRESETS, PretrainConfig, preset
+from amortinv.presets import HELP, PRESET_NOTES, PRESETS, RENAMED, PretrainConfig, preset
+from amortinv.run_state import LAST_FILE, Log, TrainingState, restore_run, save_run
+from amortinv.settings import AUTO
 
-__all__ = ["HELP", "PRESETS", "PRESET_NOTES", "PretrainConfig", "Trainer", "TrainingDiverged",
-           "close_distributed", "preset", "pretrain"]
+__all__ = ["HELP", "PRESETS", "PRESET_NOTES", "RENAMED", "PretrainConfig", "Trainer",
+           "TrainingDiverged", "close_distributed", "preset", "pretrain"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -70,27 +71,29 @@ class Batch:
 
 @dataclass
 class Trainer:
-    """Holds the model, data and optimiser of one run; :meth:`run` trains."""
+    """Holds the model, data and optimiser of one run; :meth:`run` trains.
+
+    Its parts: the run's state on disk (:mod:`amortinv.run_state`), the kNN monitor
+    (:mod:`amortinv.monitor`); here, set-up, one step (batch, vector, views, loss) and the loop.
+    """
 
     config: PretrainConfig
-    rank: Dist = field(default_factory=Dist)
+    process: Process = field(default_factory=Process)
     #: Images to train on instead of ``config.dataset`` (benchmarks): uint8 (N, C, H, W).
     images: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         cfg = self.config = self.config.resolved()
-        self.device = torch.device(
-            ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto"
-            else cfg.device)
+        self.device = resolve_device(cfg.device)
         self.out = Path(cfg.out)
         self.inputs, self.modality, self.sample_shape = self._load_inputs()
         channels = self.sample_shape[0] if self.modality == "image" else 1
-        self.space = get_space(cfg.space) if cfg.space else default_space(self.modality,
-                                                                           channels)
-        self.corners = self.space.corners(None if cfg.min_on < 0 else cfg.min_on)
-        if cfg.method == "moco" and cfg.per_config and cfg.sampling != "corners":
-            raise ValueError("per-configuration MoCo heads need corner sampling: use "
-                             "--sampling corners or --no-per-config")
+        self.space = default_space(self.modality, channels) if cfg.space == AUTO \
+            else get_space(cfg.space)
+        self.corners = self.space.corners(None if cfg.min_on == AUTO else cfg.min_on)
+        if cfg.method == "moco" and cfg.per_corner and cfg.sampling != "corners":
+            raise ValueError("per-corner MoCo heads need corner sampling: use "
+                             "--sampling corners or --no-per-corner")
         model_cfg = ModelConfig(
             arch=cfg.arch, conditioning=cfg.conditioning, bases=cfg.bases,
             conditioned_stages=cfg.conditioned_stages, width=cfg.width, stem=cfg.stem,
@@ -100,25 +103,30 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank and every run
         self.encoder = Encoder(model_cfg, self.space, self._card()).to(self.device)
         self._set_normalisation()
-        n_heads = len(self.corners) if cfg.method == "moco" and cfg.per_config else 1
+        n_heads = len(self.corners) if cfg.method == "moco" and cfg.per_corner else 1
         heads = nn.ModuleList(
             projection_head(self.encoder.feature_dim, cfg.proj_hidden, cfg.proj_dim)
             for _ in range(n_heads))
         self.model = ContrastiveModel(self.encoder, heads).to(self.device)
+        self.target = self.queues = None
         if cfg.method == "moco":
             self.target = copy.deepcopy(self.model).requires_grad_(False)
             self.queues = KeyQueue(n_heads, cfg.queue_size, cfg.proj_dim,
                                    torch.Generator().manual_seed(cfg.seed)).to(self.device)
-        elif cfg.method != "simclr":
-            raise ValueError(f"method must be 'simclr' or 'moco', got {cfg.method!r}")
         if cfg.channels_last and self.modality == "image":
             self.model.to(memory_format=torch.channels_last)
         self.optimizer = make_optimizer(cfg.optimizer, self.model, cfg.lr, cfg.weight_decay,
                                         fused=self.device.type == "cuda")
+        self.state = TrainingState(self.model, self.optimizer, self.target, self.queues)
         self.augment = make_augment(self.space)
+        self.monitor = KnnMonitor(cfg.knn_dataset or cfg.dataset.split(",")[0].strip(),
+                                  cfg.knn_train, cfg.knn_test)
         self.step = 0
-        self.ddp = self._wrap_ddp()
-        self.forward = torch.compile(self.ddp) if cfg.compile else self.ddp
+        #: What a training step calls: the model, DDP-wrapped across processes, compiled
+        #: when asked.
+        self.step_model = self._parallel()
+        if cfg.compile:
+            self.step_model = torch.compile(self.step_model)
         self.heads = self.model.heads
 
     # -- set-up ----------------------------------------------------------------------------------
@@ -143,7 +151,7 @@ class Trainer:
                 "sampling": cfg.sampling, "pretrain": asdict(cfg),
                 "code_version": amortinv.__version__, "metrics": {},
                 "command": " ".join(["python", *sys.argv]),
-                "hardware": describe_hardware(self.device, self.rank.world),
+                "hardware": describe_hardware(self.device, self.process.world),
                 "wall_seconds": 0.0}
 
     def _set_normalisation(self) -> None:
@@ -153,8 +161,9 @@ class Trainer:
         self.encoder.config.input_mean = float(sample.mean())
         self.encoder.config.input_std = float(sample.std().clamp_min(1e-6))
 
-    def _wrap_ddp(self) -> nn.Module:
-        if self.rank.world == 1:
+    def _parallel(self) -> nn.Module:
+        """The model as several processes train it (DDP), or itself in a single process."""
+        if self.process.world == 1:
             return self.model
         return nn.parallel.DistributedDataParallel(
             self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
@@ -163,7 +172,7 @@ class Trainer:
     # -- one step --------------------------------------------------------------------------------
     def batch(self, step: int) -> Batch:
         """The examples, vector and augmentation randomness of ``step`` (pure in step)."""
-        cfg, world = self.config, self.rank.world
+        cfg, world = self.config, self.process.world
         per_epoch = len(self.inputs) // cfg.batch_size
         if per_epoch == 0:
             raise ValueError(f"batch size {cfg.batch_size} exceeds the {len(self.inputs)} "
@@ -172,7 +181,7 @@ class Trainer:
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(self.inputs))
         index = order[position * cfg.batch_size:(position + 1) * cfg.batch_size]
         shard = len(index) // world
-        index = index[self.rank.rank * shard:(self.rank.rank + 1) * shard]
+        index = index[self.process.rank * shard:(self.process.rank + 1) * shard]
         g = torch.Generator().manual_seed(hash_seed(cfg.seed, step, 0))
         if cfg.sampling == "corners":
             corner = int(torch.randint(len(self.corners), (1,), generator=g))
@@ -181,7 +190,7 @@ class Trainer:
             vector = self.space.sample(1, cfg.sampling, generator=g)[0]
             matches = (self.corners == vector).all(1).nonzero()
             corner = int(matches[0]) if len(matches) else -1
-        aug = torch.Generator().manual_seed(hash_seed(cfg.seed, step, 1 + self.rank.rank))
+        aug = torch.Generator().manual_seed(hash_seed(cfg.seed, step, 1 + self.process.rank))
         return Batch(vector, corner, index, aug)
 
     def loss(self, b: Batch) -> torch.Tensor:
@@ -194,10 +203,10 @@ class Trainer:
         vector = b.vector.to(self.device)
         with self._autocast():
             if cfg.method == "simclr":
-                z1, z2 = self.forward(torch.cat([v1, v2]), vector).chunk(2)
+                z1, z2 = self.step_model(torch.cat([v1, v2]), vector).chunk(2)
                 return nt_xent(z1, z2, cfg.temperature, across_processes=True)
             head = max(b.corner, 0) if len(self.heads) > 1 else 0
-            q = self.forward(v1, vector, head)
+            q = self.step_model(v1, vector, head)
             with torch.no_grad():
                 k = self.target(v2, vector, head)
             loss = info_nce(q, k, self.queues.keys(head), cfg.temperature)
@@ -211,7 +220,7 @@ class Trainer:
 
     def train_step(self) -> float:
         cfg = self.config
-        lr = cosine_lr(self.step, cfg.steps, cfg.lr, cfg.warmup_steps)
+        lr = cosine_lr(self.step, cfg.steps, cfg.lr, cfg.warmup)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         loss = self.loss(self.batch(self.step))
@@ -232,83 +241,25 @@ class Trainer:
         return value
 
     def _gather(self, keys: torch.Tensor) -> torch.Tensor:
-        if self.rank.world == 1:
+        if self.process.world == 1:
             return keys
-        out = [torch.empty_like(keys) for _ in range(self.rank.world)]
+        out = [torch.empty_like(keys) for _ in range(self.process.world)]
         dist.all_gather(out, keys.contiguous())
         return torch.cat(out)
 
-    # -- evaluation, checkpoints, logs ---------------------------------------------------------
-    def knn(self) -> dict[str, float]:
-        """kNN (k=200) test accuracy at all ones, all zeros and 0.5 everywhere."""
-        cfg = self.config
-        name = cfg.knn_dataset or cfg.dataset.split(",")[0].strip()
-        ds = datasets.get(name)
-        if ds.task != "classification":
-            return {}
-        return knn_at_vectors(self.encoder, ds.train.take(slice(cfg.knn_train)),
-                              ds.test.take(slice(cfg.knn_test)))
-
-    def state(self) -> dict[str, torch.Tensor]:
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        if self.config.method == "moco":
-            tensors |= {f"target.{k}": v for k, v in self.target.state_dict().items()}
-            tensors |= {f"queues.{k}": v for k, v in self.queues.state_dict().items()}
-        for i, state in self.optimizer.state_dict()["state"].items():
-            tensors |= {f"optim.{i}.{k}": v for k, v in state.items()
-                        if isinstance(v, torch.Tensor)}
-        return tensors
-
+    # -- checkpoints -------------------------------------------------------------------------
     def save(self, metrics: dict) -> None:
         """Write ``last.safetensors`` (to resume) and ``encoder.safetensors`` (to use)."""
-        if not self.rank.main:
+        if not self.process.main:
             return
         self.encoder.card["metrics"] = metrics
         self.encoder.card["steps"] = self.step
-        meta = checkpoint.encoder_meta(self.encoder) | {"step": self.step,
-                                                       "config": asdict(self.config)}
-        checkpoint.save(self.out / "last.safetensors", self.state(), meta)
-        checkpoint.save_encoder(self.out / checkpoint.ENCODER_FILE, self.encoder)
+        save_run(self.out, self.state, self.encoder, self.step, self.config)
 
     def restore(self) -> None:
         """Continue from ``last.safetensors`` in the run folder."""
-        path = self.out / "last.safetensors"
-        if not path.exists():
-            raise FileNotFoundError(f"--resume: no checkpoint at {path}; start without "
-                                    "--resume, or point --out at the run to continue")
-        tensors, meta = checkpoint.load_tensors(path)
-        saved = PretrainConfig(**{**meta["config"], "conditioned_stages":
-                                  tuple(meta["config"]["conditioned_stages"])})
-        changed = [f.name for f in fields(PretrainConfig)
-                   if f.name not in RESUMABLE and getattr(saved, f.name)
-                   != getattr(self.config, f.name)]
-        if changed:
-            raise checkpoint.CheckpointError(
-                f"{path} was trained with other settings ({', '.join(changed)}); resume with "
-                "the same settings, or start a new run with another --out")
-        model = {k.removeprefix("model."): v for k, v in tensors.items()
-                 if k.startswith("model.")}
-        checkpoint.load_state(self.model, model, str(path))
-        self.encoder.config.input_mean = meta["model"]["input_mean"]
-        self.encoder.config.input_std = meta["model"]["input_std"]
-        if self.config.method == "moco":
-            for prefix, module in (("target.", self.target), ("queues.", self.queues)):
-                checkpoint.load_state(module, {k.removeprefix(prefix): v for k, v in
-                                               tensors.items() if k.startswith(prefix)},
-                                      str(path))
-        optim = self.optimizer.state_dict()
-        params = [p for g in optim["param_groups"] for p in g["params"]]
-        optim["state"] = {}
-        for i in params:
-            entries = {k.split(".", 2)[2]: v.to(self.device) for k, v in tensors.items()
-                       if k.startswith(f"optim.{i}.")}
-            if entries:
-                optim["state"][i] = entries
-        self.optimizer.load_state_dict(optim)
-        self.step = int(meta["step"])
-        self.encoder.card["metrics"] = meta["card"].get("metrics", {})
-        self.encoder.card["wall_seconds"] = meta["card"].get("wall_seconds", 0.0)
-        if self.rank.main:
+        self.step = restore_run(self.out, self.state, self.encoder, self.config)
+        if self.process.main:
             Log.truncate(self.out, self.step)
 
     def run(self) -> Iterator[dict]:
@@ -317,13 +268,13 @@ class Trainer:
         cfg = self.config
         if cfg.resume:
             self.restore()
-        elif self.rank.main and (self.out / "last.safetensors").exists():
+        elif self.process.main and (self.out / LAST_FILE).exists():
             raise FileExistsError(f"{self.out} already holds a run: pass --resume to continue "
                                   "it, or choose another --out")
         self.out.mkdir(parents=True, exist_ok=True)
-        log = Log(self.out, self.rank.main, cfg.tensorboard)
+        log = Log(self.out, self.process.main, cfg.tensorboard)
         metrics = dict(self.encoder.card.get("metrics", {}))
-        bar = progress(cfg.steps, self.step, cfg.progress and self.rank.main)
+        bar = progress(cfg.steps, self.step, cfg.progress and self.process.main)
         images, clock = 0, time.perf_counter()
         started, wall_before = time.perf_counter(), self.encoder.card.get("wall_seconds", 0.0)
         try:
@@ -341,8 +292,8 @@ class Trainer:
                     log.write(record)
                     yield record
                 evaluate = cfg.knn_every and self.step % cfg.knn_every == 0
-                if (evaluate or self.step == cfg.steps) and self.rank.main:
-                    knn = self.knn()
+                if (evaluate or self.step == cfg.steps) and self.process.main:
+                    knn = self.monitor(self.encoder)
                     if knn:
                         metrics = {f"knn_{k}": v for k, v in knn.items()}
                         record = {"step": self.step, "knn": knn}
@@ -356,10 +307,6 @@ class Trainer:
         finally:
             bar.close()
             log.close()
-
-
-RESUMABLE = {"steps", "resume", "progress", "log_every", "knn_every", "checkpoint_every",
-             "tensorboard", "device", "compile", "knn_train", "knn_test", "out"}
 
 
 def describe_hardware(device: torch.device, world: int = 1) -> str:
@@ -376,51 +323,6 @@ def hash_seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> 1)
 
 
-class Log:
-    """``metrics.jsonl`` in the run folder (appended on resume), optionally TensorBoard."""
-
-    def __init__(self, out: Path, active: bool, tensorboard: bool):
-        self.active = active
-        self.file = open(out / "metrics.jsonl", "a") if active else None  # noqa: SIM115
-        self.writer = None
-        if active and tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise ImportError("--tensorboard needs the tensorboard package: "
-                                  "pip install tensorboard") from None
-            self.writer = SummaryWriter(str(out / "tensorboard"))
-
-    @staticmethod
-    def truncate(out: Path, step: int) -> None:
-        """Drop records past ``step`` (written after the checkpoint a resume starts from)."""
-        path = out / "metrics.jsonl"
-        if path.exists():
-            kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= step]
-            path.write_text("".join(line + "\n" for line in kept))
-
-    def write(self, record: dict) -> None:
-        if not self.active:
-            return
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-        if self.writer:
-            step = record["step"]
-            for key, value in record.items():
-                if key == "knn":
-                    for corner, acc in value.items():
-                        self.writer.add_scalar(f"knn/{corner}", acc, step)
-                elif key != "step":
-                    self.writer.add_scalar(key, value, step)
-
-    def close(self) -> None:
-        if self.file:
-            self.file.close()
-        if self.writer:
-            self.writer.close()
-
-
 def progress(total: int, initial: int, show: bool):
     from tqdm import tqdm
 
@@ -430,13 +332,13 @@ def progress(total: int, initial: int, show: bool):
 
 def pretrain(config: PretrainConfig) -> Trainer:
     """Run a whole pre-training (single process, or one rank under torchrun)."""
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
-                          if config.device == "auto" else config.device)
-    rank = init_distributed(device)
-    if device.type == "cuda" and rank.world > 1:
-        torch.cuda.set_device(rank.rank % torch.cuda.device_count())
-        config = replace(config, device=f"cuda:{rank.rank % torch.cuda.device_count()}")
-    trainer = Trainer(config, rank)
+    device = resolve_device(config.device)
+    process = init_distributed(device)
+    if device.type == "cuda" and process.world > 1:
+        local = process.rank % torch.cuda.device_count()
+        torch.cuda.set_device(local)
+        config = replace(config, device=f"cuda:{local}")
+    trainer = Trainer(config, process)
     for _ in trainer.run():
         pass
     return trainer

@@ -80,7 +80,7 @@ def _order(path: Path, model: dict) -> tuple[bool, int, str]:
 
 def plain_baseline(encoder: Encoder) -> Encoder | None:
     """A plain (non-amortised) encoder pre-trained on the same data as ``encoder``, if one
-    was shipped or trained: the Learn page's plain-SimCLR bar."""
+    was shipped or trained: the Learn page's plain bar."""
     for path, meta in checkpoints().values():
         model, card = _meta(meta).get("model", {}), _meta(meta).get("card", {})
         if (model.get("conditioning") == "none"
@@ -94,7 +94,7 @@ def plain_baseline(encoder: Encoder) -> Encoder | None:
 @st.cache_resource(show_spinner="Loading the encoder…", max_entries=8)
 def load_encoder(path: str, mtime: float) -> Encoder:
     """An encoder, shared by all sessions (``mtime`` reloads it when the file changes)."""
-    return amortinv.load(path)
+    return amortinv.load(path, device="cpu")  # the pages compute on the CPU
 
 
 def encoder_at(path: Path) -> Encoder:

@@ -139,7 +139,7 @@ class Job:
 
 
 #: The score name of the plain (non-amortised) encoder in a learning job's result.
-PLAIN = "plain SimCLR"
+PLAIN = "plain"
 #: The score name of the raw-input floor (a linear readout on pixels or log-mel).
 RAW = "raw input"
 

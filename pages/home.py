@@ -44,7 +44,7 @@ st.caption(f"Two views of the same examples from **{dataset}** ({entry.descripti
            "by every group.")
 ds = ui.dataset_when_ready(dataset, encoder)
 if ds is not None:
-    st.markdown(f"{len(ds.train)} train / {len(ds.test)} test, {ds.task}. *{ds.needs}*")
+    st.markdown(f"{len(ds.train)} train / {len(ds.test)} test, {ds.target_kind}. *{ds.needs}*")
     examples = ds.test.x[:6] if encoder.config.modality == "image" else ds.test.x[:4]
     ui.augmentation_preview(encoder, examples,
                             {"all zeros": 0.0, "half": 0.5, "all ones": 1.0})

@@ -7,9 +7,10 @@ import torch
 
 from amortinv import charts, checkpoint, ui
 from amortinv.augment import LogMel
-from amortinv.downstream import corner_name, linear_probe
+from amortinv.downstream import corner_name
 from amortinv.measure import knn_accuracy
-from amortinv.project import Projector, warm_up_umap
+from amortinv.projection import Projector, warm_up_umap
+from amortinv.readout import linear_probe
 
 encoder, dataset, path, ds = ui.page("Probe features")
 space = encoder.space
@@ -64,7 +65,7 @@ st.caption("Features at " + ", ".join(f"{k} {v:.2f}" for k, v in vector.items())
 
 n = len(xy)
 test = ds.test.take(slice(n))
-classification = ds.task == "classification"
+classification = ds.target_kind == "classification"
 labels = [ds.class_names[i] for i in test.y] if classification else test.y.reshape(n, -1)[:, 0]
 fig = charts.embedding(xy, labels, categorical=classification)
 left, right = st.columns([3, 1])

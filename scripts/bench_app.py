@@ -35,7 +35,7 @@ print(time.perf_counter() - start)
 
 
 def slider_moves(encoder, dataset, points: int, method: str, moves: int) -> list[float]:
-    from amortinv.project import Projector
+    from amortinv.projection import Projector
     from amortinv.ui import PROBE_TRAIN_POINTS
 
     test, train = dataset.test.x[:points], dataset.train.x[:PROBE_TRAIN_POINTS]
@@ -67,7 +67,7 @@ def main() -> None:
 
     import amortinv
     import amortinv.data as data
-    from amortinv.project import warm_up_umap
+    from amortinv.projection import warm_up_umap
 
     warm_up_umap(block=True)  # the app does this in the background at start
     encoder = amortinv.load(args.checkpoint)

@@ -1,4 +1,4 @@
-"""Benchmark: throughput of the amortised pre-training step against a plain SimCLR step.
+"""Benchmark: throughput of the amortised pre-training step against the plain step.
 
 Same device, backbone, batch, resolution and batched augmentation, in one run; each step is the
 real `Trainer.train_step` (vector draw, two views, forward, NT-Xent, backward, optimizer).

@@ -1,11 +1,14 @@
 """The downstream suite: every offline task in the registry, one row each.
 
     python scripts/benchmark_downstream.py --checkpoint runs/cpu-fmnist runs/cpu-audio \\
-        --plain runs/cpu-fmnist-plain --out docs/downstream
+        --plain runs/cpu-fmnist-plain --out docs/downstream [--device auto]
 
-Each task runs with the first checkpoint that can read it (modality and channels); tasks no
-checkpoint can read are listed as skipped. Writes OUT.csv (every baseline) and OUT.md (the
-table for the docs) and prints each row as JSON as it finishes.
+Each task runs with the first checkpoint that can read it (modality, checked before any data is
+loaded, then channels); tasks no checkpoint can read are listed as skipped. A task that cannot
+be run (an unknown name, a dataset missing here, a failure while learning) is recorded as a
+failed row with the reason, and the suite goes on; the exit status is 1 when a row failed.
+OUT.csv (every baseline, and an ``error`` column) and OUT.md (the table for the docs) are
+rewritten as each row finishes, and each row is printed as JSON.
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ from pathlib import Path
 
 import amortinv
 import amortinv.data as data
+from amortinv.checkpoint import CheckpointError
 from amortinv.cli import add_config_arguments, config_values
-from amortinv.downstream import DownstreamConfig, TaskMismatch, fit, prepare
+from amortinv.devices import DEVICE_HELP
+from amortinv.downstream import DownstreamConfig, Task, TaskMismatch, fit, prepare
+from amortinv.models import Encoder
 
 
 def markdown(rows: list[dict], skipped: list[str], command: str) -> str:
@@ -31,70 +37,106 @@ def markdown(rows: list[dict], skipped: list[str], command: str) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        if "error" in r:
+            continue
         b = r["baselines"]
         corners = {k: v for k, v in b.items() if not k.startswith(("raw_", "knn_", "plain"))}
         best = max(corners, key=corners.get)
         vector = ", ".join(f"{k} {v:.2f}" for k, v in r["learned"].items())
-        plain = f"{b['plain_simclr']:.3f}" if "plain_simclr" in b else "—"
+        plain = f"{b['plain']:.3f}" if "plain" in b else "—"
         lines.append(
             f"| {r['task']} | {r['needs']} | {r['metric']} | {vector} | "
             f"**{r['learned_score']:.3f}** | {corners[best]:.3f} ({best}) | "
             f"{b['all_ones']:.3f} | {b['all_zeros']:.3f} | {plain} | {b['raw_linear']:.3f} | "
             f"{r['seconds']:.0f} |")
+    failed = [f"{r['task']} ({r['error']})" for r in rows if "error" in r]
+    if failed:
+        lines += ["", "Failed: " + "; ".join(failed)]
     if skipped:
         lines += ["", "Skipped (no checkpoint reads them): " + "; ".join(skipped)]
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
+def write(out: Path, rows: list[dict], skipped: list[str], command: str) -> None:
+    """Both files, with every row so far (rewritten after each row)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    keys = sorted({k for r in rows for k in r.get("baselines", {})})
+    with open(out.with_suffix(".csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["task", "metric", "learned", "learned_score", "val_score",
+                         "seconds", *keys, "error"])
+        for r in rows:
+            if "error" in r:
+                writer.writerow([r["task"], *[""] * (5 + len(keys)), r["error"]])
+                continue
+            writer.writerow([r["task"], r["metric"], json.dumps(r["learned"]),
+                             r["learned_score"], r["val_score"], r["seconds"],
+                             *[r["baselines"].get(k, "") for k in keys], ""])
+    out.with_suffix(".md").write_text(markdown(rows, skipped, command))
+
+
+def first_reader(name: str, pairs: list[tuple[Encoder, Encoder | None]],
+                 config: DownstreamConfig) -> tuple[Encoder, Encoder | None, Task] | None:
+    """The first (encoder, plain) pair whose encoder reads task ``name``, with the task
+    prepared for it (once: the fit reuses it); None when no encoder reads it."""
+    for encoder, plain in pairs:
+        try:
+            return encoder, plain, prepare(encoder, name, config)
+        except TaskMismatch:
+            continue
+    return None
+
+
+def run_task(name: str, pairs: list[tuple[Encoder, Encoder | None]],
+             config: DownstreamConfig) -> dict | None:
+    """Task ``name``'s row: its result, or ``{"task", "error"}`` when it cannot be run; None
+    when no encoder reads it."""
+    try:
+        match = first_reader(name, pairs, config)
+        if match is None:
+            return None
+        encoder, plain, task = match
+        row = fit(encoder, task, config, plain).to_json()
+    except (data.UnknownDataset, data.DatasetUnavailable, ValueError, RuntimeError,
+            OSError) as err:  # one broken task must not end the suite
+        print(f"{name}: failed: {err}", file=sys.stderr, flush=True)
+        return {"task": name, "error": str(err)}
+    return row | {"needs": task.data.needs.split(":")[0]}
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", nargs="+", required=True)
     parser.add_argument("--plain", nargs="*", default=[], help="plain encoders, same order")
     parser.add_argument("--tasks", nargs="*", help="default: every available task")
     parser.add_argument("--out", default="docs/downstream")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP + " (default auto)")
     add_config_arguments(parser, DownstreamConfig)
-    args = parser.parse_args()
-    config = DownstreamConfig(**config_values(args, DownstreamConfig))
-    encoders = [amortinv.load(p) for p in args.checkpoint]
-    plains = [amortinv.load(p) for p in args.plain] + [None] * len(encoders)
-    rows, skipped = [], []
-    for name in args.tasks or data.names():
-        match = None
-        for encoder, plain in zip(encoders, plains, strict=False):
-            try:
-                prepare(encoder, name, config)
-            except TaskMismatch:
-                continue
-            match = encoder, plain
-            break
-        if match is None:
-            skipped.append(name)
-            continue
-        try:
-            result = fit(match[0], name, config, match[1]).to_json()
-        except (ValueError, RuntimeError) as err:  # one broken task must not end the suite
-            skipped.append(f"{name} (failed: {err})")
-            print(f"{name}: failed: {err}", file=sys.stderr, flush=True)
-            continue
-        result["needs"] = data.info(name).needs.split(":")[0]
-        print(json.dumps(result), flush=True)
-        rows.append(result)
+    args = parser.parse_args(argv)
+    try:
+        config = DownstreamConfig(**config_values(args, DownstreamConfig))
+        encoders = [amortinv.load(p, args.device) for p in args.checkpoint]
+        plains = [amortinv.load(p, args.device) for p in args.plain]
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    pairs = list(zip(encoders, plains + [None] * len(encoders), strict=False))
+    command = "python scripts/benchmark_downstream.py " + " ".join(
+        sys.argv[1:] if argv is None else argv)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    keys = sorted({k for r in rows for k in r["baselines"]})
-    with open(out.with_suffix(".csv"), "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["task", "metric", "learned", "learned_score", "val_score",
-                         "seconds", *keys])
-        for r in rows:
-            writer.writerow([r["task"], r["metric"], json.dumps(r["learned"]),
-                             r["learned_score"], r["val_score"], r["seconds"],
-                             *[r["baselines"].get(k, "") for k in keys]])
-    command = "python scripts/benchmark_downstream.py " + " ".join(sys.argv[1:])
-    out.with_suffix(".md").write_text(markdown(rows, skipped, command))
+    rows: list[dict] = []
+    skipped: list[str] = []
+    for name in args.tasks or data.names():
+        row = run_task(name, pairs, config)
+        if row is None:
+            skipped.append(name)
+        else:
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+        write(out, rows, skipped, command)
     print(f"wrote {out.with_suffix('.csv')} and {out.with_suffix('.md')}", file=sys.stderr)
-    return 0
+    return 1 if any("error" in r for r in rows) else 0
 
 
 if __name__ == "__main__":

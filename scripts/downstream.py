@@ -2,11 +2,11 @@
 
     python scripts/downstream.py --checkpoint runs/cpu-fmnist --task fmnist-flip
     python scripts/downstream.py --checkpoint runs/cpu-fmnist --task fashion-mnist \\
-        --plain runs/cpu-fmnist-plain --parameterisation sigmoid
+        --plain runs/cpu-fmnist-plain --parameterisation sigmoid --device cuda
 
 Prints one JSON object: task, metric (accuracy or r2), learned (group -> value),
 learned_score (test), baselines (name -> test score: all_ones, all_zeros, every corner,
-plain_simclr with --plain, knn_*, raw_linear, raw_knn), val_score, seconds.
+plain with --plain, knn_*, raw_linear, raw_knn), val_score, seconds.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import amortinv
 from amortinv.checkpoint import CheckpointError
 from amortinv.cli import add_config_arguments, config_values
 from amortinv.data import DatasetUnavailable, UnknownDataset
+from amortinv.devices import DEVICE_HELP
 from amortinv.downstream import DownstreamConfig, fit
 
 
@@ -29,16 +30,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", required=True, help="dataset name, or folder:/path")
     parser.add_argument("--plain", help="a plain (non-amortised) encoder for the baseline")
     parser.add_argument("--no-baselines", action="store_true", help="learn and score only")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP + " (default auto)")
     add_config_arguments(parser, DownstreamConfig)
     args = parser.parse_args(argv)
     try:
-        encoder = amortinv.load(args.checkpoint)
-        plain = amortinv.load(args.plain) if args.plain else None
-        result = fit(encoder, args.task, DownstreamConfig(**config_values(args, DownstreamConfig)),
-                     plain,
-                     with_baselines=not args.no_baselines)
+        encoder = amortinv.load(args.checkpoint, args.device)
+        plain = amortinv.load(args.plain, args.device) if args.plain else None
+        config = DownstreamConfig(**config_values(args, DownstreamConfig))
+        result = fit(encoder, args.task, config, plain, with_baselines=not args.no_baselines)
     except (CheckpointError, FileNotFoundError, DatasetUnavailable, UnknownDataset,
-            ValueError) as err:
+            ValueError) as err:  # DeviceUnavailable and TaskMismatch are ValueErrors
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(json.dumps(result.to_json()))

@@ -2,7 +2,7 @@
 figures of the product's quality bars.
 
     python scripts/evaluate.py --checkpoint checkpoints/fmnist-hyper4-cpu \\
-        [--dataset fashion-mnist] [--k 200] [--no-linear]
+        [--dataset fashion-mnist] [--k 200] [--no-linear] [--device auto]
 
 - kNN: weighted, on cosine similarity (k=200, temperature 0.07), the whole training split as
   the memory bank, the whole test split as queries.
@@ -19,15 +19,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import amortinv
 import amortinv.data as data
-from amortinv.downstream import DownstreamConfig, fit_linear, prepare
+from amortinv.checkpoint import CheckpointError
+from amortinv.devices import DEVICE_HELP
+from amortinv.downstream import DownstreamConfig, prepare
 from amortinv.measure import MONITOR_VECTORS, knn_accuracy, raw_features
+from amortinv.readout import fit_linear
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True)
@@ -35,14 +39,26 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=200)
     parser.add_argument("--linear", action=argparse.BooleanOptionalAction, default=True,
                         help="also fit linear readouts (a minute or two per vector on a CPU)")
-    args = parser.parse_args()
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP + " (default auto)")
+    args = parser.parse_args(argv)
+    try:
+        result = evaluate(args)
+    except (CheckpointError, FileNotFoundError, data.DatasetUnavailable, data.UnknownDataset,
+            ValueError) as err:  # DeviceUnavailable and TaskMismatch are ValueErrors
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
 
+
+def evaluate(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
-    enc = amortinv.load(args.checkpoint)
+    enc = amortinv.load(args.checkpoint, args.device)
     name = args.dataset or enc.card.get("dataset", "").split(",")[0]
     ds = data.get(name)
-    if ds.task != "classification":
-        raise SystemExit(f"kNN needs a classification dataset; '{name}' is {ds.task}")
+    if ds.target_kind != "classification":
+        raise ValueError(f"kNN needs a classification dataset; '{name}' is {ds.target_kind}: "
+                         "pick one with --dataset")
     # A plain encoder ignores the vector: one vector says all there is.
     vectors = MONITOR_VECTORS if enc.config.conditioning != "none" else {"all_ones": 1.0}
     task = prepare(enc, ds, DownstreamConfig(max_train=0))  # train less validation, test
@@ -52,7 +68,8 @@ def main() -> None:
         z_train, z_test = enc.features(ds.train.x, value), enc.features(ds.test.x, value)
         knn[label] = round(knn_accuracy(z_train, ds.train.y, z_test, ds.test.y, args.k), 4)
         if args.linear:
-            linear[label] = round(fit_linear(task, z_train[keep], z_train[val], z_test)[1], 4)
+            linear[label] = round(fit_linear((z_train[keep], z_train[val], z_test),
+                                             task.targets, task.classes)[1], 4)
     raw_train, raw_test = raw_features(ds.train.x, ds.modality), raw_features(ds.test.x,
                                                                               ds.modality)
     result = {"checkpoint": args.checkpoint, "dataset": name, "k": args.k,
@@ -61,11 +78,11 @@ def main() -> None:
                                                   args.k), 4)}
     if args.linear:
         result["linear"] = linear
-        result["raw_input_linear"] = round(
-            fit_linear(task, raw_train[keep], raw_train[val], raw_test)[1], 4)
+        result["raw_input_linear"] = round(fit_linear(
+            (raw_train[keep], raw_train[val], raw_test), task.targets, task.classes)[1], 4)
     result["seconds"] = round(time.perf_counter() - start, 1)
-    print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

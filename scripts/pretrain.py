@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import asdict
 
 from amortinv import checkpoint
 from amortinv.cli import add_config_arguments, config_values
@@ -28,6 +29,7 @@ from amortinv.pretrain import (
     HELP,
     PRESET_NOTES,
     PRESETS,
+    RENAMED,
     PretrainConfig,
     TrainingDiverged,
     close_distributed,
@@ -35,20 +37,34 @@ from amortinv.pretrain import (
     pretrain,
 )
 
+DEFAULT_PRESET = "cpu-fmnist"
 
-def parser() -> argparse.ArgumentParser:
+
+def parser(shown_preset: str = DEFAULT_PRESET) -> argparse.ArgumentParser:
+    """The command line, its help stating ``shown_preset``'s values as the defaults."""
     notes = "\n".join(f"  {name:<18} {PRESET_NOTES[name]}" for name in PRESETS)
     p = argparse.ArgumentParser(
         description=__doc__, epilog=f"presets:\n{notes}",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="cpu-fmnist", choices=sorted(PRESETS),
-                   help="named starting point (default: cpu-fmnist)")
-    add_config_arguments(p, PretrainConfig, help=HELP, skip=("preset",), unset=True)
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
+                   help=f"named starting point; the defaults below are {shown_preset}'s "
+                   f"(default: {DEFAULT_PRESET})")
+    values = asdict(preset(shown_preset)) | {"out": f"runs/{shown_preset}"}
+    add_config_arguments(p, PretrainConfig, help=HELP, skip=("preset",), unset=True,
+                         renamed=RENAMED, shown=values)
     return p
 
 
+def chosen_preset(argv: list[str]) -> str:
+    """The --preset on the command line (read first, so --help can show its values)."""
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
+    return first.parse_known_args(argv)[0].preset
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser(chosen_preset(argv)).parse_args(argv)
     overrides = config_values(args, PretrainConfig)
     name = overrides.pop("preset")
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -60,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         close_distributed()
-    if trainer.rank.main:
+    if trainer.process.main:
         print(f"done: {trainer.out / checkpoint.ENCODER_FILE} "
               f"(metrics: {trainer.encoder.card.get('metrics')})")
     if distributed:

@@ -28,3 +28,19 @@ def pytest_sessionfinish(session, exitstatus):
         print("\nCI must run every test, but these were skipped:")
         print("\n".join(f"  {line}" for line in _skipped_in_ci))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def script():
+    """``script("downstream")``: a module of ``scripts/``, imported to call its ``main``."""
+    import importlib.util
+    from pathlib import Path
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"{name}_script", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

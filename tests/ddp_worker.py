@@ -15,7 +15,7 @@ digest = hashlib.sha256()
 for name, tensor in sorted(trainer.model.named_parameters()):
     digest.update(name.encode())
     digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-with open(os.path.join(out, f"rank{trainer.rank.rank}.sha"), "w") as f:
+with open(os.path.join(out, f"rank{trainer.process.rank}.sha"), "w") as f:
     f.write(digest.hexdigest())
 close_distributed()
 sys.stdout.flush()

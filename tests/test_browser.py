@@ -132,7 +132,7 @@ def test_learning_page_rejects_a_bad_upload_and_learns(page, server, tmp_path):
     idle(page)
     page.get_by_role("button", name="Start").click()
     expect(page.get_by_text("learned vector vs fixed corners")).to_be_visible(timeout=LONG)
-    # The shipped plain SimCLR encoder (same data, same budget) is scored next, as a bar.
+    # The shipped plain encoder (same data, same budget) is scored next, as a bar.
     expect(page.get_by_text("and the plain encoder")).to_be_visible(timeout=LONG)
     page.screenshot(path=SHOTS / "learn.png", full_page=True)
     # Stop the scoring of the remaining corners, as a user leaving the page would: on a

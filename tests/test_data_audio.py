@@ -169,7 +169,7 @@ def test_spoken_digits_trains_on_renders_and_tests_on_real_prompts() -> None:
 @needs_asterisk
 def test_asterisk_digits_loads_through_the_registry_cache(data_dir: Path) -> None:
     first = registry.get("asterisk-digits")
-    assert first.task == "classification" and first.class_names == tuple("0123456789")
+    assert first.target_kind == "classification" and first.class_names == tuple("0123456789")
     assert first.train.x.shape[1:] == (SR,) and len(first.train) > len(first.test) > 0
     assert list(data_dir.glob("cache/asterisk-digits-*.npz"))
     registry.forget()

@@ -12,9 +12,8 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from amortinv.data import images, registry, torchvision_sets
+from amortinv.data import Dataset, DatasetUnavailable, get, images, info, registry, torchvision_sets
 from amortinv.data.folders import FolderDataset, load_folder
-from amortinv.data.registry import DatasetUnavailable, get, info
 
 #: name -> (input shape, number of classes) for every offline image source built here.
 SOURCES = {
@@ -38,7 +37,7 @@ def clean_cache(tmp_path_factory: pytest.TempPathFactory):
     registry.forget()
 
 
-def _load(name: str) -> registry.Dataset:
+def _load(name: str) -> Dataset:
     entry = info(name)
     if not entry.available():
         pytest.skip(f"{name} is not installed here: {entry.hint}")
@@ -49,7 +48,7 @@ def _rows(x: np.ndarray) -> set[bytes]:
     return {row.tobytes() for row in x}
 
 
-def _label_of(data: registry.Dataset, example: np.ndarray) -> list[int]:
+def _label_of(data: Dataset, example: np.ndarray) -> list[int]:
     """Labels of every copy of ``example`` in either split (byte-equal)."""
     found = []
     for split in (data.train, data.test):
@@ -63,7 +62,7 @@ def _label_of(data: registry.Dataset, example: np.ndarray) -> list[int]:
 def test_source_shapes_and_fast_reload(clean_cache, name: str) -> None:
     shape, n_classes = SOURCES[name]
     data = _load(name)
-    assert data.modality == "image" and data.task == "classification"
+    assert data.modality == "image" and data.target_kind == "classification"
     assert data.input_shape == shape and len(data.class_names) == n_classes
     for split in (data.train, data.test):
         assert split.x.dtype == np.uint8 and split.y.dtype == np.int64

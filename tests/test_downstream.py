@@ -11,19 +11,18 @@ from torch import nn
 
 import amortinv.data as data
 from amortinv import checkpoint
-from amortinv.data import Split
-from amortinv.data.registry import Dataset
+from amortinv.data import Dataset, Split
 from amortinv.downstream import (
     DownstreamConfig,
     TaskMismatch,
     baselines,
     fit,
-    fit_linear,
     learn,
     prepare,
 )
 from amortinv.invariance import GREY
 from amortinv.models import Encoder, ModelConfig
+from amortinv.readout import fit_linear
 
 needs_fashion = pytest.mark.skipif(
     not data.registry.is_available("fashion-mnist"),
@@ -70,15 +69,49 @@ def test_learning_moves_toward_sensitivity_on_a_task_that_needs_it(parameterisat
     assert final.best_score > 0.6  # a mirrored item is told apart well above chance
 
 
-def test_encoder_stays_frozen_in_eval_mode():
+def test_encoder_stays_frozen_in_eval_mode_and_is_left_as_it_was_found():
     enc = small_encoder()
+    enc.backbone.stem.requires_grad_(False)  # a caller's own mix of flags and modes
+    enc.train()
+    enc.backbone.stem.eval()
+    flags = [p.requires_grad for p in enc.parameters()]
+    modes = [m.training for m in enc.modules()]
     before = {k: v.clone() for k, v in enc.state_dict().items()}
     ds = data.get("sklearn-digits")
     config = DownstreamConfig(steps=6, eval_every=3)
-    list(learn(enc, prepare(enc, ds, config), config))
+    for _ in learn(enc, prepare(enc, ds, config), config):  # while it learns: frozen, eval
+        assert not enc.training and not any(p.requires_grad for p in enc.parameters())
     after = enc.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # BN statistics included
-    assert not enc.training and not any(p.requires_grad for p in enc.parameters())
+    assert [p.requires_grad for p in enc.parameters()] == flags
+    assert [m.training for m in enc.modules()] == modes
+
+    # Closed early (the caller stops iterating), or stopped by the event: the same.
+    run = learn(enc, prepare(enc, ds, config), config)
+    next(run)
+    run.close()
+    stop = threading.Event()
+    states = []
+    for state in learn(enc, prepare(enc, ds, config), config, stop=stop):
+        states.append(state)
+        stop.set()
+    assert states[-1].done
+    assert [p.requires_grad for p in enc.parameters()] == flags
+    assert [m.training for m in enc.modules()] == modes
+
+
+def test_learning_leaves_the_global_random_state_alone_and_repeats_exactly():
+    enc = small_encoder()
+    config = DownstreamConfig(steps=6, eval_every=3)
+    task = prepare(enc, "sklearn-digits", config)
+    torch.manual_seed(123)
+    rng = torch.get_rng_state()
+    first = list(learn(enc, task, config))
+    assert torch.equal(torch.get_rng_state(), rng)  # neither reseeded nor drawn from
+    torch.manual_seed(7)  # another global state: the same run
+    second = list(learn(enc, task, config))
+    assert [s.vector for s in first] == [s.vector for s in second]
+    assert [s.loss for s in first[:-1]] == [s.loss for s in second[:-1]]
 
 
 def test_validation_comes_from_train_and_test_is_untouched():
@@ -112,14 +145,15 @@ def test_fixed_feature_readouts_are_exact_on_easy_data():
 
     task = Task(ds, Split(ds.train.x[:150], labels[:150]), Split(ds.train.x[150:],
                 labels[150:200]), ds.test)
-    _, test = fit_linear(task, z[:150], z[150:200], z[200:])
+    _, test = fit_linear((z[:150], z[150:200], z[200:]), task.targets, task.classes)
     assert test > 0.97
     target = (z @ torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0])).numpy()[:, None].astype(np.float32)
     reg = Dataset("toy-r", "image", "regression", Split(ds.train.x, target[:200]),
                   Split(ds.test.x, target[200:]), "toy")
     task = Task(reg, Split(reg.train.x[:150], target[:150]), Split(reg.train.x[150:],
                 target[150:200]), reg.test)
-    _, r2 = fit_linear(task, z[:150], z[150:200], z[200:])
+    assert task.classes is None
+    _, r2 = fit_linear((z[:150], z[150:200], z[200:]), task.targets, task.classes)
     assert r2 > 0.99
 
 
@@ -150,28 +184,50 @@ def test_bad_tasks_get_clear_errors():
                     Split(np.zeros((2, 1, 8, 8), np.uint8), np.zeros(2, np.int64)), "x", ("a",))
     with pytest.raises(TaskMismatch, match="empty"):
         prepare(enc, empty, DownstreamConfig())
+    with pytest.raises(TaskMismatch, match="audio"):  # a plain Python caller gets it too
+        fit(enc, "asterisk-digits")
     with pytest.raises(ValueError, match="parameterisation"):
         list(learn(enc, prepare(enc, "sklearn-digits", DownstreamConfig()),
                    DownstreamConfig(parameterisation="tanh")))
 
 
-def test_script_prints_the_documented_json(tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
+def test_a_task_of_the_wrong_modality_is_refused_before_its_data_is_loaded():
+    loads = []
 
+    def loader():
+        loads.append(1)
+        raise AssertionError("the data must not be loaded")
+
+    data.register("test-audio-task", modality="audio", target_kind="classification",
+                  description="an audio task", cache=False)(loader)
+    try:
+        with pytest.raises(TaskMismatch, match="audio"):
+            prepare(small_encoder(), "test-audio-task", DownstreamConfig())
+    finally:
+        data.registry._REGISTRY.pop("test-audio-task")
+    assert not loads
+
+
+def test_script_prints_the_documented_json(tmp_path, capsys, script):
     checkpoint.save_encoder(tmp_path / "encoder.safetensors", small_encoder())
-    spec = importlib.util.spec_from_file_location(
-        "downstream_script", Path(__file__).parents[1] / "scripts" / "downstream.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = script("downstream")
     assert script.main(["--checkpoint", str(tmp_path), "--task", "sklearn-digits",
-                        "--steps", "4", "--max-train", "300"]) == 0
+                        "--steps", "4", "--max-train", "300", "--plain", str(tmp_path)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert {"task", "metric", "learned", "learned_score", "baselines", "seconds"} <= set(out)
     assert out["metric"] == "accuracy" and set(out["learned"]) == set(GREY.names)
-    assert {"all_ones", "all_zeros"} <= set(out["baselines"])
+    assert {"all_ones", "all_zeros", "plain"} <= set(out["baselines"])
     assert script.main(["--checkpoint", str(tmp_path), "--task", "no-such-task"]) == 1
     assert "unknown dataset" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # a string flag takes only its choices
+        script.main(["--checkpoint", str(tmp_path), "--task", "sklearn-digits",
+                     "--regression-loss", "foo"])
+    assert stop.value.code == 2 and "invalid choice: 'foo'" in capsys.readouterr().err
+    assert script.main(["--checkpoint", str(tmp_path), "--task", "sklearn-digits",
+                        "--steps", "0"]) == 1
+    assert "steps (--steps) must be at least 1" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="regression_loss"):
+        DownstreamConfig(regression_loss="foo")
 
 
 def test_raw_baseline_projection_copes_with_tiny_tasks():
@@ -181,3 +237,47 @@ def test_raw_baseline_projection_copes_with_tiny_tasks():
     zs = [torch.tensor(rng.standard_normal((n, 1000)), dtype=torch.float32) for n in (12, 4, 5)]
     projected = _pca(zs)
     assert [tuple(z.shape) for z in projected] == [(12, 12), (4, 12), (5, 12)]
+
+
+def test_suite_records_failed_tasks_writes_rows_as_they_finish_and_prepares_once(
+        tmp_path, capsys, script, monkeypatch):
+    import csv
+
+    import amortinv.downstream as downstream
+
+    checkpoint.save_encoder(tmp_path / "enc" / "encoder.safetensors", small_encoder())
+    suite = script("benchmark_downstream")
+    prepared = []
+    real_prepare = downstream.prepare
+
+    def counting_prepare(encoder, dataset, config):
+        prepared.append(dataset if isinstance(dataset, str) else dataset.name)
+        return real_prepare(encoder, dataset, config)
+
+    monkeypatch.setattr(downstream, "prepare", counting_prepare)
+    monkeypatch.setattr(suite, "prepare", counting_prepare)
+
+    def interrupted():
+        raise KeyboardInterrupt  # the user stops the suite while this task loads
+
+    data.register("test-interrupt", modality="image", target_kind="classification",
+                  description="x", cache=False)(interrupted)
+    out = tmp_path / "suite"
+    args = ["--checkpoint", str(tmp_path / "enc"), "--out", str(out), "--steps", "2",
+            "--max-train", "200"]
+    try:
+        assert suite.main([*args, "--tasks", "no-such-task", "sklearn-digits"]) == 1
+        rows = list(csv.DictReader(out.with_suffix(".csv").read_text().splitlines()))
+        assert [r["task"] for r in rows] == ["no-such-task", "sklearn-digits"]
+        assert "unknown dataset" in rows[0]["error"] and rows[1]["error"] == ""
+        assert 0 <= float(rows[1]["learned_score"]) <= 1
+        assert "Failed: no-such-task (unknown dataset" in out.with_suffix(".md").read_text()
+        assert prepared.count("sklearn-digits") == 1  # the fit reuses the prepared task
+        capsys.readouterr()
+
+        with pytest.raises(KeyboardInterrupt):
+            suite.main([*args, "--tasks", "sklearn-digits", "test-interrupt"])
+        rows = list(csv.DictReader(out.with_suffix(".csv").read_text().splitlines()))
+        assert [r["task"] for r in rows] == ["sklearn-digits"]  # finished rows are kept
+    finally:
+        data.registry._REGISTRY.pop("test-interrupt")

@@ -98,6 +98,15 @@ def test_encoder_features_take_named_vectors_and_raw_images():
         enc.features(np.zeros((2, 3, 28, 28), np.uint8), 1.0)
 
 
+def test_float_images_must_be_in_0_1_not_0_255():
+    enc = Encoder(ModelConfig(in_channels=1, image_size=28, width=4, bases=2), GREY)
+    x = np.random.default_rng(0).integers(0, 256, (3, 1, 28, 28), dtype=np.uint8)
+    as_uint8 = enc.features(x, 1.0)
+    assert torch.allclose(enc.features(x.astype(np.float32) / 255, 1.0), as_uint8, atol=1e-5)
+    with pytest.raises(ValueError, match="divide 0-255 images by 255, or pass them as uint8"):
+        enc.features(x.astype(np.float32), 1.0)
+
+
 def test_audio_encoder_takes_waveforms():
     enc = Encoder(ModelConfig(modality="audio", width=4, stem="imagenet", bases=2), AUDIO)
     z = enc.features(np.random.default_rng(0).standard_normal((3, 16000)).astype(np.float32)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,13 +28,13 @@ def weights(trainer):
 
 @pytest.mark.parametrize("overrides", [
     {},  # SimCLR, hypernetwork, corners
-    {"method": "moco", "queue_size": 64},  # per-configuration heads and queues
-    {"method": "moco", "queue_size": 64, "per_config": False, "sampling": "mixed"},
+    {"method": "moco", "queue_size": 64},  # per-corner heads and queues
+    {"method": "moco", "queue_size": 64, "per_corner": False, "sampling": "mixed"},
     {"conditioning": "film", "sampling": "continuous"},
     {"conditioning": "none"},
     {"arch": "vit-tiny", "optimizer": "adamw", "lr": 1e-3},
     {"dataset": "asterisk-digits", "stem": "imagenet", "batch_size": 16},
-], ids=["simclr-hyper", "moco-per-config", "moco-shared", "film-continuous", "plain", "vit",
+], ids=["simclr-hyper", "moco-per-corner", "moco-shared", "film-continuous", "plain", "vit",
         "audio"])
 def test_each_setting_trains_and_writes_a_usable_checkpoint(tmp_path, overrides):
     trainer, records = run(preset("smoke", out=str(tmp_path), **overrides))
@@ -120,6 +121,78 @@ def test_bad_settings_get_clear_errors(tmp_path):
         Trainer(preset("smoke", out=str(tmp_path), dataset="sklearn-digits,asterisk-digits"))
     with pytest.raises(ValueError, match="batch size"):
         list(Trainer(preset("smoke", out=str(tmp_path), batch_size=100_000)).run())
+
+
+def test_settings_under_their_old_names_still_work(tmp_path, script):
+    from amortinv.cli import config_values
+    from amortinv.pretrain import PretrainConfig
+
+    args = script("pretrain").parser().parse_args(["--no-per-config"])  # the old flag
+    assert config_values(args, PretrainConfig)["per_corner"] is False
+    assert preset("smoke", per_config=False).per_corner is False
+    run(preset("smoke", out=str(tmp_path), steps=2))
+    path = tmp_path / "last.safetensors"  # as a run written before the rename saved it
+    tensors, meta = checkpoint.load_tensors(path)
+    meta["config"]["per_config"] = meta["config"].pop("per_corner")
+    meta["config"] |= {"min_on": -1, "space": ""}  # the sentinels before the word auto
+    checkpoint.save(path, tensors, {k: v for k, v in meta.items()
+                                    if k not in ("format", "version")})
+    resumed, _ = run(preset("smoke", out=str(tmp_path), steps=4, resume=True))
+    assert resumed.step == 4
+
+
+def test_help_states_the_values_of_the_chosen_preset():
+    def help_of(*args):
+        text = subprocess.run([sys.executable, SCRIPTS / "pretrain.py", *args, "--help"],
+                              capture_output=True, text=True, check=True).stdout
+        return " ".join(text.split())
+
+    cpu = help_of("--preset", "cpu-fmnist")
+    assert "--width WIDTH channels of the first ResNet stage (standard: 64) (default: 16)" in cpu
+    assert "--steps STEPS optimizer steps in total (default: 6000)" in cpu
+    assert "(default: runs/cpu-fmnist)" in cpu
+    assert "--steps STEPS optimizer steps in total (default: 20000)" in help_of(
+        "--preset", "gpu-fmnist")
+    assert "--method {simclr,moco}" in cpu and "(default: auto)" in cpu
+
+
+def test_nonsense_on_the_command_line_is_refused_and_writes_nothing(tmp_path, script, capsys):
+    pretrain = script("pretrain")
+    out = tmp_path / "run"
+    base = ["--preset", "smoke", "--out", str(out)]
+    for flag, value in (("--method", "foo"), ("--sampling", "sometimes"),
+                        ("--temperature", "warm"), ("--space", "")):
+        with pytest.raises(SystemExit) as stop:  # argparse: a usage error names the choices
+            pretrain.main([*base, flag, value])
+        assert stop.value.code == 2
+    capsys.readouterr()
+    missing = "cuda:99" if torch.cuda.is_available() else "cuda"
+    for args, message in ((["--steps", "-5"], r"steps \(--steps\) must be at least 1; got -5"),
+                          (["--temperature", "0"], r"temperature \(--temperature\) must be abo"),
+                          (["--batch-size", "0"], r"batch_size \(--batch-size\) must be at le"),
+                          (["--device", missing], "no usable CUDA GPU|numbered from 0")):
+        assert pretrain.main([*base, *args]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+        assert re.search(message, err), err
+    assert not out.exists()  # no untrained checkpoint
+    args = pretrain.parser().parse_args(["--temperature", "auto", "--min-on", "2"])
+    assert (args.temperature, args.min_on) == ("auto", 2)
+
+
+def test_warm_up_is_at_most_a_tenth_of_a_short_run(tmp_path):
+    assert preset("cpu-fmnist").warmup == 200  # the presets' own runs are unchanged
+    assert preset("cpu-fmnist", steps=200).warmup == 20  # the app's short run
+    _, records = run(preset("smoke", out=str(tmp_path), steps=10, warmup_steps=10))
+    lrs = [r["lr"] for r in records if "lr" in r]
+    assert lrs[-1] < 0.1 * max(lrs)  # it decays: the warm-up did not take the whole run
+
+
+def test_a_training_checkpoint_loads_as_its_encoder(tmp_path):
+    trainer, _ = run(preset("smoke", out=str(tmp_path), steps=2))
+    x = trainer.inputs[:8].numpy()
+    shipped = amortinv.load(tmp_path).features(x, 1)
+    assert torch.equal(amortinv.load(tmp_path / "last.safetensors").features(x, 1), shipped)
 
 
 def test_script_help_documents_presets_and_the_script_runs(tmp_path):

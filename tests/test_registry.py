@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 import amortinv.data as data
-from amortinv.data import registry
-from amortinv.data.registry import Split, Splits
+from amortinv.data import Split, Splits, registry
 
 needs_fashion = pytest.mark.skipif(
     not registry.is_available("fashion-mnist"),
@@ -16,7 +15,7 @@ needs_fashion = pytest.mark.skipif(
 def test_sklearn_digits_is_always_there():
     assert "sklearn-digits" in data.names()
     ds = data.get("sklearn-digits")
-    assert ds.modality == "image" and ds.task == "classification" and ds.num_outputs == 10
+    assert ds.modality == "image" and ds.target_kind == "classification" and ds.num_outputs == 10
     assert ds.train.x.dtype == np.uint8 and ds.train.x.shape[1:] == (1, 16, 16)
     assert len(ds.train) + len(ds.test) == 1797
     assert ds.description and ds.needs
@@ -59,7 +58,7 @@ def test_unknown_names_suggest_close_ones():
 
 
 def test_missing_source_says_how_to_get_it(fresh_cache):
-    @registry.register("test-missing-source", modality="image", task="classification",
+    @registry.register("test-missing-source", modality="image", target_kind="classification",
                        description="a source that is not installed",
                        requires=("/nonexistent/amortinv/source",),
                        hint="Install it with `apt-get install imaginary-package`.")
@@ -81,7 +80,7 @@ def test_loaders_that_break_conventions_are_refused(fresh_cache):
     empty = Splits(Split(np.zeros((0, 1, 8, 8), np.uint8), np.zeros(0, np.int64)),
                    Split(np.zeros((2, 1, 8, 8), np.uint8), np.zeros(2, np.int64)), ("a",))
     for name, splits, message in (("test-float", bad, "uint8"), ("test-empty", empty, "empty")):
-        registry.register(name, modality="image", task="classification", description="x",
+        registry.register(name, modality="image", target_kind="classification", description="x",
                           cache=False)(lambda s=splits: s)
         try:
             with pytest.raises(ValueError, match=message):

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 import torchaudio
 
+from amortinv.augment.draws import uniform
 from amortinv.invariance import InvarianceSpace, VectorLike
 
 #: log(power) floor, so silence is finite.
@@ -95,10 +96,6 @@ class AudioSettings:
     eq_components: int = 3
 
 
-def _uniform(n: int, low: float, high: float, g: torch.Generator | None) -> torch.Tensor:
-    return low + (high - low) * torch.rand(n, generator=g)
-
-
 class AudioAugment:
     """Batched log-mel augmentation for an audio invariance space.
 
@@ -154,9 +151,9 @@ class AudioAugment:
     def _warp(self, x: torch.Tensor, pitch: float, time: float,
               g: torch.Generator | None) -> torch.Tensor:
         b, cfg = len(x), self.settings
-        semitones = _uniform(b, -pitch * cfg.max_semitones, pitch * cfg.max_semitones, g)
-        shift = _uniform(b, -time * cfg.max_shift, time * cfg.max_shift, g)
-        stretch = torch.exp(_uniform(b, -time * math.log(cfg.max_stretch),
+        semitones = uniform(b, -pitch * cfg.max_semitones, pitch * cfg.max_semitones, g)
+        shift = uniform(b, -time * cfg.max_shift, time * cfg.max_shift, g)
+        stretch = torch.exp(uniform(b, -time * math.log(cfg.max_stretch),
                                      time * math.log(cfg.max_stretch), g))
         return self.warp(x, semitones, shift, stretch)
 
@@ -199,12 +196,12 @@ class AudioAugment:
         whose spectral slope goes from white to pink- or blue-ish."""
         b, n_mels, frames = x.shape
         cfg = self.settings
-        gain = _uniform(b, -strength * cfg.gain_db, strength * cfg.gain_db, g) * DB
+        gain = uniform(b, -strength * cfg.gain_db, strength * cfg.gain_db, g) * DB
         x = x + gain.to(x).view(-1, 1, 1)
         lowest = cfg.clean_snr_db - strength * (cfg.clean_snr_db - cfg.min_snr_db)
-        snr = _uniform(b, lowest, cfg.clean_snr_db, g)
+        snr = uniform(b, lowest, cfg.clean_snr_db, g)
         on = (torch.rand(b, generator=g) < cfg.noise_p).float()
-        slope = _uniform(b, -strength * cfg.max_noise_slope, strength * cfg.max_noise_slope, g)
+        slope = uniform(b, -strength * cfg.max_noise_slope, strength * cfg.max_noise_slope, g)
         shape = torch.exp2(slope[:, None] * self._log_freq[None, :])
         shape = shape / shape.mean(1, keepdim=True)  # (B, n_mels), mean 1
         signal_power = torch.exp(x).mean(dim=(1, 2)).detach().cpu()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from amortinv.augment.draws import uniform
 from amortinv.invariance import InvarianceSpace, VectorLike
 
 #: Which group of a space drives each operation (a 2-group space drives several at once).
@@ -49,12 +50,6 @@ class VisionSettings:
     grayscale_p: float = 0.2
     blur_p: float = 0.5
     blur_sigma: tuple[float, float] = (0.1, 2.0)
-
-
-def _uniform(n: int, low: torch.Tensor | float, high: torch.Tensor | float,
-             generator: torch.Generator | None) -> torch.Tensor:
-    # Parameters are drawn on the CPU so a seed gives the same views on every device.
-    return low + (high - low) * torch.rand(n, generator=generator)
 
 
 def _bernoulli(n: int, p: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -212,14 +207,14 @@ class VisionAugment:
         """Boxes like RandomResizedCrop: area fraction uniform in [1 - s(1 - min), 1], aspect
         ratio log-uniform in +-s*log(4/3), centre uniform where the box fits."""
         cfg = self.settings
-        area = _uniform(n, 1 - strength * (1 - cfg.crop_min_scale), 1.0, g)
-        log_ratio = _uniform(n, -strength * cfg.crop_max_log_ratio,
+        area = uniform(n, 1 - strength * (1 - cfg.crop_min_scale), 1.0, g)
+        log_ratio = uniform(n, -strength * cfg.crop_max_log_ratio,
                              strength * cfg.crop_max_log_ratio, g)
         ratio = torch.exp(log_ratio)
         w = torch.sqrt(area * ratio).clamp(max=1.0)
         h = torch.sqrt(area / ratio).clamp(max=1.0)
-        cx = _uniform(n, -(1 - w), 1 - w, g)
-        cy = _uniform(n, -(1 - h), 1 - h, g)
+        cx = uniform(n, -(1 - w), 1 - w, g)
+        cy = uniform(n, -(1 - h), 1 - h, g)
         return torch.stack([cx, cy, w, h], dim=1)
 
     def _color(self, x: torch.Tensor, strength: float, g: torch.Generator | None) -> torch.Tensor:
@@ -227,17 +222,17 @@ class VisionAugment:
         on = _bernoulli(n, cfg.color_p, g).float()
 
         def factor(magnitude: float) -> torch.Tensor:
-            f = _uniform(n, 1 - strength * magnitude, 1 + strength * magnitude, g)
+            f = uniform(n, 1 - strength * magnitude, 1 + strength * magnitude, g)
             return 1 + on * (f - 1)  # images not drawn for jitter keep factor 1
 
         x = adjust_brightness(x, factor(cfg.brightness))
         x = adjust_contrast(x, factor(cfg.contrast))
         if x.shape[1] == 3:
             x = adjust_saturation(x, factor(cfg.saturation))
-            return adjust_hue(x, on * _uniform(n, -strength * cfg.hue, strength * cfg.hue, g))
+            return adjust_hue(x, on * uniform(n, -strength * cfg.hue, strength * cfg.hue, g))
         return adjust_gamma(x, factor(cfg.gamma))
 
     def _blur(self, x: torch.Tensor, strength: float, g: torch.Generator | None) -> torch.Tensor:
         cfg, n = self.settings, len(x)
-        sigma = strength * _uniform(n, cfg.blur_sigma[0], cfg.blur_sigma[1], g)
+        sigma = strength * uniform(n, cfg.blur_sigma[0], cfg.blur_sigma[1], g)
         return gaussian_blur(x, sigma * _bernoulli(n, cfg.blur_p, g).float())

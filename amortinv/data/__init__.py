@@ -4,24 +4,36 @@
     >>> "sklearn-digits" in data.names()
     True
     >>> ds = data.get("sklearn-digits")
-    >>> ds.modality, ds.task, ds.num_outputs
+    >>> ds.modality, ds.target_kind, ds.num_outputs
     ('image', 'classification', 10)
+
+The modules, each importing only those above it (no import cycle; ``tests/test_imports.py``):
+
+- :mod:`~amortinv.data.dataset`: ``Split``, ``Splits``, ``Dataset`` and their conventions;
+- :mod:`~amortinv.data.cache`: where decoded arrays are cached;
+- :mod:`~amortinv.data.registry`: registering a loader under a name, getting it by name;
+- the built-in sources, which register themselves when imported, here and only here:
+  :mod:`~amortinv.data.images`, :mod:`~amortinv.data.audio`, :mod:`~amortinv.data.derived`,
+  :mod:`~amortinv.data.torchvision_sets`;
+- :mod:`~amortinv.data.folders`: a folder of your own, loaded as ``folder:PATH``;
+- :mod:`~amortinv.data.channels`: grey images for colour encoders and the reverse.
 """
 
+from amortinv.data import audio, derived, images, torchvision_sets  # noqa: F401  (register)
+from amortinv.data.cache import cache_dir
 from amortinv.data.channels import adapt_channels, to_channels
+from amortinv.data.dataset import Dataset, Split, Splits
+from amortinv.data.folders import load_folder
 from amortinv.data.registry import (
-    Dataset,
     DatasetUnavailable,
-    Split,
-    Splits,
     UnknownDataset,
-    cache_dir,
     entries,
-    get,
     info,
+    is_available,
     names,
     register,
 )
+from amortinv.data.registry import get as get_registered
 
 __all__ = [
     "Dataset",
@@ -34,7 +46,20 @@ __all__ = [
     "entries",
     "get",
     "info",
+    "is_available",
     "names",
     "register",
     "to_channels",
 ]
+
+
+def get(name: str) -> Dataset:
+    """Load dataset ``name``: a registered name (decoded once, then cached on disk and in
+    memory), or ``folder:PATH`` for a folder of your own (one sub-folder per class).
+
+    Raises :class:`UnknownDataset` for a name nobody registered and
+    :class:`DatasetUnavailable` (saying what to install) when its source is missing.
+    """
+    if name.startswith("folder:"):
+        return load_folder(name.removeprefix("folder:"))
+    return get_registered(name)

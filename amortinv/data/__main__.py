@@ -1,4 +1,4 @@
-"""Command line for the dataset registry.
+"""Command line for the dataset datasets.
 
     python -m amortinv.data list [--all]        what this machine has (or everything known)
     python -m amortinv.data prepare [NAME ...]  decode and cache now (default: all available)
@@ -11,33 +11,33 @@ import argparse
 import sys
 import time
 
-from amortinv.data import registry
+import amortinv.data as datasets
 
 
 def _list(show_all: bool) -> int:
-    rows = [e for e in registry.entries() if show_all or e.available()]
+    rows = [e for e in datasets.entries() if show_all or e.available()]
     width = max(len(e.name) for e in rows)
     for e in rows:
         status = "ok " if e.available() else "-- "
-        print(f"{status}{e.name:<{width}}  {e.modality:<5}  {e.task:<14}  {e.description}")
+        print(f"{status}{e.name:<{width}}  {e.modality:<5}  {e.target_kind:<14}  {e.description}")
         if show_all and not e.available():
             print(f"{'':>{width + 3}}  {e.hint}")
     return 0
 
 
 def _prepare(names: list[str]) -> int:
-    names = names or registry.names()
+    names = names or datasets.names()
     failed = 0
     for name in names:
         start = time.perf_counter()
         try:
-            data = registry.get(name)
-        except (registry.DatasetUnavailable, registry.UnknownDataset, ValueError) as err:
+            ds = datasets.get(name)
+        except (datasets.DatasetUnavailable, datasets.UnknownDataset, ValueError) as err:
             print(f"{name}: {err}", file=sys.stderr)
             failed += 1
             continue
-        print(f"{name}: {len(data.train)} train / {len(data.test)} test, "
-              f"{data.input_shape}, {time.perf_counter() - start:.1f}s")
+        print(f"{name}: {len(ds.train)} train / {len(ds.test)} test, "
+              f"{ds.input_shape}, {time.perf_counter() - start:.1f}s")
     return 1 if failed else 0
 
 
@@ -48,7 +48,7 @@ def _fetch(name: str) -> int:
         print(f"no download for {name!r}; downloadable: {', '.join(sorted(FETCHERS))}",
               file=sys.stderr)
         return 2
-    root = registry.cache_dir() / "torchvision"
+    root = datasets.cache_dir() / "torchvision"
     print(f"downloading {name} into {root} ...")
     FETCHERS[name](root)
     return 0

@@ -18,7 +18,9 @@ import numpy as np
 
 from amortinv.data.audio_io import decode_many
 from amortinv.data.images import DIGITS, holdout_splits
-from amortinv.data.registry import CACHE_VERSION, Split, Splits, register
+from amortinv.data.cache import CACHE_VERSION
+from amortinv.data.dataset import Split, Splits
+from amortinv.data.registry import register
 from amortinv.data.render import (
     CLIP_SECONDS,
     GM_FAMILIES,
@@ -99,7 +101,7 @@ def _real_digits() -> tuple[np.ndarray, np.ndarray]:
 @register(
     "spoken-digits",
     modality="audio",
-    task="classification",
+    target_kind="classification",
     description="Spoken digits 0-9: train on 2,860 synthetic clips (espeak-ng, flite), test on "
     "80 real recordings (Asterisk prompts, 8 voices, 5 languages)",
     requires=(_which("espeak-ng"), _which("flite"), _which("sox"),
@@ -125,7 +127,7 @@ def spoken_digits(limit: int | None = None) -> Splits:
 @register(
     "asterisk-digits",
     modality="audio",
-    task="classification",
+    target_kind="classification",
     description="Asterisk digit prompts 0-9: 80 real recordings, 8 voices in 5 languages "
     "(20% held out)",
     requires=(_which("sox"), lambda: bool(asterisk_digit_files())),
@@ -184,7 +186,7 @@ _NOTES_DESCRIPTION = "~3,000 FluidR3 GM notes (128 programs x 8 pitches x 3 velo
 @register(
     "notes-family",
     modality="audio",
-    task="classification",
+    target_kind="classification",
     description=f"Instrument family (16 GM families) of {_NOTES_DESCRIPTION}",
     requires=(_which("fluidsynth"), SOUNDFONT),
     hint=NOTES_HINT,
@@ -199,7 +201,7 @@ def notes_family(limit: int | None = None) -> Splits:
 @register(
     "notes-pitch",
     modality="audio",
-    task="regression",
+    target_kind="regression",
     description=f"MIDI pitch {PITCH_LOW}-{PITCH_HIGH} scaled to [0, 1] of {_NOTES_DESCRIPTION}",
     requires=(_which("fluidsynth"), SOUNDFONT),
     hint=NOTES_HINT,
@@ -217,7 +219,7 @@ def notes_pitch(limit: int | None = None) -> Splits:
 @register(
     "notes-velocity",
     modality="audio",
-    task="regression",
+    target_kind="regression",
     description=f"Key velocity / 127 (loudness) of {_NOTES_DESCRIPTION}",
     requires=(_which("fluidsynth"), SOUNDFONT),
     hint=NOTES_HINT,
@@ -234,7 +236,7 @@ def notes_velocity(limit: int | None = None) -> Splits:
 @register(
     "sonic-pi",
     modality="audio",
-    task="classification",
+    target_kind="classification",
     description="Sonic Pi samples: 165 real drum, bass, ambient, loop and effect sounds in "
     "14 categories, 2 s (20% held out)",
     requires=(SONIC_PI_DIR,),
@@ -283,7 +285,7 @@ def grouped_holdout(groups: Sequence[str], fraction: float = 0.2, seed: int = 0)
 @register(
     "tuxpaint-speech",
     modality="audio",
-    task="classification",
+    target_kind="classification",
     description="Spoken language (9 languages) of real Tux Paint stamp descriptions: 2,700 "
     "clips, first second of speech (stamps held out)",
     requires=(TUXPAINT_DIR,),

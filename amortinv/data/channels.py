@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from amortinv.data.registry import Dataset, Split
+from amortinv.data.dataset import Dataset, Split
 
 #: ITU-R BT.601 luma weights, as PIL's "L" mode uses.
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)

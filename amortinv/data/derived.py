@@ -26,7 +26,9 @@ import numpy as np
 import torch
 
 from amortinv.augment import vision as ops
-from amortinv.data.registry import Split, Splits, get, is_available, register
+from amortinv.augment.draws import uniform
+from amortinv.data.dataset import Split, Splits
+from amortinv.data.registry import get, is_available, register
 
 #: Examples per derived split: enough for a stable readout, small enough to learn in seconds.
 TRAIN_SIZE, TEST_SIZE = 10_000, 2_000
@@ -66,7 +68,7 @@ def seed_for(name: str) -> int:
     return zlib.crc32(name.encode())
 
 
-def _register_derived(name: str, base: str, *, task: str, description: str, needs: str,
+def _register_derived(name: str, base: str, *, target_kind: str, description: str, needs: str,
                       target_names: tuple[str, ...] = (), classes: tuple[str, ...] = ()):
     """Register a derived task that is available exactly when its base dataset is."""
 
@@ -76,7 +78,7 @@ def _register_derived(name: str, base: str, *, task: str, description: str, need
             return Splits(splits.train, splits.test, classes)
 
         register(
-            name, modality="image", task=task, description=description,
+            name, modality="image", target_kind=target_kind, description=description,
             requires=(lambda: is_available(base),),
             hint=f"It is derived from '{base}': make that available first "
             f"(`python -m amortinv.data list` says how).",
@@ -87,12 +89,8 @@ def _register_derived(name: str, base: str, *, task: str, description: str, need
     return wrap
 
 
-def _uniform(n: int, low: float, high: float, g: torch.Generator) -> torch.Tensor:
-    return low + (high - low) * torch.rand(n, generator=g)
-
-
 @_register_derived(
-    "fmnist-flip", "fashion-mnist", task="classification", classes=("original", "mirrored"),
+    "fmnist-flip", "fashion-mnist", target_kind="classification", classes=("original", "mirrored"),
     description="Fashion-MNIST items, half mirrored left-right: was this one mirrored?",
     needs="sensitivity to flip (a flip-invariant encoder cannot tell)",
 )
@@ -105,16 +103,16 @@ def _paste(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Ten
     """Paste each item, scaled to 12-24 px, at a random place on a 40x40 canvas, over clutter:
     three small, dimmer fragments of other items. Returns canvases and (x, y, size) in [0, 1]."""
     n = len(x)
-    size = _uniform(n, 12, 24, g)
+    size = uniform(n, 12, 24, g)
     half = size / CANVAS  # half-width in normalised [-1, 1] canvas units
-    cx = _uniform(n, -1, 1, g) * (1 - half)
-    cy = _uniform(n, -1, 1, g) * (1 - half)
+    cx = uniform(n, -1, 1, g) * (1 - half)
+    cy = uniform(n, -1, 1, g) * (1 - half)
     canvas = _place(x, cx, cy, half)
     for _ in range(3):
         other = x[torch.randint(n, (n,), generator=g)]
-        h = _uniform(n, 3, 7, g) / CANVAS
-        clutter = _place(other, _uniform(n, -1, 1, g) * (1 - h),
-                         _uniform(n, -1, 1, g) * (1 - h), h)
+        h = uniform(n, 3, 7, g) / CANVAS
+        clutter = _place(other, uniform(n, -1, 1, g) * (1 - h),
+                         uniform(n, -1, 1, g) * (1 - h), h)
         canvas = torch.maximum(canvas, 0.6 * clutter)
     targets = torch.stack([(cx + 1) / 2, (cy + 1) / 2, (size - 12) / 12], dim=1)
     return canvas, targets
@@ -132,7 +130,7 @@ def _place(x: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor, half: torch.Tens
 
 
 @_register_derived(
-    "fmnist-position", "fashion-mnist", task="regression", target_names=("x", "y"),
+    "fmnist-position", "fashion-mnist", target_kind="regression", target_names=("x", "y"),
     description="a Fashion-MNIST item pasted at random on a cluttered 40x40 canvas: where?",
     needs="sensitivity to crop (translation): a crop-invariant encoder discards position",
 )
@@ -142,7 +140,7 @@ def _position(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, np.nda
 
 
 @_register_derived(
-    "fmnist-scale", "fashion-mnist", task="regression", target_names=("size",),
+    "fmnist-scale", "fashion-mnist", target_kind="regression", target_names=("size",),
     description="a Fashion-MNIST item pasted 12-24 px wide on a cluttered canvas: how big?",
     needs="sensitivity to crop (scale): a crop-invariant encoder discards size",
 )
@@ -152,40 +150,40 @@ def _scale(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, np.ndarra
 
 
 @_register_derived(
-    "fmnist-brightness", "fashion-mnist", task="regression", target_names=("log2_factor",),
+    "fmnist-brightness", "fashion-mnist", target_kind="regression", target_names=("log2_factor",),
     description="Fashion-MNIST items with brightness scaled by 0.5-1.5x: by how much?",
     needs="sensitivity to color (intensity): colour jitter invariance discards brightness",
 )
 def _brightness(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, np.ndarray]:
-    factor = _uniform(len(x), 0.5, 1.5, g)
+    factor = uniform(len(x), 0.5, 1.5, g)
     target = torch.log2(factor)[:, None]
     return ops.adjust_brightness(x, factor), target.numpy().astype(np.float32)
 
 
 @_register_derived(
-    "fmnist-blur", "fashion-mnist", task="regression", target_names=("sigma",),
+    "fmnist-blur", "fashion-mnist", target_kind="regression", target_names=("sigma",),
     description="Fashion-MNIST items blurred with sigma 0-2 px: how much?",
     needs="sensitivity to blur: a blur-invariant encoder discards sharpness",
 )
 def _blur(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, np.ndarray]:
-    sigma = _uniform(len(x), 0.0, 2.0, g)
+    sigma = uniform(len(x), 0.0, 2.0, g)
     return ops.gaussian_blur(x, sigma), sigma[:, None].numpy().astype(np.float32)
 
 
 @_register_derived(
-    "clipart-hue", "openclipart", task="regression", target_names=("cos", "sin"),
+    "clipart-hue", "openclipart", target_kind="regression", target_names=("cos", "sin"),
     description="OpenClipart images with their hue rotated at random: by what angle?",
     needs="sensitivity to color (hue): colour jitter invariance discards hue",
 )
 def _hue(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, np.ndarray]:
-    shift = _uniform(len(x), -0.5, 0.5, g)
+    shift = uniform(len(x), -0.5, 0.5, g)
     angle = 2 * np.pi * shift
     target = torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
     return ops.adjust_hue(x, shift), target.numpy().astype(np.float32)
 
 
 @_register_derived(
-    "clipart-grayscale", "openclipart", task="classification", classes=("colour", "grey"),
+    "clipart-grayscale", "openclipart", target_kind="classification", classes=("colour", "grey"),
     description="OpenClipart images, half turned grey: is this one grey?",
     needs="sensitivity to grayscale: a grayscale-invariant encoder cannot tell",
 )

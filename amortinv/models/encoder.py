@@ -109,7 +109,8 @@ class Encoder(nn.Module):
     def to_input(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Raw data -> augmentation domain, on the encoder's device.
 
-        Images: uint8 ``(N, C, H, W)`` (or float already in [0, 1]) -> float in [0, 1].
+        Images: uint8 ``(N, C, H, W)`` (or float already in [0, 1]) -> float in [0, 1]; float
+        images outside [0, 1] (e.g. 0-255) are refused rather than misread.
         Audio: float waveforms ``(N, T)`` at the model's sample rate -> log-mel spectrograms.
         """
         x = torch.as_tensor(x).to(self.device)
@@ -120,7 +121,14 @@ class Encoder(nn.Module):
         if x.ndim != 4 or x.shape[1] != self.config.in_channels:
             raise ValueError(f"expected images (N, {self.config.in_channels}, H, W), got shape "
                              f"{tuple(x.shape)}")
-        return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        if x.dtype == torch.uint8:
+            return x.float() / 255.0
+        x = x.float()
+        if x.numel() and (x.min() < -1e-3 or x.max() > 1 + 1e-3):
+            raise ValueError(f"float images must be in [0, 1]; these span {float(x.min()):.4g} "
+                             f"to {float(x.max()):.4g}: divide 0-255 images by 255, or pass "
+                             "them as uint8")
+        return x
 
     def forward(self, x: torch.Tensor, invariance: torch.Tensor) -> torch.Tensor:
         """Augmentation-domain batch and one vector -> features ``(B, feature_dim)``."""

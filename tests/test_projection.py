@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from amortinv.measure import knn_accuracy
-from amortinv.project import Projector, align, knn_graph, pca, warm_up_umap
+from amortinv.projection import Projector, align, knn_graph, pca, warm_up_umap
 
 
 def clusters(n=300, d=32, k=3, seed=0):  # 3 centres span a plane: PCA keeps them apart

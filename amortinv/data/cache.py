@@ -1,0 +1,62 @@
+"""The on-disk cache of decoded datasets: where it lives, and splits written to and read from
+uncompressed ``.npz`` files (fast to read back, written atomically)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from amortinv.data.dataset import Split, Splits
+
+#: Bump to invalidate every cached array (a change of decoding or of a derived task).
+CACHE_VERSION = 1
+
+
+def cache_dir() -> Path:
+    """Where decoded arrays and rendered audio live: ``$AMORTINV_DATA`` or ``<repo>/data``."""
+    root = os.environ.get("AMORTINV_DATA")
+    path = Path(root) if root else Path(__file__).resolve().parents[2] / "data"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cache_path(name: str) -> Path:
+    safe = name.replace("/", "_").replace(":", "_")
+    return cache_dir() / "cache" / f"{safe}-v{CACHE_VERSION}.npz"
+
+
+def cached(name: str, load: Callable[[], Splits]) -> Splits:
+    """Dataset ``name``'s splits from the cache, else ``load()``-ed and written there."""
+    path = cache_path(name)
+    if path.exists():
+        try:
+            return load_splits(path)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            path.unlink(missing_ok=True)  # a torn or stale cache file: rebuild it
+    splits = load()
+    save_splits(path, splits)
+    return splits
+
+
+def save_splits(path: Path, splits: Splits) -> None:
+    """Write ``splits`` to an uncompressed ``.npz`` atomically (fast to read back)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, train_x=splits.train.x, train_y=splits.train.y, test_x=splits.test.x,
+                     test_y=splits.test.y, class_names=np.array(splits.class_names, dtype=str))
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def load_splits(path: Path) -> Splits:
+    with np.load(path, allow_pickle=False) as z:
+        return Splits(Split(z["train_x"], z["train_y"]), Split(z["test_x"], z["test_y"]),
+                      tuple(str(c) for c in z["class_names"]))

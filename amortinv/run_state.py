@@ -1,0 +1,141 @@
+"""A pre-training run's state on disk, in its folder: ``last.safetensors`` (every tensor needed
+to resume exactly: model, MoCo's momentum encoder and queues, optimiser state, with the step
+and settings), ``encoder.safetensors`` (the encoder to use) and ``metrics.jsonl`` (the log).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from amortinv import checkpoint
+from amortinv.models import Encoder
+from amortinv.presets import PretrainConfig
+
+LAST_FILE = "last.safetensors"
+#: Settings a resumed run may change; any other difference refuses the resume.
+RESUMABLE = {"steps", "resume", "progress", "log_every", "knn_every", "checkpoint_every",
+             "tensorboard", "device", "compile", "knn_train", "knn_test", "out"}
+
+
+@dataclass
+class TrainingState:
+    """The modules and optimiser whose tensors a training checkpoint holds."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    target: nn.Module | None = None  # MoCo's momentum encoder
+    queues: nn.Module | None = None  # MoCo's key queues
+
+    def modules(self) -> dict[str, nn.Module]:
+        parts = {"model": self.model, "target": self.target, "queues": self.queues}
+        return {name: module for name, module in parts.items() if module is not None}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        tensors = {f"{name}.{k}": v for name, module in self.modules().items()
+                   for k, v in module.state_dict().items()}
+        for i, state in self.optimizer.state_dict()["state"].items():
+            tensors |= {f"optim.{i}.{k}": v for k, v in state.items()
+                        if isinstance(v, torch.Tensor)}
+        return tensors
+
+    def load(self, tensors: dict[str, torch.Tensor], where: str) -> None:
+        for name, module in self.modules().items():
+            prefix = f"{name}."
+            checkpoint.load_state(module, {k.removeprefix(prefix): v for k, v in
+                                           tensors.items() if k.startswith(prefix)}, where)
+        device = next(self.model.parameters()).device
+        optim = self.optimizer.state_dict()
+        params = [p for g in optim["param_groups"] for p in g["params"]]
+        optim["state"] = {}
+        for i in params:
+            entries = {k.split(".", 2)[2]: v.to(device) for k, v in tensors.items()
+                       if k.startswith(f"optim.{i}.")}
+            if entries:
+                optim["state"][i] = entries
+        self.optimizer.load_state_dict(optim)
+
+
+def save_run(out: Path, state: TrainingState, encoder: Encoder, step: int,
+             config: PretrainConfig) -> None:
+    """Write ``last.safetensors`` (to resume) and ``encoder.safetensors`` (to use)."""
+    meta = checkpoint.encoder_meta(encoder) | {"step": step, "config": asdict(config)}
+    checkpoint.save(out / LAST_FILE, state.tensors(), meta)
+    checkpoint.save_encoder(out / checkpoint.ENCODER_FILE, encoder)
+
+
+def restore_run(out: Path, state: TrainingState, encoder: Encoder,
+                config: PretrainConfig) -> int:
+    """Load the run in ``out`` into ``state`` and ``encoder`` (normalisation, card metrics and
+    wall time); return the step it reached. Refuses a run trained with other settings."""
+    path = out / LAST_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {path}; start without "
+                                "--resume, or point --out at the run to continue")
+    tensors, meta = checkpoint.load_tensors(path)
+    try:
+        saved = PretrainConfig.from_json(meta["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise checkpoint.CheckpointError(f"{path} holds no usable run settings ({err})"
+                                         ) from None
+    changed = [f.name for f in fields(PretrainConfig)
+               if f.name not in RESUMABLE and getattr(saved, f.name) != getattr(config, f.name)]
+    if changed:
+        raise checkpoint.CheckpointError(
+            f"{path} was trained with other settings ({', '.join(changed)}); resume with "
+            "the same settings, or start a new run with another --out")
+    state.load(tensors, str(path))
+    encoder.config.input_mean = meta["model"]["input_mean"]
+    encoder.config.input_std = meta["model"]["input_std"]
+    encoder.card["metrics"] = meta["card"].get("metrics", {})
+    encoder.card["wall_seconds"] = meta["card"].get("wall_seconds", 0.0)
+    return int(meta["step"])
+
+
+class Log:
+    """``metrics.jsonl`` in the run folder (appended on resume), optionally TensorBoard."""
+
+    def __init__(self, out: Path, active: bool, tensorboard: bool):
+        self.active = active
+        self.file = open(out / "metrics.jsonl", "a") if active else None  # noqa: SIM115
+        self.writer = None
+        if active and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ImportError("--tensorboard needs the tensorboard package: "
+                                  "pip install tensorboard") from None
+            self.writer = SummaryWriter(str(out / "tensorboard"))
+
+    @staticmethod
+    def truncate(out: Path, step: int) -> None:
+        """Drop records past ``step`` (written after the checkpoint a resume starts from)."""
+        path = out / "metrics.jsonl"
+        if path.exists():
+            kept = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= step]
+            path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, record: dict) -> None:
+        if not self.active:
+            return
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.writer:
+            step = record["step"]
+            for key, value in record.items():
+                if key == "knn":
+                    for corner, acc in value.items():
+                        self.writer.add_scalar(f"knn/{corner}", acc, step)
+                elif key != "step":
+                    self.writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+        if self.writer:
+            self.writer.close()

@@ -1,0 +1,72 @@
+"""Typed settings that say what values they take: one declaration read by the dataclass's own
+check (so the Python API refuses nonsense too) and by the command line (``choices``, ``auto``).
+
+    >>> @dataclass
+    ... class Config:
+    ...     steps: int = setting(1000, minimum=1)
+    ...     method: str = setting("simclr", choices=("simclr", "moco"))
+    ...     temperature: float | str = setting(AUTO, auto=float, above=0)
+    ...     def __post_init__(self):
+    ...         check_settings(self)
+
+``AUTO`` (the word ``auto``) stands for "chosen from the other settings"; such a field takes
+``auto`` or a number of the ``auto`` type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import field
+from typing import Any
+
+AUTO = "auto"
+
+
+def setting(default: Any, *, choices: tuple[str, ...] = (), minimum: float | None = None,
+            above: float | None = None, maximum: float | None = None,
+            below: float | None = None, auto: type | None = None) -> Any:
+    """A dataclass field with its allowed values: ``choices`` for strings; bounds for numbers
+    (``minimum``/``maximum`` inclusive, ``above``/``below`` exclusive); ``auto`` (int or
+    float) for a field that takes the word ``auto`` or such a number."""
+    rules = {"choices": choices, "minimum": minimum, "above": above, "maximum": maximum,
+             "below": below, "auto": auto}
+    return field(default=default,
+                 metadata={k: v for k, v in rules.items() if v is not None and v != ()})
+
+
+def check_settings(config: Any) -> None:
+    """Raise ``ValueError`` naming the first setting of ``config`` outside its allowed
+    values, and what it takes (the flag is the setting's name with dashes)."""
+    for f in dataclasses.fields(config):
+        rules, value = f.metadata, getattr(config, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        if rules.get("choices") and value not in rules["choices"]:
+            raise ValueError(f"{f.name} ({flag}) must be one of {', '.join(rules['choices'])}; "
+                             f"got {value!r}")
+        if value == AUTO and rules.get("auto"):
+            continue
+        if rules.get("auto") and (isinstance(value, (str, bool))
+                                  or not isinstance(value, (int, float))):
+            raise ValueError(f"{f.name} ({flag}) takes 'auto' or a number; got {value!r}")
+        for rule, fails, words in (("minimum", lambda v, b: v < b, "at least"),
+                                   ("above", lambda v, b: v <= b, "above"),
+                                   ("maximum", lambda v, b: v > b, "at most"),
+                                   ("below", lambda v, b: v >= b, "below")):
+            bound = rules.get(rule)
+            if bound is not None and fails(value, bound):
+                raise ValueError(f"{f.name} ({flag}) must be {words} {bound}; got {value!r}")
+
+
+def auto_or(kind: type):
+    """An argparse ``type``: the word ``auto``, or a number of ``kind``."""
+
+    def parse(text: str):
+        if text == AUTO:
+            return AUTO
+        try:
+            return kind(text)
+        except ValueError:
+            raise ValueError(f"expected 'auto' or {kind.__name__}") from None
+
+    parse.__name__ = f"auto or {kind.__name__}"  # argparse names the type in its message
+    return parse
