@@ -175,7 +175,7 @@ def test_bad_tasks_get_clear_errors():
     with pytest.raises(TaskMismatch, match="audio"):
         prepare(enc, "asterisk-digits", DownstreamConfig())
     rgb = Dataset("rgb", "image", "classification",
-                  Split(np.zeros((4, 3, 8, 8), np.uint8), np.zeros(4, np.int64)),
+                  Split(np.zeros((20, 3, 8, 8), np.uint8), np.zeros(20, np.int64)),
                   Split(np.zeros((2, 3, 8, 8), np.uint8), np.zeros(2, np.int64)), "x", ("a",))
     grey = prepare(enc, rgb, DownstreamConfig())  # colour becomes luminance, with a note
     assert grey.train.x.shape[1:] == (1, 8, 8) and "luminance" in grey.note
