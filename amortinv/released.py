@@ -78,14 +78,14 @@ def read_released(path: str | Path) -> dict:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as err:
-        if "Weights only load failed" not in str(err):
+        found = re.search(r"unsupported (?:global: )?GLOBAL (\S+)", str(err), re.IGNORECASE)
+        if found is None:  # not a pickle of plain data at all
             raise ForeignCheckpointError(_damaged(path, err)) from None
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-        what = f" (it needs {found.group(1)})" if found else ""
         raise ForeignCheckpointError(
-            f"{path} holds Python objects that only their own code can rebuild{what}, and "
-            f"amortinv never runs code from a file; {EXPECTED}. If the file is yours, load it "
-            "in the code that wrote it and torch.save its state_dict alone") from None
+            f"{path} holds Python objects that only their own code can rebuild (it needs "
+            f"{found.group(1)}), and amortinv never runs code from a file; {EXPECTED}. If the "
+            "file is yours, load it in the code that wrote it and torch.save its state_dict "
+            "alone") from None
     except Exception as err:  # torch raises RuntimeError, EOFError, KeyError, ... here
         raise ForeignCheckpointError(_damaged(path, err)) from None
     if not isinstance(loaded, Mapping):
@@ -104,8 +104,10 @@ def _damaged(path: Path, err: BaseException) -> str:
         cause = "it is empty"
     else:
         cause = "it is damaged or not a file that torch.save wrote"
-    first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-    return f"{path} cannot be read as a PyTorch checkpoint: {cause} ({first}); {EXPECTED}"
+    reason = re.search(r"WeightsUnpickler error:\s*(.+)", str(err))
+    first = reason.group(1) if reason else (str(err).splitlines() or [type(err).__name__])[0]
+    return (f"{path} cannot be read as a PyTorch checkpoint: {cause} ({first[:200]}); "
+            f"{EXPECTED}")
 
 
 def sha256(path: str | Path, progress: Progress | None = None, chunk: int = 1 << 24) -> str:
