@@ -115,8 +115,9 @@ PRESET_NOTES: dict[str, str] = {
 HELP: dict[str, str] = {
     "dataset": "dataset name(s) from `python -m amortinv.data list`, comma-separated to join",
     "space": "invariance space (rgb, grey, spatial-appearance, audio); default from the data",
-    "arch": "resnet18 | resnet50 | vit-tiny | vit-small",
-    "conditioning": "hyper (paper's hypernetwork) | film (conditional norms) | none (plain)",
+    "arch": "resnet18 | resnet50 | vit-tiny | vit-small | vit-base",
+    "conditioning": "hyper (paper's hypernetwork) | film (conditional norms) | none (plain) | "
+                    "paper (hyper in the paper's module names)",
     "bases": "basis kernels per generated conv (paper: 32)",
     "conditioned_stages": "which ResNet stages (1-4) are conditioned",
     "width": "channels of the first ResNet stage (standard: 64)",

@@ -272,10 +272,11 @@ def to_amortinv(state: Mapping[str, torch.Tensor], config: ModelConfig, num_grou
         ours = {_our_name(k): v for k, v in state.items()}
         from amortinv.models.vit import InvarianceToken
 
-        dim = state["cls_token"].shape[-1]
+        with torch.device("meta"):
+            shape = build_backbone(config, num_groups).invariance_token
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            token = InvarianceToken(num_groups, dim)
+            token = InvarianceToken(num_groups, shape.dim, shape.token_mlps)
         fresh = {f"invariance_token.{k}": v for k, v in token.state_dict().items()}
     tensors = {f"backbone.{k}": v.float() if v.is_floating_point() else v
                for k, v in {**ours, **fresh}.items()}
@@ -302,12 +303,11 @@ def import_checkpoint(path: str | Path, out: str | Path, space: str = "spatial-a
     state, prefix, ignored = encoder_state(loaded, str(path))
     kind = kind_of(state, str(path))
     config, num_groups = infer_config(state, kind, image_size)
-    if kind == "paper-resnet" and num_groups != len(chosen):
+    if num_groups is not None and num_groups != len(chosen):
         raise ForeignCheckpointError(
             f"the file's invariance vector has {num_groups} values (layer1.0.emb1.weight is "
-            f"{tuple(state['layer1.0.emb1.weight'].shape)}), but the space '{chosen.name}' has "
-            f"{len(chosen)} groups ({', '.join(chosen.names)}): pass a space with "
-            f"{num_groups} groups")
+            f"(16, {num_groups})), but the space '{chosen.name}' has {len(chosen)} groups "
+            f"({', '.join(chosen.names)}): pass a space with {num_groups} groups")
     num_groups = len(chosen)
     what = (f"the paper's hyper-{config.arch} (width {config.width}, hypernetwork hidden "
             f"{config.bases}, {num_groups}-d vector)" if kind == "paper-resnet"
@@ -334,7 +334,8 @@ def import_checkpoint(path: str | Path, out: str | Path, space: str = "spatial-a
         "imported": note,
         "fresh_tensors": fresh,
         "parameters": n_params,
-        "command": f"python scripts/import_checkpoint.py {path.name} --out {out}",
+        "command": f"python scripts/import_checkpoint.py {path.name} --out {out} --space "
+                   f"{chosen.name} --image-size {image_size} --seed {seed}",
         "code_version": __version__,
         **(card or {}),
     }
@@ -342,6 +343,7 @@ def import_checkpoint(path: str | Path, out: str | Path, space: str = "spatial-a
     target = out / ENCODER_FILE
     say(f"writing {target} ({n_params / 1e6:.1f} M parameters)")
     save(target, tensors, meta)
+    del loaded, state, tensors  # the file's mapped pages are not needed to verify
     if verify:
         _verify(target, chosen, say)
     return target

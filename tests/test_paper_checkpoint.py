@@ -281,6 +281,17 @@ def test_paper_conditioning_trains_and_round_trips(tmp_path):
         Encoder(ModelConfig(conditioning="paper", conditioned_stages=(3, 4)), RGB)
 
 
+def test_paper_conditioning_pretrains_with_moco(tmp_path):
+    from amortinv.pretrain import Trainer, preset
+
+    config = preset("smoke", out=str(tmp_path / "run"), steps=3, conditioning="paper",
+                    method="moco", progress=False)
+    list(Trainer(config).run())
+    encoder = amortinv.load(tmp_path / "run")
+    assert encoder.config.conditioning == "paper"
+    assert torch.isfinite(encoder.features(np.zeros((2, 1, 8, 8), np.uint8), 1.0)).all()
+
+
 # -- MoCo-v3 ViT in timm's names -----------------------------------------------------------------
 
 def timm_vit_table(dim, depth, patch, image, head=True):
