@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from amortinv.models.conditioning import EMBED_DIM
-from amortinv.models.resnet import DEPTHS
+from amortinv.models.resnet import DEPTHS, batch_vector
 
 
 class HyperNetwork(nn.Module):
@@ -141,10 +141,7 @@ class PaperResNet(nn.Module):
         self.feature_dim = cin
 
     def forward(self, x: torch.Tensor, invariance: torch.Tensor) -> torch.Tensor:
-        if invariance.shape != (self.num_groups,):
-            raise ValueError(f"expected one invariance vector of length {self.num_groups} for "
-                             f"the batch, got shape {tuple(invariance.shape)}")
-        invariance = invariance.to(x.device, torch.float32)
+        invariance = batch_vector(invariance, self.num_groups, x.device)
         x = F.relu(self.bn1(self.conv1(x)))
         if self.pool:
             x = F.max_pool2d(x, 3, 2, 1)
