@@ -9,7 +9,7 @@ from amortinv.models.encoder import ARCHS
 from amortinv.settings import AUTO, check_settings, setting
 
 #: Conditionings a pre-training can build (see docs/PRETRAINING.md).
-CONDITIONINGS = ("hyper", "film", "none")
+CONDITIONINGS = ("hyper", "film", "none", "paper")
 #: Warm-up is at most this fraction of the run (``warmup_steps`` is the most it may take).
 WARMUP_FRACTION = 0.1
 
@@ -157,9 +157,10 @@ PRESET_NOTES: dict[str, str] = {
 #: One line per setting, for ``--help``.
 HELP: dict[str, str] = {
     "dataset": "dataset name(s) from `python -m amortinv.data list`, comma-separated to join",
-    "space": "invariance space; auto: the data's default (rgb, grey or audio)",
+    "space": "invariance space (rgb, grey, spatial-appearance, audio); auto: the data's default",
     "arch": "the backbone",
-    "conditioning": "hyper (paper's hypernetwork) | film (conditional norms) | none (plain)",
+    "conditioning": "hyper (paper's hypernetwork) | film (conditional norms) | none (plain) | "
+                    "paper (hyper in the paper's module names)",
     "bases": "basis kernels per generated conv (paper: 32)",
     "conditioned_stages": "which ResNet stages (1-4) are conditioned",
     "width": "channels of the first ResNet stage (standard: 64)",

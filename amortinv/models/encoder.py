@@ -19,13 +19,17 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from amortinv.augment import LogMel, MelConfig
 from amortinv.invariance import InvarianceSpace, VectorLike
 from amortinv.models.resnet import ConditionedResNet
 
-ARCHS = ("resnet18", "resnet50", "vit-tiny", "vit-small")
+ARCHS = ("resnet18", "resnet50", "vit-tiny", "vit-small", "vit-base")
+#: ImageNet per-channel statistics: the normalisation of the paper's released encoders.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -33,7 +37,9 @@ class ModelConfig:
     """What to build; stored in every checkpoint so the model can be rebuilt from it."""
 
     arch: str = "resnet18"
-    conditioning: str = "hyper"  # hyper (paper) | film (cheap) | none (plain baseline)
+    # hyper (paper's hypernetwork) | film (cheap) | none (plain baseline) | paper (the paper's
+    # own hyper-ResNet module names, so its released weights load key for key)
+    conditioning: str = "hyper"
     bases: int = 32
     conditioned_stages: tuple[int, ...] = (1, 2, 3, 4)
     width: int = 64
@@ -42,8 +48,11 @@ class ModelConfig:
     in_channels: int = 3
     image_size: int = 32
     mel: MelConfig = field(default_factory=MelConfig)
-    input_mean: float = 0.5  # normalisation of the augmentation domain, set from the data
-    input_std: float = 0.25
+    # normalisation of the augmentation domain, set from the data: one number, or one per
+    # channel (the paper's encoders use IMAGENET_MEAN / IMAGENET_STD)
+    input_mean: float | tuple[float, ...] = 0.5
+    input_std: float | tuple[float, ...] = 0.25
+    resize: bool = False  # resize images to image_size first (the paper's encoders see 224 px)
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -53,6 +62,9 @@ class ModelConfig:
         if isinstance(self.mel, dict):
             self.mel = MelConfig(**self.mel)
         self.conditioned_stages = tuple(self.conditioned_stages)
+        for name in ("input_mean", "input_std"):  # JSON gives per-channel values as lists
+            if isinstance(getattr(self, name), list):
+                setattr(self, name, tuple(getattr(self, name)))
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -70,6 +82,11 @@ class ModelConfig:
 def build_backbone(config: ModelConfig, num_groups: int) -> nn.Module:
     """The conditioned network: ``forward(x, invariance) -> (B, feature_dim)``."""
     channels = 1 if config.modality == "audio" else config.in_channels
+    if config.arch.startswith("resnet") and config.conditioning == "paper":
+        from amortinv.models.paper_resnet import PaperResNet
+
+        return PaperResNet(num_groups, config.arch, channels, config.width, config.stem,
+                           config.bases, config.conditioned_stages)
     if config.arch.startswith("resnet"):
         return ConditionedResNet(num_groups, config.arch, channels, config.width, config.stem,
                                  config.conditioning, config.bases, config.conditioned_stages)
@@ -78,7 +95,8 @@ def build_backbone(config: ModelConfig, num_groups: int) -> nn.Module:
     if config.conditioning not in ("hyper", "none"):
         raise ValueError("a ViT is conditioned by its invariance token: use conditioning "
                          "'hyper' (token on) or 'none' (plain ViT)")
-    preset = PromptViT.tiny if config.arch == "vit-tiny" else PromptViT.small
+    preset = {"vit-tiny": PromptViT.tiny, "vit-small": PromptViT.small,
+              "vit-base": PromptViT.base}[config.arch]
     return preset(num_groups, channels, config.image_size,
                   conditioned=config.conditioning != "none")
 
@@ -132,7 +150,11 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor, invariance: torch.Tensor) -> torch.Tensor:
         """Augmentation-domain batch and one vector -> features ``(B, feature_dim)``."""
-        x = (x - self.config.input_mean) / self.config.input_std
+        cfg = self.config
+        if cfg.resize and cfg.modality == "image" and x.shape[-2:] != (cfg.image_size,) * 2:
+            x = F.interpolate(x, size=(cfg.image_size,) * 2, mode="bilinear",
+                              align_corners=False, antialias=True)
+        x = (x - _per_channel(cfg.input_mean, x)) / _per_channel(cfg.input_std, x)
         if self.config.modality == "audio":
             x = x.unsqueeze(1)
         return self.backbone(x, invariance)
@@ -177,3 +199,10 @@ def fast_bf16(device: torch.device | str = "cpu") -> bool:
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except AttributeError:  # a torch without these probes: assume emulation
         return False
+
+
+def _per_channel(value: float | tuple[float, ...], x: torch.Tensor) -> float | torch.Tensor:
+    """One number as is; per-channel values shaped to broadcast over ``(B, C, H, W)``."""
+    if isinstance(value, int | float):
+        return value
+    return torch.tensor(value, device=x.device, dtype=x.dtype).view(-1, 1, 1)

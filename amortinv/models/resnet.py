@@ -103,10 +103,7 @@ class ConditionedResNet(nn.Module):
         self.feature_dim = cin
 
     def forward(self, x: torch.Tensor, invariance: torch.Tensor) -> torch.Tensor:
-        if invariance.shape != (self.num_groups,):
-            raise ValueError(f"expected one invariance vector of length {self.num_groups} for "
-                             f"the batch, got shape {tuple(invariance.shape)}")
-        invariance = invariance.to(x.device, torch.float32)
+        invariance = batch_vector(invariance, self.num_groups, x.device)
         conv, norm = self.stem
         x = F.relu(norm(conv(x)))
         if self.pool:
@@ -114,3 +111,12 @@ class ConditionedResNet(nn.Module):
         for block in self.blocks:
             x = block(x, invariance)
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+
+def batch_vector(invariance: torch.Tensor, num_groups: int, device: torch.device
+                 ) -> torch.Tensor:
+    """The batch's one invariance vector, checked and as float32 on ``device``."""
+    if invariance.shape != (num_groups,):
+        raise ValueError(f"expected one invariance vector of length {num_groups} for "
+                         f"the batch, got shape {tuple(invariance.shape)}")
+    return invariance.to(device, torch.float32)

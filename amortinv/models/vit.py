@@ -104,7 +104,8 @@ class Block(nn.Module):
 
 
 class PromptViT(nn.Module):
-    """ViT for small images (28-64 px), conditioned on an invariance vector by one token.
+    """ViT conditioned on an invariance vector by one token: small images (28-64 px) with
+    the tiny and small presets, ViT-B at 224 px with the base preset.
 
     Args:
         num_groups: length of the invariance vector (groups in the invariance space).
@@ -173,6 +174,17 @@ class PromptViT(nn.Module):
     ) -> PromptViT:
         """ViT-S width: dim 384, depth 12, heads 6. Patch size from ``default_patch_size``."""
         kwargs = dict(patch_size=default_patch_size(image_size), dim=384, depth=12, heads=6)
+        return cls(num_groups, in_channels, image_size, **{**kwargs, **overrides})
+
+    @classmethod
+    def base(
+        cls, num_groups: int, in_channels: int = 3, image_size: int = 224, **overrides
+    ) -> PromptViT:
+        """ViT-B, the size of MoCo-v3's released ``vit-b-300ep`` that the paper starts its
+        prompt-ViT from: dim 768, depth 12, heads 12, patch 16 (224 px: 14x14 patches).
+        Images whose side 16 does not divide get ``default_patch_size``."""
+        patch = 16 if image_size % 16 == 0 else default_patch_size(image_size)
+        kwargs = dict(patch_size=patch, dim=768, depth=12, heads=12)
         return cls(num_groups, in_channels, image_size, **{**kwargs, **overrides})
 
     def forward(self, x: Tensor, invariance: Tensor | None = None) -> Tensor:
