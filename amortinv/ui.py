@@ -30,7 +30,7 @@ CHECKPOINT_DIRS = (ROOT / "checkpoints", Path(os.environ.get("AMORTINV_RUNS", RO
 #: Test examples drawn on Probe features, and training examples behind its live kNN and linear
 #: probe, per modality (audio encoders are slower: fewer clips keep a slider move quick).
 PROBE_POINTS = {"image": 2000, "audio": 500}
-PROBE_TRAIN_POINTS = {"image": 1000, "audio": 500}
+PROBE_TRAIN_POINTS = {"image": 500, "audio": 250}
 #: How long a page waits for a dataset before it shows a "preparing" message instead.
 QUICK_LOAD_S = 1.5
 

@@ -81,8 +81,9 @@ with right:
         st.metric("kNN accuracy (k=200)", f"{knn_accuracy(z_train, train.y, z_test, test.y):.3f}")
         probe = linear_probe(z_train, train.y, z_test, test.y, len(ds.class_names))
         st.metric("linear probe accuracy", f"{probe:.3f}",
-                  help=f"A linear readout trained on {len(train)} training examples' features "
-                       f"at this vector, scored on the {n} drawn test examples.")
+                  help=f"A linear classifier (ridge regression on one-hot labels) fitted to "
+                       f"{len(train)} training examples' features at this vector, scored on the "
+                       f"{n} drawn test examples.")
 
 # -- what was selected -----------------------------------------------------------------------------
 selected = charts.selected_rows(event.selection.points if event else [], fig)
