@@ -53,6 +53,12 @@ method = "umap" if mode.startswith("UMAP") else "pca"
 if method == "umap" and not warm_up_umap().is_set():
     st.info("UMAP is still warming up (first import and compilation, ~15 s); showing PCA.")
     method = "pca"
+points, message = ui.probe_points(path)
+if not points:
+    st.error(message)
+    st.stop()
+if message:
+    st.caption(f":material/info: {message}")
 start = time.perf_counter()
 mtime = checkpoint.resolve(path).stat().st_mtime
 feats = ui.probe_features(str(path), mtime, dataset, ui.vector_key(vector))
