@@ -18,7 +18,7 @@ if list(vector) != list(space.names):
 # Each score encodes the examples once per transform: an encoder that can probe few points
 # (ui.probe_points) measures on fewer.
 affordable = max(ui.probe_points(path)[0] // 10, 50)
-choices = [n for n in (50, 100, 200, 500) if n <= affordable] or [50]
+choices = [n for n in (25, 50, 100, 200, 500) if n <= affordable]  # at least 25, 50
 default = 200 if encoder.config.modality == "image" else 100
 POINTS = st.select_slider("examples used", choices, key="map-points",
                           value=min(default, choices[-1]))
