@@ -4,14 +4,13 @@ drawn around a cluster shows exactly the examples under it; bad uploads are refu
 learning can be stopped (what was learned is still scored) and cancelled; a reloaded tab's job
 stops. Screenshots go to $AMORTINV_SCREENSHOTS (default tests/artifacts)."""
 
-import io
 import os
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
+from zips import make_zip
 
 from amortinv.browser import CHROMIUM, browser, idle, serve
 
@@ -152,14 +151,6 @@ def test_invariance_map(page, server):
     page.screenshot(path=SHOTS / "map.png", full_page=True)
 
 
-def zip_of(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, data in files.items():
-            z.writestr(name, data)
-    return buf.getvalue()
-
-
 def test_bad_uploads_are_refused_at_once_by_their_own_name(page, server, tmp_path):
     go(page, server, "learn", "Downstream task")
     page.get_by_text("upload a zip").click()
@@ -170,7 +161,7 @@ def test_bad_uploads_are_refused_at_once_by_their_own_name(page, server, tmp_pat
     expect(page.get_by_text("This upload cannot be used: this is not a zip file")
            ).to_be_visible(timeout=LONG)
     notes = tmp_path / "notes.zip"
-    notes.write_bytes(zip_of({"a/readme.txt": b"hello", "b/todo.txt": b"world"}))
+    notes.write_bytes(make_zip({"a/readme.txt": b"hello", "b/todo.txt": b"world"}))
     upload.set_input_files(str(notes))
     expect(page.get_by_text("notes.zip holds no image or audio file")).to_be_visible(
         timeout=LONG)
