@@ -118,8 +118,10 @@ def test_a_box_around_a_cluster_shows_the_examples_under_it(page, server):
     assert len(surely) <= count <= len(maybe)
     # The examples shown are the first rows under the box, with their own labels (the old
     # bug showed rows 0-11 of every class: the labels of the whole test set's start).
-    captions = [c.inner_text() for c in page.get_by_test_id("stImageCaption").all()]
-    assert len(captions) == min(12, count)
+    # The heading arrives before the images in the same rerun: wait for the images themselves.
+    shown = page.get_by_test_id("stImageCaption")
+    expect(shown).to_have_count(min(12, count), timeout=LONG)
+    captions = [c.inner_text() for c in shown.all()]
     assert shown_in_order(captions, maybe, edge)
     assert captions.count(cluster[0]["label"]) >= len(captions) // 2
     page.screenshot(path=SHOTS / "probe.png", full_page=True)
