@@ -3,6 +3,9 @@
     python -m amortinv.data list [--all]        what this machine has (or everything known)
     python -m amortinv.data prepare [NAME ...]  decode and cache now (default: all available)
     python -m amortinv.data fetch NAME          download a torchvision dataset (needs internet)
+    python -m amortinv.data pack NAME ... --into DIR [--limit N]
+                                                packed arrays for a machine without the
+                                                sources (AMORTINV_DATA=DIR there; make gpu-data)
 """
 
 from __future__ import annotations
@@ -10,8 +13,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
+
+import numpy as np
 
 import amortinv.data as datasets
+from amortinv.data.packed import PACK_RATES, packed_path, write_packed
 
 
 def _list(show_all: bool) -> int:
@@ -54,6 +61,37 @@ def _fetch(name: str) -> int:
     return 0
 
 
+def _pack(names: list[str], into: Path, limit: int) -> int:
+    """Pack each dataset (its decoded arrays, compressed) under ``into``; print the sizes."""
+    total, failed = 0, 0
+    for name in names:
+        try:
+            ds = datasets.get(name)
+        except (datasets.DatasetUnavailable, datasets.UnknownDataset, ValueError) as err:
+            print(f"{name}: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        train, test = (_spread(split, limit) for split in (ds.train, ds.test))
+        audio = ds.modality == "audio"
+        path = write_packed(packed_path(name, into),
+                            datasets.Splits(train, test, ds.class_names),
+                            ds.sample_rate if audio else None,
+                            PACK_RATES.get(name) if audio else None)
+        size = path.stat().st_size
+        total += size
+        print(f"{name}: {len(train)} train / {len(test)} test -> {path} "
+              f"({size / 2**20:.2f} MB)", flush=True)
+    print(f"packed: {total / 2**20:.2f} MB in {into / 'packed'}")
+    return 1 if failed else 0
+
+
+def _spread(split: datasets.Split, limit: int) -> datasets.Split:
+    """At most ``limit`` examples, evenly spread over the split (0: all of it)."""
+    if not limit or len(split) <= limit:
+        return split
+    return split.take(np.linspace(0, len(split) - 1, limit).round().astype(int))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m amortinv.data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,11 +102,19 @@ def main(argv: list[str] | None = None) -> int:
     p_prep.add_argument("names", nargs="*")
     p_fetch = sub.add_parser("fetch", help="download a torchvision dataset")
     p_fetch.add_argument("name")
+    p_pack = sub.add_parser("pack", help="packed arrays for a machine without the sources")
+    p_pack.add_argument("names", nargs="+")
+    p_pack.add_argument("--into", type=Path, required=True,
+                        help="a data folder: the other machine sets AMORTINV_DATA to it")
+    p_pack.add_argument("--limit", type=int, default=0,
+                        help="at most this many examples per split, evenly spread (0: all)")
     args = parser.parse_args(argv)
     if args.command == "list":
         return _list(args.all)
     if args.command == "prepare":
         return _prepare(args.names)
+    if args.command == "pack":
+        return _pack(args.names, args.into, args.limit)
     return _fetch(args.name)
 
 
