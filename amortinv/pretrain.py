@@ -311,12 +311,17 @@ class Trainer:
                     images, clock = 0, time.perf_counter()
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     checkpoint()
-                if budget is not None and from_rank_zero(budget.timed(), self.device):
-                    yield from self._fix_total(budget, log, checkpoint)
-                    budget = None
-                    bar.total = self.config.steps
-                    bar.refresh()
-                    images, clock = 0, time.perf_counter()
+                if budget is None or self.step >= self.config.steps:
+                    continue
+                if "time_budget" not in self.encoder.card:  # still timing the first steps
+                    if from_rank_zero(budget.timed(), self.device):
+                        yield from self._fix_total(budget, log, checkpoint)
+                        bar.total = self.config.steps
+                        bar.refresh()
+                        images, clock = 0, time.perf_counter()
+                elif from_rank_zero(budget.overdue(), self.device):  # end now, not late
+                    self.config = replace(self.config, steps=self.step + 1)
+                    self.encoder.card["time_budget"]["ended_early_at"] = self.step + 1
         finally:
             bar.close()
             log.close()
@@ -333,8 +338,8 @@ class Trainer:
 
     # -- --minutes -------------------------------------------------------------------------------
     def _time_budget(self) -> TimeBudget | None:
-        """A clock for ``--minutes`` while the total steps are still to be fixed; None for
-        a run of ``--steps``, or a resumed timed run (it keeps the total it fixed)."""
+        """The clock of a ``--minutes`` run; None for a run of ``--steps``, or a resumed timed
+        run (it keeps the total it fixed)."""
         cfg = self.config
         if not cfg.minutes:
             return None
@@ -342,6 +347,7 @@ class Trainer:
         if cfg.resume and planned:
             self.config = replace(cfg, steps=planned)
             return None
+        self.encoder.card.pop("time_budget", None)
         self.config = replace(cfg, steps=OPEN_STEPS)
         return TimeBudget(cfg.minutes)
 

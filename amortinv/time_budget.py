@@ -5,7 +5,8 @@ speed of a step is only known once steps run (the device, the model, compilation
 shares the machine all change it). So a timed run starts with an open schedule (the linear
 warm-up of ``--warmup-steps``), times its first steps, then fixes the total: the steps that
 fit in what is left of the budget, after the kNN evaluations and checkpoints those steps will
-trigger (each timed once when the total is fixed) and the final ones.
+trigger (each timed once when the total is fixed) and the final ones. A run that falls
+behind anyway (the machine got busier) ends early rather than late: its card says where.
 
     >>> budget = TimeBudget(minutes=20)
     >>> # after each step: if budget.timed(): total = budget.total_steps(step, ...)
@@ -65,6 +66,12 @@ class TimeBudget:
         self.step_seconds = elapsed / self._timed
         return (self._timed >= self.min_steps
                 and elapsed >= min(self.fraction * self.seconds, self.max_seconds))
+
+    def overdue(self) -> bool:
+        """True once the run is past its budget by more than 5% of it (at least 2 s, at most
+        30 s): steps got slower after the total was fixed (a machine shared with other work),
+        and the run should end now rather than late."""
+        return self.left() < -min(max(0.05 * self.seconds, 2.0), 30.0)
 
     @property
     def timed_steps(self) -> int:

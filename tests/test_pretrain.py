@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -151,8 +152,10 @@ def test_help_states_the_values_of_the_chosen_preset():
     assert "--width WIDTH channels of the first ResNet stage (standard: 64) (default: 16)" in cpu
     assert "--steps STEPS optimizer steps in total (default: 6000)" in cpu
     assert "(default: runs/cpu-fmnist)" in cpu
-    assert "--steps STEPS optimizer steps in total (default: 20000)" in help_of(
-        "--preset", "gpu-fmnist")
+    gpu = help_of("--preset", "gpu-fmnist")
+    assert "--batch-size BATCH_SIZE examples per step, across all processes (two views each) " \
+        "(default: 512)" in gpu
+    assert "(0: train --steps) (default: 3.0)" in gpu and "(0: train --steps) (default: 0.0)" in cpu
     assert "--method {simclr,moco}" in cpu and "(default: auto)" in cpu
 
 
@@ -225,3 +228,61 @@ def test_two_cpu_processes_keep_identical_replicas(tmp_path, method):
     digests = [(tmp_path / f"rank{r}.sha").read_text() for r in (0, 1)]
     assert digests[0] == digests[1]
     assert (tmp_path / "encoder.safetensors").exists()
+
+
+def test_minutes_fix_the_steps_so_that_the_schedule_ends_on_time(tmp_path):
+    """--minutes: the first steps are timed, then the total is fixed; the cosine schedule
+    reaches its end as the time runs out. (A 3-second budget: the bounds are loose, since the
+    machine may be shared; speed itself is never asserted.)"""
+    budget = 3.0
+    trainer = Trainer(preset("smoke", out=str(tmp_path), minutes=budget / 60, steps=5,
+                             knn_every=40, checkpoint_every=40, log_every=1))
+    start = time.perf_counter()
+    records = list(trainer.run())
+    wall = time.perf_counter() - start
+    plan = next(r for r in records if "planned_steps" in r)
+    assert trainer.step == plan["planned_steps"] > 5  # --steps 5 was overridden
+    assert plan["timed_steps"] >= 5 and plan["fixed_at_step"] < plan["planned_steps"]
+    assert wall < budget + 5
+    lrs = [r["lr"] for r in records if "lr" in r]
+    assert lrs[-1] < 0.05 * max(lrs)  # the schedule ran to its end
+    card = amortinv.load(tmp_path).card
+    assert card["steps"] == card["pretrain"]["steps"] == plan["planned_steps"]
+    assert card["time_budget"]["minutes"] == card["pretrain"]["minutes"] == budget / 60
+    assert card["hardware"].startswith("CPU")
+
+
+def test_a_timed_run_that_falls_behind_ends_early_and_says_so(tmp_path):
+    trainer = Trainer(preset("smoke", out=str(tmp_path), minutes=0.05, knn_every=0))
+    honest = trainer.train_step
+
+    def slower_once_the_total_is_fixed():
+        if "time_budget" in trainer.encoder.card:
+            time.sleep(0.2)
+        return honest()
+
+    trainer.train_step = slower_once_the_total_is_fixed
+    list(trainer.run())
+    card = amortinv.load(tmp_path).card
+    assert card["steps"] == card["time_budget"]["ended_early_at"]
+    assert card["steps"] < card["time_budget"]["planned_steps"]
+
+
+def test_a_resumed_timed_run_keeps_the_total_it_fixed(tmp_path):
+    settings = dict(minutes=0.05, knn_every=0, checkpoint_every=1)
+    first = Trainer(preset("smoke", out=str(tmp_path), **settings))
+    honest = first.train_step
+
+    def stop_after_the_total_is_fixed():
+        if "time_budget" in first.encoder.card and first.step >= first.config.steps // 2:
+            raise KeyboardInterrupt
+        return honest()
+
+    first.train_step = stop_after_the_total_is_fixed
+    with pytest.raises(KeyboardInterrupt):
+        list(first.run())
+    planned = first.encoder.card["time_budget"]["planned_steps"]
+    resumed = Trainer(preset("smoke", out=str(tmp_path), resume=True, **settings))
+    records = list(resumed.run())
+    assert resumed.step == planned
+    assert not [r for r in records if "planned_steps" in r]  # not timed again
