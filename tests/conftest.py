@@ -50,12 +50,14 @@ def pytest_sessionfinish(session, exitstatus):
 def script():
     """``script("downstream")``: a module of ``scripts/``, imported to call its ``main``."""
     import importlib.util
+    import sys
     from pathlib import Path
 
     def load(name: str):
         path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
         spec = importlib.util.spec_from_file_location(f"{name}_script", path)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
         return module
 
