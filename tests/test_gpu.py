@@ -62,7 +62,7 @@ def tf32(allowed: bool):
 
 def on_images(out: Path, **overrides) -> Trainer:
     """A smoke-sized trainer on random 32x32 colour images, on the GPU, in bf16."""
-    return Trainer(preset("smoke", out=str(out), device=DEVICE, bf16=True, **overrides),
+    return Trainer(preset("smoke", out=str(out), device=DEVICE, **{"bf16": True, **overrides}),
                    images=IMAGES)
 
 
