@@ -57,6 +57,8 @@ SHARES = {"data": 0.05, "bench": 0.15, "train": 0.47, "evaluate": 0.2, "ship": 0
 TRAIN_START_SECONDS = 25.0
 #: What comes back from the device: at most this many files, each at most this large.
 MAX_FILES, MAX_FILE_BYTES, MAX_TOTAL_BYTES = 8, 16 * 2**20, 64 * 2**20
+#: What may go up: the device takes 64 MB of tree; 4 MB are kept for the tree's growth.
+MAX_TREE_MB = 60.0
 SUMMARY, ARCHIVE = "summary.json", "slice.tar.xz"
 #: The dry run: the same stages at toy sizes on the CPU. Each modality's runs use a small
 #: dataset that every machine with the project's packages has, packed and read back as on the
@@ -254,7 +256,7 @@ class Slice:
         if self.dry_run:  # pack the toy datasets and read them back, as the GPU machine does
             self.data = self.work / "data"
             job = Job("pack", python(str(Path(__file__)), "pack-data", "--into", str(self.data),
-                                     "--limit", str(DRY_PACK_LIMIT), *needed),
+                                     "--limit", str(DRY_PACK_LIMIT), "--max-mb", "16", *needed),
                       self.work / "logs" / "pack-data.log")
             run_jobs([job], deadline, {k: v for k, v in self.env().items()
                                        if k != "AMORTINV_DATA"} | self.source_env())
@@ -596,10 +598,32 @@ def needed_datasets() -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def pack_data(into: Path, names: list[str], limit: int) -> int:
+def tree_bytes() -> int:
+    """What of this checkout travels to the device besides the data: tracked files and
+    untracked ones git does not ignore (0 outside a git checkout)."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                                 "--exclude-standard"], cwd=ROOT, capture_output=True,
+                                check=True).stdout.split(b"\0")
+    except (OSError, subprocess.CalledProcessError):
+        return 0
+    return sum((ROOT / os.fsdecode(p)).stat().st_size for p in listed
+               if p and (ROOT / os.fsdecode(p)).is_file())
+
+
+def pack_data(into: Path, names: list[str], limit: int, max_mb: float | None) -> int:
+    """Pack the slice's datasets into ``into``, within what the device takes: 64 MB less the
+    tree and a 4 MB margin (unless ``max_mb`` says otherwise)."""
     from amortinv.data.__main__ import main as data_main
 
-    args = ["pack", *(names or needed_datasets()), "--into", str(into)]
+    if max_mb is None:
+        tree = tree_bytes() / 2**20
+        max_mb = round(MAX_TREE_MB - tree, 1)
+        print(f"the tree takes {tree:.1f} MB: {max_mb} MB left for the data "
+              f"(of {MAX_TREE_MB} MB)", flush=True)
+    shutil.rmtree(into / "packed", ignore_errors=True)
+    args = ["pack", *(names or needed_datasets()), "--into", str(into), "--max-mb",
+            str(max_mb)]
     return data_main([*args, "--limit", str(limit)] if limit else args)
 
 
@@ -613,8 +637,10 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("names", nargs="*", help="default: every dataset the slice's runs read")
         p.add_argument("--into", type=Path, default=ROOT / "gpu-data")
         p.add_argument("--limit", type=int, default=0, help="examples per split (0: all)")
+        p.add_argument("--max-mb", type=float, default=None,
+                       help=f"default: {MAX_TREE_MB:.0f} MB less the tree")
         a = p.parse_args(argv[1:])
-        return pack_data(a.into, a.names, a.limit)
+        return pack_data(a.into, a.names, a.limit, a.max_mb)
     if argv and argv[0] == "unpack":
         p = argparse.ArgumentParser(prog="gpu_slice.py unpack", description=unpack.__doc__)
         p.add_argument("files", type=Path, help="the folder the slice's files came back to")

@@ -32,7 +32,7 @@ def dry_run(tmp_path_factory):
 
 
 def test_the_dry_run_goes_through_every_stage(dry_run):
-    done, summary, out, _, wall = dry_run
+    done, summary, _, _, wall = dry_run
     stages = summary["stages"]
     assert list(stages) == ["data", "bench", "train", "evaluate", "ship"]
     bad = {name: s for name, s in stages.items() if s["status"] != "ok"}

@@ -6,7 +6,7 @@ import pytest
 import amortinv.data as data
 from amortinv.data import Split, Splits, registry
 from amortinv.data.__main__ import main as data_cli
-from amortinv.data.packed import packed_path, read_packed, write_packed
+from amortinv.data.packed import AudioPacking, packed_path, read_packed, write_packed
 
 RATE = 16000
 
@@ -51,22 +51,54 @@ def test_a_packed_dataset_loads_where_its_source_is_missing(fresh_cache):
         registry.forget()
 
 
-def test_audio_travels_as_16_bit_pcm(tmp_path):
+def test_audio_codecs_and_rates(tmp_path):
     t = np.arange(RATE) / RATE
     rng = np.random.default_rng(0)
-    broadband = (0.3 * rng.standard_normal((4, RATE))).clip(-1, 1).astype(np.float32)
+    speechlike = (0.3 * rng.standard_normal((4, RATE)) * np.sin(2 * np.pi * 3 * t)
+                  ).clip(-1, 1).astype(np.float32)
     tone = (0.5 * np.sin(2 * np.pi * 440 * t)[None].repeat(4, 0)).astype(np.float32)
     labels = np.zeros(4, dtype=np.int64)
-    for x, rate, tolerance in ((broadband, RATE, 2e-5),  # 16 kHz: quantisation only
-                               (tone, 8000, 2e-3)):  # 8 kHz: a 440 Hz tone loses nothing
-        path = write_packed(tmp_path / f"{rate}.npz",
+
+    def round_trip(x, packing):
+        path = write_packed(tmp_path / "x.npz",
                             Splits(Split(x, labels), Split(x[:2], labels[:2]), ("a",)),
-                            sample_rate=RATE, rate=rate)
+                            sample_rate=RATE, train=packing)
+        back = read_packed(path).train.x
+        assert back.dtype == np.float32 and back.shape == x.shape
+        inner = slice(400, -400)  # away from the resampling filter's edges
+        error = back[:, inner] - x[:, inner]
+        return np.sqrt((error**2).mean() / (x[:, inner] ** 2).mean()), path.stat().st_size
+
+    pcm16, pcm16_size = round_trip(speechlike, AudioPacking("pcm16"))
+    mulaw8, mulaw8_size = round_trip(speechlike, AudioPacking("mulaw8"))
+    assert pcm16 < 1e-4 and mulaw8 < 0.03  # relative RMS error
+    assert mulaw8_size < 0.7 * pcm16_size
+    at_8k, _ = round_trip(tone, AudioPacking("pcm16", 8000))
+    assert at_8k < 5e-3  # a band-limited source keeps all but the filter ripple at 8 kHz
+
+
+def test_audio_packs_its_training_split_small_and_its_test_split_exact(fresh_cache, tmp_path):
+    rng = np.random.default_rng(1)
+    waves = (0.2 * rng.standard_normal((30, RATE))).clip(-1, 1).astype(np.float32)
+    labels = np.arange(30, dtype=np.int64) % 3
+
+    @registry.register("test-audio-pack", modality="audio", target_kind="classification",
+                       description="synthetic clips", sample_rate=RATE)
+    def _loader():
+        return Splits(Split(waves[:20], labels[:20]), Split(waves[20:], labels[20:]),
+                      ("a", "b", "c"))
+
+    try:
+        assert data_cli(["pack", "test-audio-pack", "--into", str(tmp_path)]) == 0
+        path = packed_path("test-audio-pack", tmp_path)
+        with np.load(path) as z:
+            assert (str(z["train_codec"]), str(z["test_codec"])) == ("mulaw8", "pcm16")
         back = read_packed(path)
-        assert back.train.x.dtype == np.float32 and back.train.x.shape == x.shape
-        inner = slice(400, -400)  # the resampling filter's edges
-        assert np.abs(back.train.x[:, inner] - x[:, inner]).max() <= tolerance, rate
-    assert path.stat().st_size < 0.4 * tone.nbytes
+        assert np.abs(back.test.x - waves[20:]).max() < 2e-5
+        assert np.abs(back.train.x - waves[:20]).max() < 0.05
+    finally:
+        registry._REGISTRY.pop("test-audio-pack")
+        registry.forget()
 
 
 def test_pack_limits_and_refuses_unknown_names(fresh_cache, tmp_path, capsys):
@@ -79,3 +111,20 @@ def test_pack_limits_and_refuses_unknown_names(fresh_cache, tmp_path, capsys):
     assert "unknown dataset" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         data_cli(["pack", "sklearn-digits"])  # --into is required
+
+
+def test_pack_keeps_what_fits_in_its_budget(fresh_cache, tmp_path, capsys):
+    whole = tmp_path / "whole"
+    assert data_cli(["pack", "sklearn-digits", "--into", str(whole)]) == 0
+    size_mb = packed_path("sklearn-digits", whole).stat().st_size / 2**20
+    part = tmp_path / "part"
+    assert data_cli(["pack", "sklearn-digits", "--into", str(part), "--max-mb",
+                     str(0.6 * size_mb)]) == 0
+    packed = read_packed(packed_path("sklearn-digits", part))
+    full = data.get("sklearn-digits")
+    assert packed_path("sklearn-digits", part).stat().st_size <= 0.6 * size_mb * 2**20
+    assert len(packed.test) == len(full.test)  # the test split stays whole
+    assert 0.3 * len(full.train) < len(packed.train) < 0.7 * len(full.train)
+    assert "what fits" in capsys.readouterr().out
+    assert data_cli(["pack", "sklearn-digits", "--into", str(tmp_path / "none"), "--max-mb",
+                     "0.001"]) == 1  # not even its test split fits

@@ -3,7 +3,7 @@
     python -m amortinv.data list [--all]        what this machine has (or everything known)
     python -m amortinv.data prepare [NAME ...]  decode and cache now (default: all available)
     python -m amortinv.data fetch NAME          download a torchvision dataset (needs internet)
-    python -m amortinv.data pack NAME ... --into DIR [--limit N]
+    python -m amortinv.data pack NAME ... --into DIR [--limit N] [--max-mb M] [--lossless]
                                                 packed arrays for a machine without the
                                                 sources (AMORTINV_DATA=DIR there; make gpu-data)
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import amortinv.data as datasets
-from amortinv.data.packed import PACK_RATES, packed_path, write_packed
+from amortinv.data.packed import LOSSLESS, PACK_RATES, AudioPacking, packed_path, write_packed
 
 
 def _list(show_all: bool) -> int:
@@ -61,8 +61,11 @@ def _fetch(name: str) -> int:
     return 0
 
 
-def _pack(names: list[str], into: Path, limit: int) -> int:
-    """Pack each dataset (its decoded arrays, compressed) under ``into``; print the sizes."""
+def _pack(names: list[str], into: Path, limit: int, lossless: bool, max_mb: float) -> int:
+    """Pack each dataset (its decoded arrays, compressed) under ``into``; print the sizes.
+    With ``max_mb``, datasets are packed in the order given while they fit; one that does not
+    fit whole keeps an evenly spread part of its training split that does (its test split
+    whole), or is left out."""
     total, failed = 0, 0
     for name in names:
         try:
@@ -71,18 +74,37 @@ def _pack(names: list[str], into: Path, limit: int) -> int:
             print(f"{name}: {err}", file=sys.stderr)
             failed += 1
             continue
-        train, test = (_spread(split, limit) for split in (ds.train, ds.test))
-        audio = ds.modality == "audio"
-        path = write_packed(packed_path(name, into),
-                            datasets.Splits(train, test, ds.class_names),
-                            ds.sample_rate if audio else None,
-                            PACK_RATES.get(name) if audio else None)
-        size = path.stat().st_size
+        room = max_mb * 2**20 - total if max_mb else float("inf")
+        keep = limit or len(ds.train)
+        for _ in range(4):  # shrink the training split until it fits
+            train, test = _spread(ds.train, keep), _spread(ds.test, limit)
+            path = _write(name, ds, train, test, into, lossless)
+            size = path.stat().st_size
+            if size <= room:
+                break
+            keep = int(len(train) * 0.95 * room / size)
+            if keep < 1:
+                break
+        if size > room:
+            path.unlink()
+            print(f"{name}: does not fit in the {max_mb} MB left out", file=sys.stderr)
+            failed += 1
+            continue
         total += size
-        print(f"{name}: {len(train)} train / {len(test)} test -> {path} "
+        part = "" if len(train) == len(ds.train) else f" (of {len(ds.train)}: what fits)"
+        print(f"{name}: {len(train)} train{part} / {len(test)} test -> {path} "
               f"({size / 2**20:.2f} MB)", flush=True)
     print(f"packed: {total / 2**20:.2f} MB in {into / 'packed'}")
     return 1 if failed else 0
+
+
+def _write(name: str, ds: datasets.Dataset, train: datasets.Split, test: datasets.Split,
+           into: Path, lossless: bool) -> Path:
+    splits = datasets.Splits(train, test, ds.class_names)
+    if ds.modality != "audio":
+        return write_packed(packed_path(name, into), splits)
+    packing = LOSSLESS if lossless else AudioPacking("mulaw8", PACK_RATES.get(name))
+    return write_packed(packed_path(name, into), splits, ds.sample_rate, train=packing)
 
 
 def _spread(split: datasets.Split, limit: int) -> datasets.Split:
@@ -108,13 +130,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="a data folder: the other machine sets AMORTINV_DATA to it")
     p_pack.add_argument("--limit", type=int, default=0,
                         help="at most this many examples per split, evenly spread (0: all)")
+    p_pack.add_argument("--lossless", action="store_true",
+                        help="audio training splits as 16-bit PCM at their own rate too "
+                        "(default: 8-bit mu-law, 8 kHz where the source is band-limited)")
+    p_pack.add_argument("--max-mb", type=float, default=0,
+                        help="pack at most this much, in the order given; a dataset that does "
+                        "not fit whole keeps part of its training split (0: no limit)")
     args = parser.parse_args(argv)
     if args.command == "list":
         return _list(args.all)
     if args.command == "prepare":
         return _prepare(args.names)
     if args.command == "pack":
-        return _pack(args.names, args.into, args.limit)
+        return _pack(args.names, args.into, args.limit, args.lossless, args.max_mb)
     return _fetch(args.name)
 
 
