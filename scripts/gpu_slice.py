@@ -253,11 +253,10 @@ class Slice:
         return {**DRY_SETTINGS, "dataset": toy, "knn_dataset": toy}
 
     def datasets_of(self, run: dict) -> list[str]:
+        """The datasets a run reads: the one it is evaluated on, then those it trains on."""
         from amortinv.presets import PRESETS
 
-        settings = {**PRESETS[run["preset"]], **run["overrides"]}
-        names = [n.strip() for n in settings["dataset"].split(",") if n.strip()]
-        return list(dict.fromkeys([*names, settings.get("knn_dataset") or names[0]]))
+        return run_datasets({**PRESETS[run["preset"]], **run["overrides"]})
 
     def stage_data(self, deadline: float) -> dict:
         record: dict = {"skipped_sets": self.choose_runs()}
@@ -338,7 +337,8 @@ class Slice:
             flags = [f"--{k.replace('_', '-')}={v}" for k, v in run["overrides"].items()]
             jobs.append(Job(name, python("scripts/pretrain.py", "--preset", run["preset"],
                                          "--out", str(run["folder"]), "--minutes",
-                                         f"{minutes:.3f}", "--no-progress", *flags),
+                                         f"{minutes:.3f}", "--no-progress", "--no-compile",
+                                         *flags),
                             self.work / "logs" / f"train-{name}.log",
                             env={"OMP_NUM_THREADS": "1" if self.dry_run else "2"}))
         report = self.work / "tests"
@@ -369,6 +369,7 @@ class Slice:
             if folder is None or not (folder / "encoder.safetensors").exists():
                 continue
             jobs.append(Job(name, python("scripts/evaluate.py", "--checkpoint", str(folder),
+                                         "--dataset", self.datasets_of(run)[0],
                                          "--device", "cpu" if self.dry_run else "cuda"),
                             self.work / "logs" / f"evaluate-{name}.log",
                             env={"OMP_NUM_THREADS": "1" if self.dry_run else "2"}))
@@ -593,18 +594,23 @@ def check_data(names: list[str]) -> int:
     return 1 if failed else 0
 
 
+def run_datasets(settings: dict) -> list[str]:
+    """The datasets of a run's settings: first the labelled one its kNN monitor and
+    evaluation use (``knn_dataset``, else the first), then those it pre-trains on."""
+    names = [n.strip() for n in settings["dataset"].split(",") if n.strip()]
+    return list(dict.fromkeys([settings.get("knn_dataset") or names[0], *names]))
+
+
 def needed_datasets() -> list[str]:
-    """Every dataset the slice's runs read (training, kNN monitor, evaluation)."""
+    """Every dataset the slice's runs read, in the order they are packed: the evaluation
+    datasets of every set first (small, and a set is useless without them), then the
+    pre-training data (a training split that does not fit whole is cut to what does)."""
     from amortinv.presets import PRESETS
 
-    names = []
-    for runs in SETS.values():
-        for preset_name in runs.values():
-            if preset_name in PRESETS:
-                settings = PRESETS[preset_name]
-                parts = [n.strip() for n in settings["dataset"].split(",")]
-                names += [*parts, settings.get("knn_dataset") or parts[0]]
-    return list(dict.fromkeys(names))
+    lists = [run_datasets(PRESETS[p]) for runs in SETS.values() for p in runs.values()
+             if p in PRESETS]
+    return list(dict.fromkeys([names[0] for names in lists]
+                              + [n for names in lists for n in names[1:]]))
 
 
 def tree_bytes() -> int:
