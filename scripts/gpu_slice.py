@@ -300,11 +300,12 @@ class Slice:
             pretrain = ["--device", "cpu", "--batch", "16", "--width", "4", "--seconds", "0.3",
                         "--warmup", "1"]
             augment = ["--batch", "16", "--seconds", "0.2"]
-        else:  # 4 measurements, each with a Trainer to build and 20 warm-up steps
-            seconds = max(2.0, (budget - 30.0) / 4 - 5.0)
+        else:  # 4 measurements; ~45 s go to starting 2 processes, building 4 Trainers,
+            # their warm-up steps and bench_augment's 4 one-second rates
+            seconds = max(2.0, (budget - 45.0) / 4)
             pretrain = ["--device", "cuda", "--batch", "512", "--width", "64", "--seconds",
                         f"{seconds:.1f}", "--warmup", "20"]
-            augment = ["--batch", "512", "--seconds", "2"]
+            augment = ["--batch", "512", "--seconds", "1"]
         logs = self.work / "logs"
         jobs = [Job("bench_pretrain", python("scripts/bench_pretrain.py", *pretrain, "--bf16",
                                              "--no-compile", "--only", "plain", "film",
