@@ -62,3 +62,31 @@ def script():
         return module
 
     return load
+
+
+@pytest.fixture
+def interrupted_then_resumed():
+    """``interrupted_then_resumed(out, settings)``: the smoke run of ``settings`` stopped
+    during step 5 (last checkpoint: step 3), then resumed to its end; returns the resumed
+    Trainer. ``break_resume(trainer)`` may tamper with the resumed one first."""
+    from amortinv.pretrain import Trainer, preset
+
+    def run(out, settings: dict, break_resume=None):
+        first = Trainer(preset("smoke", out=str(out), **settings))
+        honest = first.train_step
+
+        def killed_at_step_5():
+            if first.step == 4:
+                raise KeyboardInterrupt
+            return honest()
+
+        first.train_step = killed_at_step_5
+        with pytest.raises(KeyboardInterrupt):
+            list(first.run())
+        resumed = Trainer(preset("smoke", out=str(out), resume=True, **settings))
+        if break_resume:
+            break_resume(resumed)
+        list(resumed.run())
+        return resumed
+
+    return run

@@ -80,26 +80,6 @@ def relative_difference(a: dict, b: dict, start: dict) -> float:
     return (apart / moved) ** 0.5
 
 
-def interrupted_then_resumed(out: Path, settings: dict, break_resume=None) -> Trainer:
-    """The run of ``settings`` stopped during step 5 (last checkpoint: step 3), resumed."""
-    first = Trainer(preset("smoke", out=str(out), **settings))
-    honest = first.train_step
-
-    def killed_at_step_5():
-        if first.step == 4:
-            raise KeyboardInterrupt
-        return honest()
-
-    first.train_step = killed_at_step_5
-    with pytest.raises(KeyboardInterrupt):
-        list(first.run())
-    resumed = Trainer(preset("smoke", out=str(out), resume=True, **settings))
-    if break_resume:
-        break_resume(resumed)
-    list(resumed.run())
-    return resumed
-
-
 # -- bf16 ----------------------------------------------------------------------------------------
 @pytest.mark.gpu
 @pytest.mark.parametrize("overrides", [
@@ -209,7 +189,7 @@ def test_one_torchrun_process_trains_with_nccl(tmp_path):
 
 # -- resume --------------------------------------------------------------------------------------
 @pytest.mark.gpu
-def test_resume_on_the_gpu(tmp_path):
+def test_resume_on_the_gpu(tmp_path, interrupted_then_resumed):
     settings = dict(steps=6, checkpoint_every=3, device=DEVICE, bf16=True)
     runs = []
     for name in ("a", "b"):
@@ -224,7 +204,7 @@ def test_resume_on_the_gpu(tmp_path):
     assert off <= 3 * noise  # exact (0) where two straight runs are identical
 
 
-def test_the_resume_measure_sees_a_lost_optimizer_state(tmp_path):
+def test_the_resume_measure_sees_a_lost_optimizer_state(tmp_path, interrupted_then_resumed):
     """The tolerance above is meaningful: losing the optimizer's momentum on resume moves the
     weights by far more than 3x CUDA's run-to-run noise (which is ~1e-3 of the update)."""
     settings = dict(steps=6, checkpoint_every=3)

@@ -62,22 +62,11 @@ def test_the_loss_goes_down(tmp_path):
 
 
 @pytest.mark.parametrize("method", ["simclr", "moco"])
-def test_resume_continues_exactly(tmp_path, method):
+def test_resume_continues_exactly(tmp_path, method, interrupted_then_resumed):
     settings = dict(steps=6, checkpoint_every=3, method=method, queue_size=64)
     straight, _ = run(preset("smoke", out=str(tmp_path / "a"), **settings))
     # the same run, interrupted during step 5 (last checkpoint: step 3), then resumed
-    interrupted = Trainer(preset("smoke", out=str(tmp_path / "b"), **settings))
-    honest = interrupted.train_step
-
-    def killed_at_step_5():
-        if interrupted.step == 4:
-            raise KeyboardInterrupt
-        return honest()
-
-    interrupted.train_step = killed_at_step_5
-    with pytest.raises(KeyboardInterrupt):
-        list(interrupted.run())
-    resumed, _ = run(preset("smoke", out=str(tmp_path / "b"), resume=True, **settings))
+    resumed = interrupted_then_resumed(tmp_path / "b", settings)
     a, b = weights(straight), weights(resumed)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,19 +33,25 @@ def _list(show_all: bool) -> int:
     return 0
 
 
-def _prepare(names: list[str]) -> int:
-    names = names or datasets.names()
-    failed = 0
+def _each(names: list[str], failed: list[str]) -> Iterator[tuple[str, datasets.Dataset, float]]:
+    """``(name, dataset, seconds to load)`` of each dataset that loads; the others are
+    printed with their error and added to ``failed``."""
     for name in names:
         start = time.perf_counter()
         try:
             ds = datasets.get(name)
         except (datasets.DatasetUnavailable, datasets.UnknownDataset, ValueError) as err:
             print(f"{name}: {err}", file=sys.stderr)
-            failed += 1
+            failed.append(name)
             continue
+        yield name, ds, time.perf_counter() - start
+
+
+def _prepare(names: list[str]) -> int:
+    failed: list[str] = []
+    for name, ds, seconds in _each(names or datasets.names(), failed):
         print(f"{name}: {len(ds.train)} train / {len(ds.test)} test, "
-              f"{ds.input_shape}, {time.perf_counter() - start:.1f}s")
+              f"{ds.input_shape}, {seconds:.1f}s")
     return 1 if failed else 0
 
 
@@ -66,14 +73,8 @@ def _pack(names: list[str], into: Path, limit: int, lossless: bool, max_mb: floa
     With ``max_mb``, datasets are packed in the order given while they fit; one that does not
     fit whole keeps an evenly spread part of its training split that does (its test split
     whole), or is left out."""
-    total, failed = 0, 0
-    for name in names:
-        try:
-            ds = datasets.get(name)
-        except (datasets.DatasetUnavailable, datasets.UnknownDataset, ValueError) as err:
-            print(f"{name}: {err}", file=sys.stderr)
-            failed += 1
-            continue
+    total, failed = 0, []
+    for name, ds, _ in _each(names, failed):
         room = max_mb * 2**20 - total if max_mb else float("inf")
         keep = limit or len(ds.train)
         for _ in range(4):  # shrink the training split until it fits
@@ -88,7 +89,7 @@ def _pack(names: list[str], into: Path, limit: int, lossless: bool, max_mb: floa
         if size > room:
             path.unlink()
             print(f"{name}: does not fit in the {max_mb} MB left out", file=sys.stderr)
-            failed += 1
+            failed.append(name)
             continue
         total += size
         part = "" if len(train) == len(ds.train) else f" (of {len(ds.train)}: what fits)"
