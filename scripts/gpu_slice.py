@@ -436,6 +436,12 @@ class Slice:
         self.summary |= {"dry_run": self.dry_run, "minutes": self.minutes,
                          "machine": machine(), "command": " ".join(sys.argv),
                          "out": str(self.out)}
+        if not self.dry_run and not self.summary["machine"]["cuda"]:
+            self.summary["error"] = ("no CUDA GPU here: the slice trains on a GPU; "
+                                     "--dry-run runs it at toy sizes on the CPU")
+            self.write_summary()
+            print(f"[slice] {self.summary['error']}", flush=True)
+            return 2
         order = ["data", "bench", "train", "evaluate", "ship"]
         actions = {"data": self.stage_data, "bench": self.stage_bench,
                    "train": self.stage_train, "evaluate": self.stage_evaluate,

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 import amortinv
 from amortinv.data import is_available
@@ -162,3 +163,13 @@ def test_encoders_share_bundles_only_when_the_file_count_needs_it(script, tmp_pa
     bundled = {k for k, v in placed["where"].items() if "/" in v}
     assert bundled == {"d.safetensors", "f.safetensors"}  # the 7th joins the lightest file
     assert len(files) == 8 - 1 and sum(p.suffix == ".tar" for p in files) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_without_a_gpu_the_slice_says_so_and_stops(tmp_path):
+    done = subprocess.run([sys.executable, ROOT / "scripts" / "gpu_slice.py", "--out",
+                           str(tmp_path / "out"), "--work", str(tmp_path / "work")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--dry-run" in done.stdout
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert "no CUDA" in summary["error"] and "stages" not in summary
