@@ -8,7 +8,7 @@ of the GPU presets (docs/GPU.md): the features must stay well under ~0.5 s so th
 slider -> plot round trip stays within 0.8 s on 2 cores.
 
     python scripts/bench_widths.py [--widths 16 24 32] [--conditionings hyper-4 film]
-        [--inputs grey28 rgb32 rgb64] [--images 3000] [--repeats 5]
+        [--inputs grey28 rgb32 rgb64 audio1s] [--images 3000] [--repeats 5]
 
 One JSON line per (input, conditioning, width): median seconds of ``repeats`` timed calls
 after one warm-up, the parameters and the fp16 file size in MB.
@@ -26,8 +26,9 @@ import torch
 from amortinv.invariance import default_space
 from amortinv.models import Encoder, ModelConfig
 
-#: name -> (channels, size)
-INPUTS = {"grey28": (1, 28), "rgb32": (3, 32), "rgb64": (3, 64)}
+#: name -> (channels, size) of images; audio1s: one-second waveforms at 16 kHz (log-mel
+#: computed inside the encoder, ImageNet stem, as the audio presets)
+INPUTS = {"grey28": (1, 28), "rgb32": (3, 32), "rgb64": (3, 64), "audio1s": (0, 16000)}
 #: name -> model settings
 CONDITIONINGS = {"hyper-4": {"conditioning": "hyper", "bases": 4},
                  "film": {"conditioning": "film"}, "plain": {"conditioning": "none"}}
@@ -61,13 +62,17 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     for name in args.inputs:
         channels, size = INPUTS[name]
-        images = torch.randint(0, 256, (args.images, channels, size, size), dtype=torch.uint8,
-                               generator=generator)
-        space = default_space("image", channels)
+        if name.startswith("audio"):
+            images = 0.1 * torch.randn(args.images, size, generator=generator)
+            space, shape = default_space("audio", 1), dict(modality="audio", stem="imagenet")
+        else:
+            images = torch.randint(0, 256, (args.images, channels, size, size),
+                                   dtype=torch.uint8, generator=generator)
+            space = default_space("image", channels)
+            shape = dict(in_channels=channels, image_size=size)
         for conditioning in args.conditionings:
             for width in args.widths:
-                config = ModelConfig(width=width, in_channels=channels, image_size=size,
-                                     **CONDITIONINGS[conditioning])
+                config = ModelConfig(width=width, **shape, **CONDITIONINGS[conditioning])
                 encoder = Encoder(config, space).eval()
                 params = sum(p.numel() for p in encoder.parameters())
                 print(json.dumps({
