@@ -48,6 +48,8 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere: import this chec
 SETS: dict[str, dict[str, str]] = {
     "fashion-mnist": {"fmnist-hyper4-gpu": "gpu-fmnist", "fmnist-film-gpu": "gpu-fmnist-film",
                       "fmnist-plain-gpu": "gpu-fmnist-plain"},
+    "fashion-mnist-large": {"fmnist-hyper4-w24-gpu": "gpu-fmnist-large",
+                            "fmnist-plain-w24-gpu": "gpu-fmnist-large-plain"},
     "audio": {"audio-hyper4-gpu": "gpu-audio", "audio-plain-gpu": "gpu-audio-plain"},
     "colour": {"rgb-hyper4-gpu": "gpu-rgb", "rgb-plain-gpu": "gpu-rgb-plain"},
 }

@@ -46,7 +46,8 @@ def test_the_dry_run_goes_through_every_stage(dry_run):
 def test_the_dry_run_trains_evaluates_and_ships_every_run_it_has_data_for(dry_run):
     _, summary, out, _, _ = dry_run
     runs = summary["runs"]
-    expected = {"fmnist-hyper4-gpu", "fmnist-film-gpu", "fmnist-plain-gpu"}
+    expected = {"fmnist-hyper4-gpu", "fmnist-film-gpu", "fmnist-plain-gpu",
+                "fmnist-hyper4-w24-gpu", "fmnist-plain-w24-gpu"}
     if is_available("asterisk-digits"):  # CI has it; a user's machine may not
         expected |= {"audio-hyper4-gpu", "audio-plain-gpu"}
     trained = {name for name, run in runs.items() if run.get("file")}
