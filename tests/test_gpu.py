@@ -16,8 +16,9 @@ Tolerances, where CUDA cannot be bit-equal to the CPU or to itself:
   (TF32 off), and 1e-2 from the fp16 file;
 - the compiled step: losses within 1e-3, weights within 1% of the update;
 - resume: exact where CUDA is deterministic; otherwise within 3x CUDA's own run-to-run
-  difference (measured by training twice). A lost optimizer state is ~10x further off than
-  that tolerance allows (``test_the_resume_measure_sees_a_lost_optimizer_state``, on the CPU).
+  difference (measured by training twice, and printed). A lost optimizer state moves the
+  weights by 5% of the update (``test_the_resume_measure_sees_a_lost_optimizer_state``, on
+  the CPU): a CUDA noise above ~1.5% would hide it, so read the printed figures.
 """
 
 from __future__ import annotations
@@ -205,8 +206,9 @@ def test_resume_on_the_gpu(tmp_path, interrupted_then_resumed):
 
 
 def test_the_resume_measure_sees_a_lost_optimizer_state(tmp_path, interrupted_then_resumed):
-    """The tolerance above is meaningful: losing the optimizer's momentum on resume moves the
-    weights by far more than 3x CUDA's run-to-run noise (which is ~1e-3 of the update)."""
+    """What the tolerance above must tell apart: losing the optimizer's momentum on resume
+    moves the weights by 5% of the update here (the GPU test prints CUDA's own run-to-run
+    difference beside its resume's, to compare)."""
     settings = dict(steps=6, checkpoint_every=3)
     straight = Trainer(preset("smoke", out=str(tmp_path / "a"), **settings))
     start = state(straight)
@@ -224,4 +226,4 @@ def test_the_resume_measure_sees_a_lost_optimizer_state(tmp_path, interrupted_th
     lossy = interrupted_then_resumed(tmp_path / "b", settings, lose_momentum)
     exact = interrupted_then_resumed(tmp_path / "c", settings)
     assert relative_difference(state(straight), state(exact), start) == 0
-    assert relative_difference(state(straight), state(lossy), start) > 0.05
+    assert relative_difference(state(straight), state(lossy), start) > 0.03
