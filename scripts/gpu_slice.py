@@ -347,6 +347,7 @@ class Slice:
         report = self.work / "tests"
         report.mkdir(parents=True, exist_ok=True)
         tests = Job("tests", python("-m", "pytest", "-m", "gpu", "tests/test_gpu.py", "-q",
+                                    "-rP",  # what passing tests print: the resume figures
                                     "-p", "no:cacheprovider", "--junitxml",
                                     str(report / "junit.xml")),
                     self.work / "logs" / "tests.log",
