@@ -242,19 +242,22 @@ def test_minutes_fix_the_steps_so_that_the_schedule_ends_on_time(tmp_path):
 
 
 def test_a_timed_run_that_falls_behind_ends_early_and_says_so(tmp_path):
-    trainer = Trainer(preset("smoke", out=str(tmp_path), minutes=0.05, knn_every=0))
-    honest = trainer.train_step
+    budget = 6.0
+    trainer = Trainer(preset("smoke", out=str(tmp_path), minutes=budget / 60, knn_every=0))
+    honest, stalled = trainer.train_step, []
 
-    def slower_once_the_total_is_fixed():
-        if "time_budget" in trainer.encoder.card:
-            time.sleep(0.2)
+    def stalls_once_the_total_is_fixed():
+        if "time_budget" in trainer.encoder.card and not stalled:
+            stalled.append(trainer.step)
+            time.sleep(budget + 2.5)  # past the budget by more than its grace (2 s)
         return honest()
 
-    trainer.train_step = slower_once_the_total_is_fixed
+    trainer.train_step = stalls_once_the_total_is_fixed
     list(trainer.run())
     card = amortinv.load(tmp_path).card
-    assert card["steps"] == card["time_budget"]["ended_early_at"]
-    assert card["steps"] < card["time_budget"]["planned_steps"]
+    plan = card["time_budget"]
+    assert card["steps"] == plan["ended_early_at"] == stalled[0] + 2  # the stalled one, one more
+    assert card["steps"] < plan["planned_steps"]
 
 
 def test_a_resumed_timed_run_keeps_the_total_it_fixed(tmp_path):
