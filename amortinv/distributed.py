@@ -21,10 +21,16 @@ class Process:
         return self.rank == 0
 
 
+def launched() -> bool:
+    """True in a process that ``torchrun`` started (it sets these variables for each one)."""
+    return "RANK" in os.environ and "MASTER_ADDR" in os.environ
+
+
 def init_distributed(device: torch.device) -> Process:
-    """Join the process group that ``torchrun`` describes (NCCL on GPUs, gloo on CPUs)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
+    """Join the process group that ``torchrun`` describes (NCCL on GPUs, gloo on CPUs). A
+    process that torchrun started joins even alone (one process: the same path as eight);
+    any other runs by itself."""
+    if not launched():
         return Process()
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
@@ -36,3 +42,13 @@ def close_distributed() -> None:
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def from_rank_zero(value: int, device: torch.device) -> int:
+    """``value`` as rank 0 has it, on every process (itself in a single process): decisions
+    that depend on a clock (``--minutes``) must be the same on every rank."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.long, device=device)  # NCCL: a CUDA tensor
+    dist.broadcast(tensor, 0)
+    return int(tensor.item())

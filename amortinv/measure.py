@@ -19,15 +19,16 @@ def knn_predict(train_z: torch.Tensor, train_y: torch.Tensor, test_z: torch.Tens
     if len(train_z) == 0:
         raise ValueError("kNN needs at least one training example")
     k = min(k, len(train_z))
+    device = train_z.device  # the CPU, or a GPU the features are on
     train_z = F.normalize(train_z.float(), dim=1)
-    train_y = torch.as_tensor(train_y, dtype=torch.long)
+    train_y = torch.as_tensor(train_y, dtype=torch.long).to(device)
     preds = []
     for start in range(0, len(test_z), chunk):
-        q = F.normalize(test_z[start:start + chunk].float(), dim=1)
+        q = F.normalize(test_z[start:start + chunk].to(device).float(), dim=1)
         sim, idx = (q @ train_z.T).topk(k, dim=1)
-        votes = torch.zeros(len(q), num_classes)
+        votes = torch.zeros(len(q), num_classes, device=device)
         votes.scatter_add_(1, train_y[idx], torch.exp(sim / temperature))
-        preds.append(votes.argmax(1))
+        preds.append(votes.argmax(1).cpu())
     return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
 
 

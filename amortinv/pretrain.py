@@ -30,7 +30,7 @@ import amortinv
 from amortinv import data as datasets
 from amortinv.augment import make_augment
 from amortinv.devices import resolve_device
-from amortinv.distributed import Process, close_distributed, init_distributed
+from amortinv.distributed import Process, close_distributed, from_rank_zero, init_distributed
 from amortinv.invariance import default_space, get_space
 from amortinv.losses import KeyQueue, info_nce, momentum_update, nt_xent
 from amortinv.models import Encoder, ModelConfig
@@ -40,6 +40,7 @@ from amortinv.optim import cosine_lr, make_optimizer
 from amortinv.presets import HELP, PRESET_NOTES, PRESETS, RENAMED, PretrainConfig, preset
 from amortinv.run_state import LAST_FILE, Log, TrainingState, restore_run, save_run
 from amortinv.settings import AUTO
+from amortinv.time_budget import OPEN_STEPS, TimeBudget
 
 __all__ = ["HELP", "PRESETS", "PRESET_NOTES", "RENAMED", "PretrainConfig", "Trainer",
            "TrainingDiverged", "close_distributed", "preset", "pretrain"]
@@ -162,8 +163,8 @@ class Trainer:
         self.encoder.config.input_std = float(sample.std().clamp_min(1e-6))
 
     def _parallel(self) -> nn.Module:
-        """The model as several processes train it (DDP), or itself in a single process."""
-        if self.process.world == 1:
+        """The model as the processes of a torchrun train it (DDP), else itself."""
+        if not dist.is_initialized():
             return self.model
         return nn.parallel.DistributedDataParallel(
             self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
@@ -264,7 +265,9 @@ class Trainer:
 
     def run(self) -> Iterator[dict]:
         """Train to ``config.steps``, yielding each logged record (also written to
-        ``metrics.jsonl``); checkpoints every ``checkpoint_every`` steps and at the end."""
+        ``metrics.jsonl``); checkpoints every ``checkpoint_every`` steps and at the end. With
+        ``config.minutes`` the total is fixed once the first steps are timed
+        (:mod:`amortinv.time_budget`)."""
         cfg = self.config
         if cfg.resume:
             self.restore()
@@ -273,12 +276,21 @@ class Trainer:
                                   "it, or choose another --out")
         self.out.mkdir(parents=True, exist_ok=True)
         log = Log(self.out, self.process.main, cfg.tensorboard)
-        metrics = dict(self.encoder.card.get("metrics", {}))
-        bar = progress(cfg.steps, self.step, cfg.progress and self.process.main)
+        self.metrics = dict(self.encoder.card.get("metrics", {}))
+        budget = self._time_budget()
+        bar = progress(None if budget else cfg.steps, self.step,
+                       cfg.progress and self.process.main)
         images, clock = 0, time.perf_counter()
         started, wall_before = time.perf_counter(), self.encoder.card.get("wall_seconds", 0.0)
+
+        def checkpoint() -> None:
+            self.encoder.card["wall_seconds"] = round(
+                wall_before + time.perf_counter() - started, 1)
+            self.save(self.metrics)
+
         try:
-            while self.step < cfg.steps:
+            while self.step < self.config.steps:
+                cfg = self.config
                 loss = self.train_step()
                 images += cfg.batch_size
                 bar.update(1)
@@ -293,20 +305,79 @@ class Trainer:
                     yield record
                 evaluate = cfg.knn_every and self.step % cfg.knn_every == 0
                 if (evaluate or self.step == cfg.steps) and self.process.main:
-                    knn = self.monitor(self.encoder)
-                    if knn:
-                        metrics = {f"knn_{k}": v for k, v in knn.items()}
-                        record = {"step": self.step, "knn": knn}
-                        log.write(record)
+                    record = self._knn(log)
+                    if record:
                         yield record
-                    clock = time.perf_counter()
+                    images, clock = 0, time.perf_counter()
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
-                    self.encoder.card["wall_seconds"] = round(
-                        wall_before + time.perf_counter() - started, 1)
-                    self.save(metrics)
+                    checkpoint()
+                if budget is None or self.step >= self.config.steps:
+                    continue
+                if "time_budget" not in self.encoder.card:  # still timing the first steps
+                    if from_rank_zero(budget.timed(), self.device):
+                        yield from self._fix_total(budget, log, checkpoint)
+                        bar.total = self.config.steps
+                        bar.refresh()
+                        images, clock = 0, time.perf_counter()
+                elif from_rank_zero(budget.overdue(), self.device):  # end now, not late
+                    self.config = replace(self.config, steps=self.step + 1)
+                    self.encoder.card["time_budget"]["ended_early_at"] = self.step + 1
         finally:
             bar.close()
             log.close()
+
+    def _knn(self, log: Log) -> dict | None:
+        """Run the kNN monitor (main process), log and return its record."""
+        knn = self.monitor(self.encoder)
+        if not knn:
+            return None
+        self.metrics = {f"knn_{k}": v for k, v in knn.items()}
+        record = {"step": self.step, "knn": knn}
+        log.write(record)
+        return record
+
+    # -- --minutes -------------------------------------------------------------------------------
+    def _time_budget(self) -> TimeBudget | None:
+        """The clock of a ``--minutes`` run; None for a run of ``--steps``, or a resumed timed
+        run (it keeps the total it fixed)."""
+        cfg = self.config
+        if not cfg.minutes:
+            return None
+        planned = (self.encoder.card.get("time_budget") or {}).get("planned_steps")
+        if cfg.resume and planned:
+            self.config = replace(cfg, steps=planned)
+            return None
+        self.encoder.card.pop("time_budget", None)
+        self.config = replace(cfg, steps=OPEN_STEPS)
+        return TimeBudget(cfg.minutes)
+
+    def _fix_total(self, budget: TimeBudget, log: Log, checkpoint) -> Iterator[dict]:
+        """Fix the run's total steps from the timed steps: time one kNN evaluation (also a
+        first point of the curve) and one checkpoint (also a point to resume from), then
+        take the steps that fit in what is left (rank 0 decides for every process)."""
+        cfg = self.config
+        clock = time.perf_counter()
+        if self.process.main:
+            record = self._knn(log)
+            if record:
+                yield record
+        eval_seconds = time.perf_counter() - clock
+        clock = time.perf_counter()
+        checkpoint()
+        save_seconds = time.perf_counter() - clock
+        total = from_rank_zero(budget.total_steps(
+            self.step, eval_seconds=eval_seconds, eval_every=cfg.knn_every,
+            save_seconds=save_seconds, save_every=cfg.checkpoint_every), self.device)
+        self.config = replace(cfg, steps=total)
+        plan = {"minutes": cfg.minutes, "timed_steps": budget.timed_steps,
+                "step_seconds": round(budget.step_seconds, 5),
+                "eval_seconds": round(eval_seconds, 3), "save_seconds": round(save_seconds, 3),
+                "fixed_at_step": self.step, "planned_steps": total}
+        self.encoder.card["time_budget"] = plan
+        self.encoder.card["pretrain"]["steps"] = total
+        record = {"step": self.step, **plan}
+        log.write(record)
+        yield record
 
 
 def describe_hardware(device: torch.device, world: int = 1) -> str:
@@ -334,8 +405,8 @@ def pretrain(config: PretrainConfig) -> Trainer:
     """Run a whole pre-training (single process, or one rank under torchrun)."""
     device = resolve_device(config.device)
     process = init_distributed(device)
-    if device.type == "cuda" and process.world > 1:
-        local = process.rank % torch.cuda.device_count()
+    if device.type == "cuda" and dist.is_initialized():
+        local = int(os.environ.get("LOCAL_RANK", process.rank)) % torch.cuda.device_count()
         torch.cuda.set_device(local)
         config = replace(config, device=f"cuda:{local}")
     trainer = Trainer(config, process)

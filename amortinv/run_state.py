@@ -18,7 +18,7 @@ from amortinv.presets import PretrainConfig
 
 LAST_FILE = "last.safetensors"
 #: Settings a resumed run may change; any other difference refuses the resume.
-RESUMABLE = {"steps", "resume", "progress", "log_every", "knn_every", "checkpoint_every",
+RESUMABLE = {"steps", "minutes", "resume", "progress", "log_every", "knn_every", "checkpoint_every",
              "tensorboard", "device", "compile", "knn_train", "knn_test", "out"}
 
 
@@ -93,6 +93,8 @@ def restore_run(out: Path, state: TrainingState, encoder: Encoder,
     encoder.config.input_std = meta["model"]["input_std"]
     encoder.card["metrics"] = meta["card"].get("metrics", {})
     encoder.card["wall_seconds"] = meta["card"].get("wall_seconds", 0.0)
+    if "time_budget" in meta["card"]:  # a timed run keeps the total steps it fixed
+        encoder.card["time_budget"] = meta["card"]["time_budget"]
     return int(meta["step"])
 
 

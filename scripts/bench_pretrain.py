@@ -8,8 +8,10 @@ conditioning:
 
     python scripts/bench_pretrain.py                    # GPU: batch 512, width 64, bf16, compile
     python scripts/bench_pretrain.py --device cpu --batch 128 --width 16 --seconds 20
+    python scripts/bench_pretrain.py --no-compile --only plain film hyper-4 hyper-32   # make gpu
 
-Keys: device, conditioning, amortised_img_s, plain_img_s, ratio (and batch, width, size).
+Keys: device, conditioning, amortised_img_s, plain_img_s, ratio (and batch, width, size, bf16,
+compile). ``--only plain`` also prints the plain step's own line (img_s; no ratio).
 """
 
 from __future__ import annotations
@@ -57,8 +59,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0 if gpu else 20.0)
     parser.add_argument("--warmup", type=int, default=20 if gpu else 3)
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=gpu)
-    parser.add_argument("--only", nargs="*", choices=sorted(CONDITIONINGS),
-                        help="conditionings to measure (default: all)")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
+                        help="bfloat16 autocast (on CUDA)")
+    parser.add_argument("--only", nargs="*", choices=sorted([*CONDITIONINGS, "plain"]),
+                        help="conditionings to measure (default: all amortised ones)")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
@@ -68,18 +72,23 @@ def main() -> None:
     def measure(**overrides) -> float:
         with tempfile.TemporaryDirectory() as out:
             cfg = preset("gpu-fmnist", out=out, device=args.device, batch_size=args.batch,
-                         width=args.width, compile=args.compile, steps=10**6,
+                         width=args.width, compile=args.compile, bf16=args.bf16, steps=10**6,
                          warmup_steps=10, progress=False, **overrides)
             return throughput(Trainer(cfg, images=images), args.seconds, args.warmup)
 
     plain = measure(conditioning="none")
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-    for name in args.only or CONDITIONINGS:
+    common = {"batch": args.batch, "width": args.width, "size": args.size,
+              "bf16": args.bf16 and args.device.startswith("cuda"), "compile": args.compile}
+    names = args.only or list(CONDITIONINGS)
+    if "plain" in names:
+        print(json.dumps({"device": device, "conditioning": "plain", "img_s": round(plain),
+                          **common}), flush=True)
+    for name in (n for n in names if n != "plain"):
         amortised = measure(**CONDITIONINGS[name])
-        print(json.dumps({"device": device, "conditioning": name,
+        print(json.dumps({"device": device, "conditioning": name, "img_s": round(amortised),
                           "amortised_img_s": round(amortised), "plain_img_s": round(plain),
-                          "ratio": round(amortised / plain, 3), "batch": args.batch,
-                          "width": args.width, "size": args.size}), flush=True)
+                          "ratio": round(amortised / plain, 3), **common}), flush=True)
 
 
 if __name__ == "__main__":

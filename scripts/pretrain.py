@@ -25,6 +25,7 @@ from dataclasses import asdict
 from amortinv import checkpoint
 from amortinv.cli import add_config_arguments, config_values
 from amortinv.data import DatasetUnavailable, UnknownDataset
+from amortinv.distributed import launched
 from amortinv.pretrain import (
     HELP,
     PRESET_NOTES,
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser(chosen_preset(argv)).parse_args(argv)
     overrides = config_values(args, PretrainConfig)
     name = overrides.pop("preset")
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    distributed = launched()
     try:
         trainer = pretrain(preset(name, **overrides))
     except (TrainingDiverged, DatasetUnavailable, UnknownDataset, checkpoint.CheckpointError,

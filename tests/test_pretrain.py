@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -61,22 +62,11 @@ def test_the_loss_goes_down(tmp_path):
 
 
 @pytest.mark.parametrize("method", ["simclr", "moco"])
-def test_resume_continues_exactly(tmp_path, method):
+def test_resume_continues_exactly(tmp_path, method, interrupted_then_resumed):
     settings = dict(steps=6, checkpoint_every=3, method=method, queue_size=64)
     straight, _ = run(preset("smoke", out=str(tmp_path / "a"), **settings))
     # the same run, interrupted during step 5 (last checkpoint: step 3), then resumed
-    interrupted = Trainer(preset("smoke", out=str(tmp_path / "b"), **settings))
-    honest = interrupted.train_step
-
-    def killed_at_step_5():
-        if interrupted.step == 4:
-            raise KeyboardInterrupt
-        return honest()
-
-    interrupted.train_step = killed_at_step_5
-    with pytest.raises(KeyboardInterrupt):
-        list(interrupted.run())
-    resumed, _ = run(preset("smoke", out=str(tmp_path / "b"), resume=True, **settings))
+    resumed = interrupted_then_resumed(tmp_path / "b", settings)
     a, b = weights(straight), weights(resumed)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
@@ -151,8 +141,10 @@ def test_help_states_the_values_of_the_chosen_preset():
     assert "--width WIDTH channels of the first ResNet stage (standard: 64) (default: 16)" in cpu
     assert "--steps STEPS optimizer steps in total (default: 6000)" in cpu
     assert "(default: runs/cpu-fmnist)" in cpu
-    assert "--steps STEPS optimizer steps in total (default: 20000)" in help_of(
-        "--preset", "gpu-fmnist")
+    gpu = help_of("--preset", "gpu-fmnist")
+    assert "--batch-size BATCH_SIZE examples per step, across all processes (two views each) " \
+        "(default: 512)" in gpu
+    assert "(0: train --steps) (default: 3.0)" in gpu and "(0: train --steps) (default: 0.0)" in cpu
     assert "--method {simclr,moco}" in cpu and "(default: auto)" in cpu
 
 
@@ -225,3 +217,64 @@ def test_two_cpu_processes_keep_identical_replicas(tmp_path, method):
     digests = [(tmp_path / f"rank{r}.sha").read_text() for r in (0, 1)]
     assert digests[0] == digests[1]
     assert (tmp_path / "encoder.safetensors").exists()
+
+
+def test_minutes_fix_the_steps_so_that_the_schedule_ends_on_time(tmp_path):
+    """--minutes: the first steps are timed, then the total is fixed; the cosine schedule
+    reaches its end as the time runs out. (A 3-second budget: the bounds are loose, since the
+    machine may be shared; speed itself is never asserted.)"""
+    budget = 3.0
+    trainer = Trainer(preset("smoke", out=str(tmp_path), minutes=budget / 60, steps=5,
+                             knn_every=40, checkpoint_every=40, log_every=1))
+    start = time.perf_counter()
+    records = list(trainer.run())
+    wall = time.perf_counter() - start
+    plan = next(r for r in records if "planned_steps" in r)
+    assert trainer.step == plan["planned_steps"] > 5  # --steps 5 was overridden
+    assert plan["timed_steps"] >= 5 and plan["fixed_at_step"] < plan["planned_steps"]
+    assert wall < budget + 5
+    lrs = [r["lr"] for r in records if "lr" in r]
+    assert lrs[-1] < 0.05 * max(lrs)  # the schedule ran to its end
+    card = amortinv.load(tmp_path).card
+    assert card["steps"] == card["pretrain"]["steps"] == plan["planned_steps"]
+    assert card["time_budget"]["minutes"] == card["pretrain"]["minutes"] == budget / 60
+    assert card["hardware"].startswith("CPU")
+
+
+def test_a_timed_run_that_falls_behind_ends_early_and_says_so(tmp_path):
+    budget = 6.0
+    trainer = Trainer(preset("smoke", out=str(tmp_path), minutes=budget / 60, knn_every=0))
+    honest, stalled = trainer.train_step, []
+
+    def stalls_once_the_total_is_fixed():
+        if "time_budget" in trainer.encoder.card and not stalled:
+            stalled.append(trainer.step)
+            time.sleep(budget + 2.5)  # past the budget by more than its grace (2 s)
+        return honest()
+
+    trainer.train_step = stalls_once_the_total_is_fixed
+    list(trainer.run())
+    card = amortinv.load(tmp_path).card
+    plan = card["time_budget"]
+    assert card["steps"] == plan["ended_early_at"] == stalled[0] + 2  # the stalled one, one more
+    assert card["steps"] < plan["planned_steps"]
+
+
+def test_a_resumed_timed_run_keeps_the_total_it_fixed(tmp_path):
+    settings = dict(minutes=0.05, knn_every=0, checkpoint_every=1)
+    first = Trainer(preset("smoke", out=str(tmp_path), **settings))
+    honest = first.train_step
+
+    def stop_after_the_total_is_fixed():
+        if "time_budget" in first.encoder.card and first.step >= first.config.steps // 2:
+            raise KeyboardInterrupt
+        return honest()
+
+    first.train_step = stop_after_the_total_is_fixed
+    with pytest.raises(KeyboardInterrupt):
+        list(first.run())
+    planned = first.encoder.card["time_budget"]["planned_steps"]
+    resumed = Trainer(preset("smoke", out=str(tmp_path), resume=True, **settings))
+    records = list(resumed.run())
+    assert resumed.step == planned
+    assert not [r for r in records if "planned_steps" in r]  # not timed again

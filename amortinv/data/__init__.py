@@ -11,6 +11,8 @@ The modules, each importing only those above it (no import cycle; ``tests/test_i
 
 - :mod:`~amortinv.data.dataset`: ``Split``, ``Splits``, ``Dataset`` and their conventions;
 - :mod:`~amortinv.data.cache`: where decoded arrays are cached;
+- :mod:`~amortinv.data.packed`: decoded arrays packed to travel to a machine without the
+  sources (read first when present);
 - :mod:`~amortinv.data.registry`: registering a loader under a name, getting it by name;
 - the built-in sources, which register themselves when imported, here and only here:
   :mod:`~amortinv.data.images`, :mod:`~amortinv.data.audio`, :mod:`~amortinv.data.derived`,

@@ -3,6 +3,9 @@
     python -m amortinv.data list [--all]        what this machine has (or everything known)
     python -m amortinv.data prepare [NAME ...]  decode and cache now (default: all available)
     python -m amortinv.data fetch NAME          download a torchvision dataset (needs internet)
+    python -m amortinv.data pack NAME ... --into DIR [--limit N] [--max-mb M] [--lossless]
+                                                packed arrays for a machine without the
+                                                sources (AMORTINV_DATA=DIR there; make gpu-data)
 """
 
 from __future__ import annotations
@@ -10,8 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
 
 import amortinv.data as datasets
+from amortinv.data.packed import LOSSLESS, PACK_RATES, AudioPacking, packed_path, write_packed
 
 
 def _list(show_all: bool) -> int:
@@ -25,19 +33,25 @@ def _list(show_all: bool) -> int:
     return 0
 
 
-def _prepare(names: list[str]) -> int:
-    names = names or datasets.names()
-    failed = 0
+def _each(names: list[str], failed: list[str]) -> Iterator[tuple[str, datasets.Dataset, float]]:
+    """``(name, dataset, seconds to load)`` of each dataset that loads; the others are
+    printed with their error and added to ``failed``."""
     for name in names:
         start = time.perf_counter()
         try:
             ds = datasets.get(name)
         except (datasets.DatasetUnavailable, datasets.UnknownDataset, ValueError) as err:
             print(f"{name}: {err}", file=sys.stderr)
-            failed += 1
+            failed.append(name)
             continue
+        yield name, ds, time.perf_counter() - start
+
+
+def _prepare(names: list[str]) -> int:
+    failed: list[str] = []
+    for name, ds, seconds in _each(names or datasets.names(), failed):
         print(f"{name}: {len(ds.train)} train / {len(ds.test)} test, "
-              f"{ds.input_shape}, {time.perf_counter() - start:.1f}s")
+              f"{ds.input_shape}, {seconds:.1f}s")
     return 1 if failed else 0
 
 
@@ -54,6 +68,53 @@ def _fetch(name: str) -> int:
     return 0
 
 
+def _pack(names: list[str], into: Path, limit: int, lossless: bool, max_mb: float) -> int:
+    """Pack each dataset (its decoded arrays, compressed) under ``into``; print the sizes.
+    With ``max_mb``, datasets are packed in the order given while they fit; one that does not
+    fit whole keeps an evenly spread part of its training split that does (its test split
+    whole), or is left out."""
+    total, failed = 0, []
+    for name, ds, _ in _each(names, failed):
+        room = max_mb * 2**20 - total if max_mb else float("inf")
+        keep = limit or len(ds.train)
+        for _ in range(4):  # shrink the training split until it fits
+            train, test = _spread(ds.train, keep), _spread(ds.test, limit)
+            path = _write(name, ds, train, test, into, lossless)
+            size = path.stat().st_size
+            if size <= room:
+                break
+            keep = int(len(train) * 0.95 * room / size)
+            if keep < 1:
+                break
+        if size > room:
+            path.unlink()
+            print(f"{name}: does not fit in the {max_mb} MB left out", file=sys.stderr)
+            failed.append(name)
+            continue
+        total += size
+        part = "" if len(train) == len(ds.train) else f" (of {len(ds.train)}: what fits)"
+        print(f"{name}: {len(train)} train{part} / {len(test)} test -> {path} "
+              f"({size / 2**20:.2f} MB)", flush=True)
+    print(f"packed: {total / 2**20:.2f} MB in {into / 'packed'}")
+    return 1 if failed else 0
+
+
+def _write(name: str, ds: datasets.Dataset, train: datasets.Split, test: datasets.Split,
+           into: Path, lossless: bool) -> Path:
+    splits = datasets.Splits(train, test, ds.class_names)
+    if ds.modality != "audio":
+        return write_packed(packed_path(name, into), splits)
+    packing = LOSSLESS if lossless else AudioPacking("mulaw8", PACK_RATES.get(name))
+    return write_packed(packed_path(name, into), splits, ds.sample_rate, train=packing)
+
+
+def _spread(split: datasets.Split, limit: int) -> datasets.Split:
+    """At most ``limit`` examples, evenly spread over the split (0: all of it)."""
+    if not limit or len(split) <= limit:
+        return split
+    return split.take(np.linspace(0, len(split) - 1, limit).round().astype(int))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m amortinv.data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,11 +125,25 @@ def main(argv: list[str] | None = None) -> int:
     p_prep.add_argument("names", nargs="*")
     p_fetch = sub.add_parser("fetch", help="download a torchvision dataset")
     p_fetch.add_argument("name")
+    p_pack = sub.add_parser("pack", help="packed arrays for a machine without the sources")
+    p_pack.add_argument("names", nargs="+")
+    p_pack.add_argument("--into", type=Path, required=True,
+                        help="a data folder: the other machine sets AMORTINV_DATA to it")
+    p_pack.add_argument("--limit", type=int, default=0,
+                        help="at most this many examples per split, evenly spread (0: all)")
+    p_pack.add_argument("--lossless", action="store_true",
+                        help="audio training splits as 16-bit PCM at their own rate too "
+                        "(default: 8-bit mu-law, 8 kHz where the source is band-limited)")
+    p_pack.add_argument("--max-mb", type=float, default=0,
+                        help="pack at most this much, in the order given; a dataset that does "
+                        "not fit whole keeps part of its training split (0: no limit)")
     args = parser.parse_args(argv)
     if args.command == "list":
         return _list(args.all)
     if args.command == "prepare":
         return _prepare(args.names)
+    if args.command == "pack":
+        return _pack(args.names, args.into, args.limit, args.lossless, args.max_mb)
     return _fetch(args.name)
 
 

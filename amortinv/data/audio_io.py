@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from tqdm import tqdm
 
 #: Peak level of a normalised clip: a little headroom so gain or mixing augmentations do not
@@ -62,6 +61,8 @@ def _read_gsm(path: Path) -> tuple[np.ndarray, int]:
 
 def _read_soundfile(path: Path, shown_as: Path | None = None) -> tuple[np.ndarray, int]:
     """Decode with libsndfile (wav, flac, ogg/vorbis, aiff, ...) into (channels, frames)."""
+    import soundfile as sf  # here: the GPU image pre-trains on packed arrays without it
+
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:

@@ -4,7 +4,8 @@ A source registers a *loader* that returns :class:`~amortinv.data.dataset.Splits
 together with what it is (modality, target kind, description) and what it needs to exist
 (``requires``: paths, or a callable). :func:`get` builds the
 :class:`~amortinv.data.dataset.Dataset`, decoding once and caching the arrays on disk
-(:mod:`amortinv.data.cache`) so the next load is fast.
+(:mod:`amortinv.data.cache`) so the next load is fast. A dataset whose packed arrays are in the
+data folder (:mod:`amortinv.data.packed`) is read from them, with or without its source.
 
 This module only registers and gets: the built-in sources are imported (and so registered)
 by the package, :mod:`amortinv.data`, which is also where ``folder:PATH`` names are loaded.
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from amortinv.data.cache import cached
 from amortinv.data.dataset import Dataset, Modality, Splits, TargetKind, check
+from amortinv.data.packed import packed_path, read_packed
 
 
 class DatasetUnavailable(RuntimeError):
@@ -51,7 +53,16 @@ class Entry:
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     def available(self) -> bool:
-        """True when everything the loader needs is on this machine (cheap: no decoding)."""
+        """True when everything the loader needs is on this machine, or the dataset's packed
+        arrays are (cheap: no decoding)."""
+        return self.packed() or self.sources_present()
+
+    def packed(self) -> bool:
+        """True when the data folder holds this dataset's packed arrays."""
+        return packed_path(self.name).exists()
+
+    def sources_present(self) -> bool:
+        """True when everything the loader needs is on this machine."""
         for req in self.requires:
             ok = req() if callable(req) else Path(req).exists()
             if not ok:
@@ -143,7 +154,10 @@ def get(name: str) -> Dataset:
         raise DatasetUnavailable(
             f"dataset '{name}' is not available on this machine. {entry.hint}".strip()
         )
-    splits = cached(name, entry.loader) if entry.cache else entry.loader()
+    if entry.packed():  # what its packer decoded, on a machine that may lack the source
+        splits = read_packed(packed_path(name))
+    else:
+        splits = cached(name, entry.loader) if entry.cache else entry.loader()
     data = from_splits(entry, splits)
     _LOADED[name] = data
     return data

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-import soundfile as sf
 from tqdm import tqdm
 
 from amortinv.data.audio_io import resample
@@ -146,6 +145,8 @@ def digit_grid(seed: int = 0) -> list[DigitClip]:
 
 def _render_digit(clip: DigitClip, folder: Path) -> None:
     """Render with the engine's own rate, then store mono 16-bit at :data:`DIGITS_RATE`."""
+    import soundfile as sf  # here: the GPU image pre-trains on packed arrays without it
+
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         raw = Path(tmp) / "raw.wav"
         _run(clip.argv(raw))
@@ -245,6 +246,8 @@ def notes_midi(program: int, notes: Sequence[tuple[int, int]]) -> bytes:
 
 def _render_program(program: int, notes: Sequence[Note], folder: Path) -> None:
     """One fluidsynth run per program (loading the soundfont once), cut into one wav a note."""
+    import soundfile as sf  # here: the GPU image pre-trains on packed arrays without it
+
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         mid, out = Path(tmp) / "notes.mid", Path(tmp) / "notes.wav"
         mid.write_bytes(notes_midi(program, [(n.pitch, n.velocity) for n in notes]))
