@@ -27,7 +27,7 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,12 +36,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from amortinv import data as datasets
+from amortinv.baselines import baseline_scores, baselines, raw_input_score
 from amortinv.data import Dataset, Split, adapt_channels
 from amortinv.invariance import VectorLike
-from amortinv.measure import knn_accuracy, raw_features
 from amortinv.models import Encoder
 from amortinv.readout import fit_linear, score
+from amortinv.selection import GRADIENT, Features, Selection, candidates, choose, corner_name
 from amortinv.settings import check_settings, setting
+
+__all__ = ["GRADIENT", "Assessment", "DownstreamConfig", "Result", "Scored", "State", "Task",
+           "TaskMismatch", "assess", "baselines", "corner_name", "evaluate_vector", "fit",
+           "learn", "prepare", "raw_input_score"]
 
 
 @dataclass
@@ -60,6 +65,8 @@ class DownstreamConfig:
     eval_every: int = setting(10, minimum=1)
     patience: int = setting(5, minimum=1)  # evaluations without improvement before stopping
     round_vector: bool = False  # round the learned vector to {0, 1} before scoring
+    select: bool = True  # choose the final vector on validation among it and every corner
+    precision: str = setting("fp32", choices=("fp32", "bf16"))  # of the scoring features
     max_train: int = setting(5000, minimum=0)  # examples used (seeded subsample), 0 = all
     max_test: int = setting(0, minimum=0)  # 0 = all
     seed: int = 0
@@ -93,12 +100,26 @@ class Result:
     baselines: dict[str, float]
     history: list[dict]
     seconds: float
+    #: The vector chosen on the validation split (:mod:`amortinv.selection`): the gradient
+    #: vector itself ("gradient") or a corner, by name; its test and validation scores.
+    selected: dict[str, float] = field(default_factory=dict)
+    selected_name: str = GRADIENT
+    selected_score: float = float("nan")
+    selected_val: float = float("nan")
+    #: The corner the gradient vector rounds to.
+    rounded: str = ""
+    #: The precision of the features every score here was computed from.
+    precision: str = "fp32"
 
     def to_json(self) -> dict:
         return {"task": self.task_name, "metric": self.metric, "learned": self.learned,
                 "learned_score": round(self.learned_score, 4),
+                "val_score": round(self.val_score, 4),
+                "selected": self.selected, "selected_name": self.selected_name,
+                "selected_score": round(self.selected_score, 4),
+                "selected_val": round(self.selected_val, 4), "rounded": self.rounded,
                 "baselines": {k: round(v, 4) for k, v in self.baselines.items()},
-                "val_score": round(self.val_score, 4), "seconds": round(self.seconds, 1)}
+                "precision": self.precision, "seconds": round(self.seconds, 1)}
 
 
 class TaskMismatch(ValueError):
@@ -333,87 +354,74 @@ def evaluate_vector(encoder: Encoder, task: Task, vector: VectorLike | float
     return fit_linear(split_features(encoder, task, vector), task.targets, task.classes)
 
 
-# -- baselines ------------------------------------------------------------------------------------
-def corner_name(space, corner: torch.Tensor, readable: bool = False) -> str:
-    """``all_ones``, ``all_zeros``, or the groups that are on, joined by ``+`` (the keys of
-    results files). ``readable`` gives the app's labels: ``all ones``, ``crop + flip``."""
-    if bool(corner.all()):
-        name = "all_ones"
-    elif not bool(corner.any()):
-        name = "all_zeros"
+# -- stage 3: validated selection, then test scores ----------------------------------------------
+@dataclass
+class Scored:
+    """Progress of :func:`assess`: ``done`` of ``total`` scores of this ``split`` are in, the
+    last one is ``name``'s ``score``. ``val`` while selecting (the gradient vector, then every
+    corner), ``test`` afterwards."""
+
+    done: int
+    total: int
+    name: str
+    split: str
+    score: float
+
+
+@dataclass
+class Assessment:
+    """What :func:`assess` returns: the selection and every test score, by name
+    (:data:`GRADIENT`, corners, ``plain``, ``raw_linear``, ``raw_knn``, ``knn_*``)."""
+
+    selection: Selection
+    test: dict[str, float]
+
+    @property
+    def learned_score(self) -> float:
+        return self.test[GRADIENT]
+
+    @property
+    def selected_score(self) -> float:
+        return self.test[self.selection.chosen.name]
+
+
+def assess(encoder: Encoder, task: Task, learned: VectorLike, config: DownstreamConfig,
+           plain: Encoder | None = None, with_baselines: bool = True
+           ) -> Generator[Scored, None, Assessment]:
+    """Select the task's vector on the validation split among the gradient vector ``learned``
+    and every corner (:mod:`amortinv.selection`), then score on the test split the gradient
+    vector, the selected one and, ``with_baselines``, every baseline
+    (:mod:`amortinv.baselines`). Yields a :class:`Scored` per score; returns the
+    :class:`Assessment`. Each vector's features are computed once."""
+    features = Features(encoder, task, config.precision)
+    n_val = 1 + (2 ** len(encoder.space) if config.select else 0)
+    fitted = {}
+    for done, candidate in enumerate(candidates(features, learned, config.select), 1):
+        fitted[candidate.name] = candidate
+        yield Scored(done, n_val, candidate.name, "val", candidate.val_score)
+    selection = choose(fitted, encoder.space)
+    ahead = [GRADIENT, selection.chosen.name]
+    test: dict[str, float] = {}
+    scores = ((name, fitted[name].test_score(features)) for name in dict.fromkeys(ahead))
+    if with_baselines:
+        n_test = 1 + 2 ** len(encoder.space) + (plain is not None) + 1 \
+            + (3 if task.classification else 0)
+        rest = baseline_scores(encoder, task, selection.gradient.vector, plain, config.seed,
+                               features, fitted)
+        scores = itertools.chain(scores, ((k, v) for k, v in rest if k not in ahead))
     else:
-        name = "+".join(n for n, v in zip(space.names, corner.tolist(), strict=True) if v)
-    return name.replace("_", " ").replace("+", " + ") if readable else name
-
-
-def baselines(encoder: Encoder, task: Task, learned: dict[str, float] | None = None,
-              plain: Encoder | None = None,
-              learned_features: tuple[torch.Tensor, ...] | None = None, seed: int = 0
-              ) -> dict[str, float]:
-    """Test scores of honest alternatives on the same task and splits:
-
-    every corner of the space (all ones and all zeros included), the plain non-amortised
-    encoder when given, kNN (k=200) at all ones and at the learned vector for classification,
-    and the raw-input floor (linear readout, and kNN, on pixels or log-mel).
-    ``learned_features`` (train, val, test at ``learned``) saves computing them again;
-    ``seed`` fixes the random projection of large raw inputs."""
-    space = encoder.space
-    out = {}
-    for corner in torch.tensor(list(itertools.product((0.0, 1.0), repeat=len(space)))):
-        name = corner_name(space, corner)
-        feats = split_features(encoder, task, corner)
-        out[name] = fit_linear(feats, task.targets, task.classes)[1]
-        if name == "all_ones":
-            ones_features = feats  # reused by the kNN baseline: each vector is encoded once
-    if plain is not None:
-        out["plain"] = evaluate_vector(plain, task, 1.0)[1]
-    raw = _raw_inputs(task)
-    out["raw_linear"] = fit_linear(_pca(raw, seed=seed), task.targets, task.classes)[1]
-    if task.classification:
-        out["raw_knn"] = knn_accuracy(raw[0], task.train.y, raw[2], task.test.y)
-        if learned is not None and learned_features is None:
-            learned_features = split_features(encoder, task, learned)
-        for name, feats in (("knn_all_ones", ones_features),
-                            ("knn_learned", learned_features)):
-            if feats is not None:
-                out[name] = knn_accuracy(feats[0], task.train.y, feats[2], task.test.y)
-    return out
-
-
-def raw_input_score(task: Task, seed: int = 0) -> tuple[float, float]:
-    """(validation, test) score of the same linear readout on the raw input (pixels or
-    log-mel, reduced by PCA): the floor every encoder should clear."""
-    return fit_linear(_pca(_raw_inputs(task), seed=seed), task.targets, task.classes)
-
-
-def _raw_inputs(task: Task) -> list[torch.Tensor]:
-    return [raw_features(s.x, task.data.modality) for s in (task.train, task.val, task.test)]
-
-
-def _pca(zs: list[torch.Tensor], dims: int = 256, seed: int = 0) -> list[torch.Tensor]:
-    """Project raw inputs on their top principal components (fitted on train) so the raw
-    linear baseline stays quick for large inputs such as log-mel spectrograms.
-
-    Randomised, as ``torch.pca_lowrank(niter=3)`` (Halko et al. 2011), but its random
-    matrix comes from a generator seeded by ``seed``, not from the global random state."""
-    dims = min(dims, len(zs[0]))  # a small task cannot have more components than examples
-    if zs[0].shape[1] <= dims:
-        return zs
-    mean = zs[0].mean(0)
-    a = zs[0] - mean
-    g = torch.Generator().manual_seed(seed)
-    q = torch.linalg.qr(a @ torch.randn(a.shape[1], dims, generator=g, dtype=a.dtype)).Q
-    for _ in range(3):  # power iterations sharpen the basis
-        q = torch.linalg.qr(a.T @ q).Q
-        q = torch.linalg.qr(a @ q).Q
-    v = torch.linalg.svd(q.T @ a, full_matrices=False).Vh.T
-    return [(z - mean) @ v for z in zs]
+        n_test = len(dict.fromkeys(ahead))
+    for name, value in scores:
+        test[name] = value
+        yield Scored(len(test), n_test, name, "test", value)
+    return Assessment(selection, test)
 
 
 # -- everything -----------------------------------------------------------------------------------
 def fit(encoder: Encoder, task: Task | Dataset | str, config: DownstreamConfig | None = None,
         plain: Encoder | None = None, with_baselines: bool = True) -> Result:
-    """Learn ``task``'s invariance vector, score it on the test split, and score baselines.
+    """Learn ``task``'s invariance vector, select the final one on the validation split, score
+    both on the test split, and (``with_baselines``) every baseline.
 
     ``task`` is a registry name, ``folder:PATH``, a :class:`Dataset`, or a :class:`Task`
     already made by :func:`prepare` with the same ``config`` (it is not prepared again)."""
@@ -424,10 +432,18 @@ def fit(encoder: Encoder, task: Task | Dataset | str, config: DownstreamConfig |
     for state in learn(encoder, prepared, config):
         history.append({"step": state.step, "vector": state.vector, "loss": state.loss,
                         "val_score": state.val_score})
-    learned = state.vector
-    learned_features = split_features(encoder, prepared, learned)
-    val, test = fit_linear(learned_features, prepared.targets, prepared.classes)
-    extra = baselines(encoder, prepared, learned, plain, learned_features, config.seed) \
-        if with_baselines else {}
-    return Result(prepared.name, prepared.metric, learned, test, val, extra, history[:-1],
-                  time.perf_counter() - start)
+    run = assess(encoder, prepared, state.vector, config, plain, with_baselines)
+    while True:
+        try:
+            next(run)
+        except StopIteration as end:
+            outcome: Assessment = end.value
+            break
+    selection = outcome.selection
+    chosen = selection.chosen
+    extra = {k: v for k, v in outcome.test.items() if k != GRADIENT} if with_baselines else {}
+    return Result(prepared.name, prepared.metric, selection.gradient.vector,
+                  outcome.learned_score, selection.gradient.val_score, extra, history[:-1],
+                  time.perf_counter() - start, selected=chosen.vector, selected_name=chosen.name,
+                  selected_score=outcome.selected_score, selected_val=chosen.val_score,
+                  rounded=selection.rounded, precision=config.precision)

@@ -231,7 +231,7 @@ def test_script_prints_the_documented_json(tmp_path, capsys, script):
 
 
 def test_raw_baseline_projection_copes_with_tiny_tasks():
-    from amortinv.downstream import _pca
+    from amortinv.baselines import _pca
 
     rng = np.random.default_rng(0)
     zs = [torch.tensor(rng.standard_normal((n, 1000)), dtype=torch.float32) for n in (12, 4, 5)]
