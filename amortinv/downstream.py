@@ -387,11 +387,12 @@ class Assessment:
 
 def assess(encoder: Encoder, task: Task, learned: VectorLike, config: DownstreamConfig,
            plain: Encoder | None = None, with_baselines: bool = True
-           ) -> Generator[Scored, None, Assessment]:
+           ) -> Generator[Scored | Selection, None, Assessment]:
     """Select the task's vector on the validation split among the gradient vector ``learned``
     and every corner (:mod:`amortinv.selection`), then score on the test split the gradient
     vector, the selected one and, ``with_baselines``, every baseline
-    (:mod:`amortinv.baselines`). Yields a :class:`Scored` per score; returns the
+    (:mod:`amortinv.baselines`). Yields a :class:`Scored` per score, and the
+    :class:`Selection` once it is made (between the two stages); returns the
     :class:`Assessment`. Each vector's features are computed once."""
     features = Features(encoder, task, config.precision)
     n_val = 1 + (2 ** len(encoder.space) if config.select else 0)
@@ -400,6 +401,7 @@ def assess(encoder: Encoder, task: Task, learned: VectorLike, config: Downstream
         fitted[candidate.name] = candidate
         yield Scored(done, n_val, candidate.name, "val", candidate.val_score)
     selection = choose(fitted, encoder.space)
+    yield selection
     ahead = [GRADIENT, selection.chosen.name]
     test: dict[str, float] = {}
     scores = ((name, fitted[name].test_score(features)) for name in dict.fromkeys(ahead))
