@@ -64,6 +64,8 @@ class DownstreamConfig:
     val_fraction: float = setting(0.1, above=0, below=1)
     eval_every: int = setting(10, minimum=1)
     patience: int = setting(5, minimum=1)  # evaluations without improvement before stopping
+    warmup: int = setting(0, minimum=0)  # readout-only steps on the start vector's features
+    standardise: str = setting("batch", choices=("batch", "start"))  # the readout's statistics
     round_vector: bool = False  # round the learned vector to {0, 1} before scoring
     select: bool = True  # choose the final vector on validation among it and every corner
     precision: str = setting("fp32", choices=("fp32", "bf16"))  # of the scoring features
@@ -295,13 +297,22 @@ def _learn(encoder: Encoder, task: Task, config: DownstreamConfig,
     opt_readout = torch.optim.Adam(readout.parameters(), lr=config.lr_readout)
     opt_vector = torch.optim.Adam(vector.parameters(), lr=config.lr_invariance,
                                   weight_decay=0.0)
+    batch = min(config.batch_size, len(x_train))
+    if config.warmup or config.standardise == "start":
+        z_start = encoder.features(task.train.x, vector().detach())
+        _warm_up(readout, opt_readout, z_start, y_train, task, config, g)
+        if config.standardise == "start":
+            readout.norm.running_mean.copy_(z_start.mean(0))
+            readout.norm.running_var.copy_(z_start.var(0))
     best = State(0, {}, float("nan"))
     stale = 0
     for step in range(1, config.steps + 1):
         if stop is not None and stop.is_set():
             break
-        idx = torch.randint(len(x_train), (min(config.batch_size, len(x_train)),), generator=g)
+        idx = torch.randint(len(x_train), (batch,), generator=g)
         readout.train()
+        if config.standardise == "start":
+            readout.norm.eval()  # the start vector's statistics, not the batch's
         out = readout(encoder(x_train[idx], vector()))
         loss = task_loss(task, out, y_train[idx], config.regression_loss)
         opt_readout.zero_grad()
@@ -326,6 +337,20 @@ def _learn(encoder: Encoder, task: Task, config: DownstreamConfig,
     if config.round_vector:
         final = {k: float(round(v)) for k, v in final.items()}
     yield State(step, final, float("nan"), None, final, best.best_score, done=True)
+
+
+def _warm_up(readout: Readout, opt: torch.optim.Optimizer, z: torch.Tensor, y: torch.Tensor,
+             task: Task, config: DownstreamConfig, g: torch.Generator) -> None:
+    """``config.warmup`` readout-only steps on fixed features ``z`` (the start vector's): the
+    vector's first gradients then come from a readout that already fits the task."""
+    readout.train()
+    for _ in range(config.warmup):
+        idx = torch.randint(len(z), (min(config.batch_size, len(z)),), generator=g)
+        loss = task_loss(task, readout(z[idx].to(readout.linear.weight.device)), y[idx],
+                         config.regression_loss)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
 
 
 def _targets(task: Task, y: np.ndarray) -> torch.Tensor:
