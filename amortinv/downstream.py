@@ -112,6 +112,9 @@ class Result:
     rounded: str = ""
     #: The precision of the features every score here was computed from.
     precision: str = "fp32"
+    #: Seconds from the start to the selected vector's test score: preparing, learning,
+    #: selecting, scoring (``seconds`` adds the baselines).
+    select_seconds: float | None = None
 
     def to_json(self) -> dict:
         return {"task": self.task_name, "metric": self.metric, "learned": self.learned,
@@ -121,7 +124,9 @@ class Result:
                 "selected_score": round(self.selected_score, 4),
                 "selected_val": round(self.selected_val, 4), "rounded": self.rounded,
                 "baselines": {k: round(v, 4) for k, v in self.baselines.items()},
-                "precision": self.precision, "seconds": round(self.seconds, 1)}
+                "precision": self.precision, "seconds": round(self.seconds, 1),
+                "select_seconds": None if self.select_seconds is None
+                else round(self.select_seconds, 1)}
 
 
 class TaskMismatch(ValueError):
@@ -460,12 +465,19 @@ def fit(encoder: Encoder, task: Task | Dataset | str, config: DownstreamConfig |
         history.append({"step": state.step, "vector": state.vector, "loss": state.loss,
                         "val_score": state.val_score})
     run = assess(encoder, prepared, state.vector, config, plain, with_baselines)
+    ahead, select_seconds = set(), None
     while True:
         try:
-            next(run)
+            record = next(run)
         except StopIteration as end:
             outcome: Assessment = end.value
             break
+        if isinstance(record, Selection):
+            ahead = {GRADIENT, record.chosen.name}
+        elif record.split == "test" and select_seconds is None:
+            ahead.discard(record.name)
+            if not ahead:  # the gradient-learned and the selected vector are scored
+                select_seconds = time.perf_counter() - start
     selection = outcome.selection
     chosen = selection.chosen
     extra = {k: v for k, v in outcome.test.items() if k != GRADIENT} if with_baselines else {}
@@ -473,4 +485,5 @@ def fit(encoder: Encoder, task: Task | Dataset | str, config: DownstreamConfig |
                   outcome.learned_score, selection.gradient.val_score, extra, history[:-1],
                   time.perf_counter() - start, selected=chosen.vector, selected_name=chosen.name,
                   selected_score=outcome.selected_score, selected_val=chosen.val_score,
-                  rounded=selection.rounded, precision=config.precision)
+                  rounded=selection.rounded, precision=config.precision,
+                  select_seconds=select_seconds)
