@@ -39,7 +39,7 @@ from amortinv import data as datasets
 from amortinv.baselines import baseline_scores, baselines, raw_input_score
 from amortinv.data import Dataset, Split, adapt_channels
 from amortinv.invariance import VectorLike
-from amortinv.models import Encoder
+from amortinv.models import Encoder, fast_bf16
 from amortinv.readout import fit_linear, score
 from amortinv.selection import GRADIENT, Features, Selection, candidates, choose, corner_name
 from amortinv.settings import check_settings, setting
@@ -68,7 +68,7 @@ class DownstreamConfig:
     standardise: str = setting("batch", choices=("batch", "start"))  # the readout's statistics
     round_vector: bool = False  # round the learned vector to {0, 1} before scoring
     select: bool = True  # choose the final vector on validation among it and every corner
-    precision: str = setting("fp32", choices=("fp32", "bf16"))  # of the scoring features
+    precision: str = setting("fp32", choices=("fp32", "bf16"))  # of learning and scoring
     max_train: int = setting(5000, minimum=0)  # examples used (seeded subsample), 0 = all
     max_test: int = setting(0, minimum=0)  # 0 = all
     seed: int = 0
@@ -303,8 +303,9 @@ def _learn(encoder: Encoder, task: Task, config: DownstreamConfig,
     opt_vector = torch.optim.Adam(vector.parameters(), lr=config.lr_invariance,
                                   weight_decay=0.0)
     batch = min(config.batch_size, len(x_train))
+    bf16 = effective_precision(encoder, config) == "bf16"
     if config.warmup or config.standardise == "start":
-        z_start = encoder.features(task.train.x, vector().detach())
+        z_start = encoder.features(task.train.x, vector().detach(), precision=config.precision)
         _warm_up(readout, opt_readout, z_start, y_train, task, config, g)
         if config.standardise == "start":
             readout.norm.running_mean.copy_(z_start.mean(0))
@@ -318,7 +319,9 @@ def _learn(encoder: Encoder, task: Task, config: DownstreamConfig,
         readout.train()
         if config.standardise == "start":
             readout.norm.eval()  # the start vector's statistics, not the batch's
-        out = readout(encoder(x_train[idx], vector()))
+        with torch.autocast(encoder.device.type, dtype=torch.bfloat16, enabled=bf16):
+            z = encoder(x_train[idx], vector())
+        out = readout(z.float())
         loss = task_loss(task, out, y_train[idx], config.regression_loss)
         opt_readout.zero_grad()
         opt_vector.zero_grad()
@@ -329,7 +332,8 @@ def _learn(encoder: Encoder, task: Task, config: DownstreamConfig,
         current = space.to_dict(vector().detach())
         state = State(step, current, float(loss.detach()))
         if step % config.eval_every == 0 or step == config.steps:
-            state.val_score = _readout_score(encoder, task, readout, vector().detach())
+            state.val_score = _readout_score(encoder, task, readout, vector().detach(),
+                                             config.precision)
             if state.val_score > best.best_score:
                 best.best_score, best.best_vector, stale = state.val_score, current, 0
             else:
@@ -358,15 +362,21 @@ def _warm_up(readout: Readout, opt: torch.optim.Optimizer, z: torch.Tensor, y: t
         opt.step()
 
 
+def effective_precision(encoder: Encoder, config: DownstreamConfig) -> str:
+    """``bf16`` where ``config`` asks for it and the encoder's device computes it fast
+    (:func:`amortinv.models.fast_bf16`), else ``fp32``: what results files record."""
+    return "bf16" if config.precision == "bf16" and fast_bf16(encoder.device) else "fp32"
+
+
 def _targets(task: Task, y: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(y, dtype=torch.long if task.classification else torch.float32)
 
 
 @torch.no_grad()
-def _readout_score(encoder: Encoder, task: Task, readout: Readout, vector: torch.Tensor
-                   ) -> float:
+def _readout_score(encoder: Encoder, task: Task, readout: Readout, vector: torch.Tensor,
+                   precision: str = "fp32") -> float:
     readout.eval()
-    z = encoder.features(task.val.x, vector)
+    z = encoder.features(task.val.x, vector, precision=precision)
     out = readout(z.to(encoder.device)).cpu()
     pred = out.argmax(1).numpy() if task.classification else out.numpy()
     return score(pred, task.val.y, task.classification)
@@ -485,5 +495,5 @@ def fit(encoder: Encoder, task: Task | Dataset | str, config: DownstreamConfig |
                   outcome.learned_score, selection.gradient.val_score, extra, history[:-1],
                   time.perf_counter() - start, selected=chosen.vector, selected_name=chosen.name,
                   selected_score=outcome.selected_score, selected_val=chosen.val_score,
-                  rounded=selection.rounded, precision=config.precision,
+                  rounded=selection.rounded, precision=effective_precision(encoder, config),
                   select_seconds=select_seconds)
