@@ -178,8 +178,9 @@ def prepare(encoder: Encoder, dataset: str | Dataset, config: DownstreamConfig) 
         check_modality(encoder, dataset, datasets.info(dataset).modality)
     data = datasets.get(dataset) if isinstance(dataset, str) else dataset
     if len(data.train) == 0 or len(data.test) == 0:
-        raise TaskMismatch(f"task '{data.name}' has an empty split "
-                           f"({len(data.train)} train, {len(data.test)} test examples)")
+        raise TaskMismatch(f"task '{data.name}' has an empty split ({len(data.train)} train, "
+                           f"{len(data.test)} test examples): give it examples in both splits "
+                           "(a folder task: at least two files in each class folder)")
     check_compatible(encoder, data)
     data, note = adapt_channels(data, encoder.config.in_channels)
     rng = np.random.default_rng(config.seed)
@@ -188,7 +189,11 @@ def prepare(encoder: Encoder, dataset: str | Dataset, config: DownstreamConfig) 
         return split if not n or len(split) <= n else split.take(
             np.sort(rng.choice(len(split), n, replace=False)))
 
-    train, val = data.validation_split(config.val_fraction, config.seed)
+    try:
+        train, val = data.validation_split(config.val_fraction, config.seed)
+    except ValueError as err:  # too few examples to carve a validation split from
+        raise TaskMismatch(f"{err}: give task '{data.name}' more training examples, or carve "
+                           "a larger validation fraction (--val-fraction)") from err
     n_val = round(config.max_train * config.val_fraction) if config.max_train else 0
     return Task(data, cap(train, config.max_train), cap(val, n_val),
                 cap(data.test, config.max_test), note)

@@ -38,18 +38,20 @@ from amortinv.selection import GRADIENT, Features, candidates, corner_name, corn
 
 #: The variants studied: overrides of DownstreamConfig's fields (the paper's settings first).
 VARIANTS: dict[str, dict] = {
-    "paper": dict(lr_invariance=0.01, steps=150, patience=5, warmup=0, standardise="batch"),
-    "lr0.05": dict(lr_invariance=0.05, steps=150, patience=5, warmup=0, standardise="batch"),
-    "lr0.05-warm": dict(lr_invariance=0.05, steps=150, patience=5, warmup=200,
-                        standardise="batch"),
-    "lr0.05-warm-fixed": dict(lr_invariance=0.05, steps=150, patience=5, warmup=200,
-                              standardise="start"),
-    "lr0.05-warm-nostop": dict(lr_invariance=0.05, steps=150, patience=1000, warmup=200,
-                               standardise="batch"),
-    "lr0.1-warm": dict(lr_invariance=0.1, steps=150, patience=5, warmup=200,
-                       standardise="batch"),
-    "sigmoid0.2-warm": dict(lr_invariance=0.2, steps=150, patience=5, warmup=200,
-                            parameterisation="sigmoid", standardise="batch"),
+    # round 1 (fp32): the paper's settings; a higher lr; a readout warmed up on the start
+    # vector's features; its standardisation frozen at the start vector's statistics
+    "paper": dict(lr_invariance=0.01, patience=5, warmup=0, standardise="batch"),
+    "lr0.05": dict(lr_invariance=0.05, patience=5),
+    "lr0.05-warm": dict(lr_invariance=0.05, patience=5, warmup=200),
+    "lr0.05-warm-fixed": dict(lr_invariance=0.05, patience=5, warmup=200, standardise="start"),
+    # round 2 (bf16): no early stopping (patience beyond the steps), lr 0.1, warm-up, MSE for
+    # regression, a faster readout
+    "paper-bf16": dict(lr_invariance=0.01, patience=5),
+    "lr0.05-nostop": dict(lr_invariance=0.05, patience=1000),
+    "lr0.1-nostop": dict(lr_invariance=0.1, patience=1000),
+    "lr0.1-warm-nostop": dict(lr_invariance=0.1, patience=1000, warmup=200),
+    "lr0.1-nostop-mse": dict(lr_invariance=0.1, patience=1000, regression_loss="mse"),
+    "lr0.1-nostop-ro0.05": dict(lr_invariance=0.1, patience=1000, lr_readout=0.05),
 }
 
 FIELDS = ["task", "variant", "seed", "steps_run", "learn_seconds", "vector", "path_val",
@@ -91,7 +93,7 @@ def run(encoder: Encoder, task: Task, variant: str, config: DownstreamConfig,
                             "steps": [s.step for s in states[:-1]],
                             "vectors": [s.vector for s in states[:-1]],
                             "val": [s.val_score for s in states[:-1]]}) + "\n")
-    features = Features(encoder, task)
+    features = Features(encoder, task, config.precision)
     gradient = next(candidates(features, final.vector, with_corners=False))
     # The selection, as selection.choose makes it, from the cached corner scores: only
     # validation scores choose, and a tie goes to the gradient vector.
@@ -152,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--holdout", type=float, default=0.2)
     parser.add_argument("--max-holdout", type=int, default=2000)
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                        help="of the learning and of every feature (default fp32)")
     parser.add_argument("--out", default="docs/results/learner-study")
     args = parser.parse_args(argv)
     encoder = amortinv.load(args.checkpoint, "cpu")
@@ -164,15 +168,16 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv[1:] if argv is None else argv)
     for name in args.tasks:
         for seed in args.seeds:
-            base = DownstreamConfig(seed=seed)
+            base = DownstreamConfig(seed=seed, precision=args.precision)
             task = study_task(encoder, name, base, args.holdout, args.max_holdout)
-            cache = out.parent / f"{out.name}.corners-{name}-{seed}.json"
-            corner = corner_scores(Features(encoder, task), cache)
+            cache = out.parent / f"{out.name}.corners-{name}-{seed}-{args.precision}.json"
+            corner = corner_scores(Features(encoder, task, args.precision), cache)
             assert set(corner) == set(corners(encoder.space))
             for variant in args.variants:
                 if (name, variant, str(seed)) in done:
                     continue
-                config = DownstreamConfig(seed=seed, **VARIANTS[variant])
+                config = DownstreamConfig(seed=seed, precision=args.precision,
+                                          **VARIANTS[variant])
                 row = run(encoder, task, variant, config, corner, paths)
                 print(json.dumps(row), flush=True)
                 rows.append({k: str(v) for k, v in row.items()})

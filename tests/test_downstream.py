@@ -182,8 +182,14 @@ def test_bad_tasks_get_clear_errors():
     empty = Dataset("empty", "image", "classification",
                     Split(np.zeros((0, 1, 8, 8), np.uint8), np.zeros(0, np.int64)),
                     Split(np.zeros((2, 1, 8, 8), np.uint8), np.zeros(2, np.int64)), "x", ("a",))
-    with pytest.raises(TaskMismatch, match="empty"):
+    with pytest.raises(TaskMismatch, match="empty") as err:
         prepare(enc, empty, DownstreamConfig())
+    assert "give it examples in both splits" in str(err.value)  # the fix, not just the fault
+    one = Dataset("one", "image", "classification",
+                  Split(np.zeros((1, 1, 8, 8), np.uint8), np.zeros(1, np.int64)),
+                  Split(np.zeros((2, 1, 8, 8), np.uint8), np.zeros(2, np.int64)), "x", ("a",))
+    with pytest.raises(TaskMismatch, match="more training examples"):
+        prepare(enc, one, DownstreamConfig())
     with pytest.raises(TaskMismatch, match="audio"):  # a plain Python caller gets it too
         fit(enc, "asterisk-digits")
     with pytest.raises(ValueError, match="parameterisation"):
