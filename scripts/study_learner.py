@@ -29,10 +29,22 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 import amortinv
 import amortinv.data as data
 from amortinv.data import Dataset
-from amortinv.downstream import DownstreamConfig, Task, learn, prepare
+from amortinv.downstream import (
+    DownstreamConfig,
+    Readout,
+    Task,
+    _targets,
+    _warm_up,
+    frozen,
+    learn,
+    prepare,
+    task_loss,
+)
 from amortinv.models import Encoder
 from amortinv.selection import GRADIENT, Features, candidates, corner_name, corners, rounded
 
@@ -56,7 +68,8 @@ VARIANTS: dict[str, dict] = {
 
 FIELDS = ["task", "variant", "seed", "steps_run", "learn_seconds", "vector", "path_val",
           "gradient_val", "gradient_holdout", "rounded", "selected", "selected_val",
-          "selected_holdout", "oracle", "oracle_holdout", "all_ones_holdout"]
+          "selected_holdout", "oracle", "oracle_holdout", "all_ones_holdout", "line_t", "line_val",
+          "line_holdout"]
 
 
 def study_task(encoder: Encoder, name: str, config: DownstreamConfig, fraction: float,
@@ -101,6 +114,7 @@ def run(encoder: Encoder, task: Task, variant: str, config: DownstreamConfig,
                  key=lambda t: t[0])[1]
     oracle = max(corner, key=lambda k: corner[k]["holdout"])
     gradient_holdout = gradient.test_score(features)
+    line = line_search(features, config.init, final.vector, gradient)
     return {
         "task": task.name, "variant": variant, "seed": config.seed,
         "steps_run": final.step, "learn_seconds": round(seconds, 1),
@@ -114,7 +128,67 @@ def run(encoder: Encoder, task: Task, variant: str, config: DownstreamConfig,
         "selected_holdout": round(gradient_holdout if chosen == GRADIENT
                                   else corner[chosen]["holdout"], 4),
         "oracle": oracle, "oracle_holdout": round(corner[oracle]["holdout"], 4),
-        "all_ones_holdout": round(corner["all_ones"]["holdout"], 4)}
+        "all_ones_holdout": round(corner["all_ones"]["holdout"], 4)} | line
+
+
+def line_search(features: Features, start: float, end: dict[str, float], gradient) -> dict:
+    """A short line search along the path's direction: the start plus ``t`` times the move
+    to ``end``, for t in LINE (clamped to [0, 1]); the point with the best validation score
+    (t = 1 is the gradient vector itself) and its held-out score."""
+    space = features.encoder.space
+    move = space.vector(end) - start
+    best = (gradient.val_score, 1.0, gradient)
+    for t in LINE[1:]:
+        vector = space.to_dict((start + t * move).clamp(0, 1))
+        fitted = next(candidates(features, vector, with_corners=False))
+        if fitted.val_score > best[0]:
+            best = (fitted.val_score, t, fitted)
+    return {"line_t": best[1], "line_val": round(best[0], 4),
+            "line_holdout": round(best[2].test_score(features), 4)}
+
+
+#: Multiples of the path's move tried by the line search (1 = the gradient vector).
+LINE = (1.0, 2.0, 4.0)
+
+
+def gradients(encoder: Encoder, task: Task, config: DownstreamConfig, batches: int = 12
+              ) -> list[dict]:
+    """The gradient reaching the vector through the conditioning, at the start vector: per
+    group, its mean, standard deviation and mean / std over ``batches`` training batches,
+    with a fresh readout (the paper's start) and with one warmed up on the start vector's
+    features (``config.warmup`` steps, at least 200); and the readout weights' gradient
+    (root mean square) for scale."""
+    out = []
+    g = torch.Generator().manual_seed(config.seed)
+    x, y = encoder.to_input(task.train.x), _targets(task, task.train.y)
+    with frozen(encoder):
+        for state in ("fresh", "warm"):
+            readout = Readout(encoder.feature_dim, task.data.num_outputs,
+                              torch.Generator().manual_seed(config.seed))
+            vector = torch.full((len(encoder.space),), float(config.init))
+            if state == "warm":
+                z = encoder.features(task.train.x, vector, precision=config.precision)
+                opt = torch.optim.Adam(readout.parameters(), lr=config.lr_readout)
+                _warm_up(readout, opt, z, y, task,
+                         dataclasses.replace(config, warmup=max(config.warmup, 200)), g)
+            readout.train()
+            grads, weight_rms = [], []
+            for _ in range(batches):
+                v = vector.clone().requires_grad_(True)
+                idx = torch.randint(len(x), (config.batch_size,), generator=g)
+                loss = task_loss(task, readout(encoder(x[idx], v)), y[idx],
+                                 config.regression_loss)
+                gv, gw = torch.autograd.grad(loss, [v, readout.linear.weight])
+                grads.append(gv)
+                weight_rms.append(float(gw.pow(2).mean().sqrt()))
+            stack = torch.stack(grads)
+            mean, std = stack.mean(0), stack.std(0)
+            for k, group in enumerate(encoder.space.names):
+                out.append({"task": task.name, "readout": state, "group": group,
+                            "mean": round(float(mean[k]), 5), "std": round(float(std[k]), 5),
+                            "mean_over_std": round(float(mean[k] / std[k]), 2),
+                            "readout_weight_rms": round(sum(weight_rms) / batches, 5)})
+    return out
 
 
 def summary(rows: list[dict], command: str) -> str:
@@ -156,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-holdout", type=int, default=2000)
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
                         help="of the learning and of every feature (default fp32)")
+    parser.add_argument("--gradients", action="store_true",
+                        help="measure the gradient reaching the vector (OUT.gradients.csv) "
+                             "instead of learning")
     parser.add_argument("--out", default="docs/results/learner-study")
     args = parser.parse_args(argv)
     encoder = amortinv.load(args.checkpoint, "cpu")
@@ -166,6 +243,20 @@ def main(argv: list[str] | None = None) -> int:
     done = {(r["task"], r["variant"], r["seed"]) for r in rows}
     command = "python scripts/study_learner.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
+    if args.gradients:
+        grads = out.with_suffix(".gradients.csv")
+        measured = list(csv.DictReader(grads.open())) if grads.exists() else []
+        for name in args.tasks:
+            config = DownstreamConfig(precision=args.precision)
+            task = study_task(encoder, name, config, args.holdout, args.max_holdout)
+            measured = [r for r in measured if r["task"] != name] + gradients(encoder, task,
+                                                                              config)
+            with grads.open("w", newline="") as f:
+                writer = csv.DictWriter(f, list(measured[0]))
+                writer.writeheader()
+                writer.writerows(measured)
+            print(f"{name}: gradients measured", flush=True)
+        return 0
     for name in args.tasks:
         for seed in args.seeds:
             base = DownstreamConfig(seed=seed, precision=args.precision)
