@@ -191,6 +191,54 @@ def gradients(encoder: Encoder, task: Task, config: DownstreamConfig, batches: i
     return out
 
 
+#: Line colours of the plot, one per group (the app's plotly defaults, in order).
+PALETTE = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3"]
+
+
+def plot_paths(grid: list[list[dict]], out: Path, title: str) -> None:
+    """Small multiples of the vector over the steps: a row per variant, a column per task
+    (PNG, drawn with PIL alone)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font_path = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+    try:
+        font, small = ImageFont.truetype(font_path, 13), ImageFont.truetype(font_path, 11)
+    except OSError:
+        font = small = ImageFont.load_default()
+    pw, ph, left, top = 230, 150, 40, 34
+    rows, cols = len(grid), len(grid[0])
+    image = Image.new("RGB", (left + pw * cols + 10, top + rows * (ph + 40) + 30), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((left, 8), title, fill="black", font=font)
+    groups = list(grid[0][0]["vectors"][0])
+    for r, row in enumerate(grid):
+        for c, path in enumerate(row):
+            x0, y0, w, h = left + c * pw, top + r * (ph + 40), pw - 20, ph
+            steps = path["steps"]
+            span = max(steps[-1], 1)
+            draw.rectangle([x0, y0, x0 + w, y0 + h], outline="#888")
+            for v in (0.0, 0.5, 1.0):
+                y = y0 + h - v * h
+                draw.line([x0, y, x0 + w, y], fill="#ddd")
+                if c == 0:
+                    draw.text((x0 - 30, y - 7), f"{v:.1f}", fill="black", font=small)
+            for k, group in enumerate(groups):
+                pts = [(x0 + st / span * w, y0 + h - vec[group] * h)
+                       for st, vec in zip(steps, path["vectors"], strict=True)]
+                draw.line(pts, fill=PALETTE[k % len(PALETTE)], width=2)
+            draw.text((x0, y0 + h + 3), "0", fill="black", font=small)
+            draw.text((x0 + w - 22, y0 + h + 3), str(steps[-1]), fill="black", font=small)
+            draw.text((x0 + w / 2 - 14, y0 + h + 3), "step", fill="black", font=small)
+            draw.text((x0 + 4, y0 + 3), f"{path['task']} · {path['variant']}", fill="black",
+                      font=small)
+    y = top + rows * (ph + 40) + 2
+    for k, group in enumerate(groups):  # the legend, below the panels
+        x = left + k * 90
+        draw.line([x, y + 7, x + 18, y + 7], fill=PALETTE[k % len(PALETTE)], width=3)
+        draw.text((x + 22, y), group, fill="black", font=font)
+    image.save(out, optimize=True)
+
+
 def summary(rows: list[dict], command: str) -> str:
     """Per variant: mean and worst gap to the oracle corner (held-out), gradient and
     selected, and how many rows are within 2 (gradient) / 1 (selected) points."""
@@ -233,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gradients", action="store_true",
                         help="measure the gradient reaching the vector (OUT.gradients.csv) "
                              "instead of learning")
+    parser.add_argument("--plot", metavar="PNG",
+                        help="draw the vector over the steps of each of --variants (a row) on "
+                             "each of --tasks (a column), seed --seeds[0], from "
+                             "OUT.paths.jsonl, instead of learning")
     parser.add_argument("--out", default="docs/results/learner-study")
     args = parser.parse_args(argv)
     encoder = amortinv.load(args.checkpoint, "cpu")
@@ -243,6 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     done = {(r["task"], r["variant"], r["seed"]) for r in rows}
     command = "python scripts/study_learner.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
+    if args.plot:
+        found = {(p["task"], p["variant"], p["seed"]): p
+                 for p in map(json.loads, paths.read_text().splitlines())}
+        grid = [[found[(t, v, args.seeds[0])] for t in args.tasks] for v in args.variants]
+        plot_paths(grid, Path(args.plot), "invariance vector i over the learning steps "
+                                          "(learner study: training splits only)")
+        return 0
     if args.gradients:
         grads = out.with_suffix(".gradients.csv")
         measured = list(csv.DictReader(grads.open())) if grads.exists() else []
