@@ -64,7 +64,8 @@ class LinearReadout:
 
     def predict(self, z: torch.Tensor) -> np.ndarray:
         """Predicted classes (classification) or values (regression) for features ``z``."""
-        out = _with_intercept((torch.as_tensor(z) - self.mean) / self.std) @ self.weight
+        z = torch.as_tensor(z).to(self.weight.dtype)
+        out = _with_intercept((z - self.mean) / self.std) @ self.weight
         return out.argmax(1).numpy() if self.classes is not None else out.numpy()
 
     def score(self, z: torch.Tensor, y: np.ndarray) -> float:
@@ -78,10 +79,13 @@ def fit_readout(z_train: torch.Tensor, y_train: np.ndarray, z_val: torch.Tensor,
     keep the one that scores best on ``z_val``. ``classes`` is the number of classes, or None
     for regression. Logistic fits go from the strongest strength to the weakest, each
     starting from the previous solution (the same optimum, reached in fewer iterations)."""
-    z_train = torch.as_tensor(z_train)
+    # float32 for L-BFGS (about half the time of float64 here), float64 for ridge's normal
+    # equations (cheap either way)
+    dtype = torch.float32 if classes is not None else torch.float64
+    z_train = torch.as_tensor(z_train).to(dtype)
     mean, std = z_train.mean(0), z_train.std(0).clamp_min(1e-6)
-    a_train = _with_intercept(((z_train - mean) / std).double())
-    a_val = _with_intercept(((torch.as_tensor(z_val) - mean) / std).double())
+    a_train = _with_intercept((z_train - mean) / std)
+    a_val = _with_intercept((torch.as_tensor(z_val).to(dtype) - mean) / std)
     best: LinearReadout | None = None
     weight = None
     for strength in sorted(REGULARISATION, reverse=True):
@@ -93,7 +97,7 @@ def fit_readout(z_train: torch.Tensor, y_train: np.ndarray, z_val: torch.Tensor,
             pred = (a_val @ weight).numpy()
         val = score(pred, y_val, classes is not None)
         if best is None or val >= best.val_score:  # a tie goes to the weaker strength, as before
-            best = LinearReadout(mean.double(), std.double(), weight, classes, strength, val)
+            best = LinearReadout(mean, std, weight, classes, strength, val)
     return best
 
 

@@ -64,6 +64,10 @@ VARIANTS: dict[str, dict] = {
     "lr0.1-warm-nostop": dict(lr_invariance=0.1, patience=1000, warmup=200),
     "lr0.1-nostop-mse": dict(lr_invariance=0.1, patience=1000, regression_loss="mse"),
     "lr0.1-nostop-ro0.05": dict(lr_invariance=0.1, patience=1000, lr_readout=0.05),
+    "sigmoid-lr0.4-nostop": dict(lr_invariance=0.4, patience=1000,
+                                 parameterisation="sigmoid"),
+    "lr0.1-nostop-init0.25": dict(lr_invariance=0.1, patience=1000, init=0.25),
+    "lr0.1-nostop-init0.75": dict(lr_invariance=0.1, patience=1000, init=0.75),
 }
 
 FIELDS = ["task", "variant", "seed", "steps_run", "learn_seconds", "vector", "path_val",
