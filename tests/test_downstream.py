@@ -220,7 +220,8 @@ def test_script_prints_the_documented_json(tmp_path, capsys, script):
     assert script.main(["--checkpoint", str(tmp_path), "--task", "sklearn-digits",
                         "--steps", "4", "--max-train", "300", "--plain", str(tmp_path)]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert {"task", "metric", "learned", "learned_score", "baselines", "seconds"} <= set(out)
+    assert {"task", "metric", "learned", "learned_score", "baselines", "seconds", "selected",
+            "selected_name", "selected_score", "precision", "select_seconds"} <= set(out)
     assert out["metric"] == "accuracy" and set(out["learned"]) == set(GREY.names)
     assert {"all_ones", "all_zeros", "plain"} <= set(out["baselines"])
     assert script.main(["--checkpoint", str(tmp_path), "--task", "no-such-task"]) == 1
