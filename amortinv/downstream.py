@@ -388,15 +388,12 @@ def _readout_score(encoder: Encoder, task: Task, readout: Readout, vector: torch
 
 
 # -- stage 2: a fixed vector, scored like every baseline -----------------------------------------
-def split_features(encoder: Encoder, task: Task, vector: VectorLike | float
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return tuple(encoder.features(s.x, vector) for s in (task.train, task.val, task.test))
-
-
-def evaluate_vector(encoder: Encoder, task: Task, vector: VectorLike | float
-                    ) -> tuple[float, float]:
-    """(validation, test) score of a linear readout on the encoder's features at ``vector``."""
-    return fit_linear(split_features(encoder, task, vector), task.targets, task.classes)
+def evaluate_vector(encoder: Encoder, task: Task, vector: VectorLike | float,
+                    precision: str = "fp32") -> tuple[float, float]:
+    """(validation, test) score of a linear readout on the encoder's features at ``vector``
+    (computed in ``precision``)."""
+    features = Features(encoder, task, precision).splits(vector)
+    return fit_linear(features, task.targets, task.classes)
 
 
 # -- stage 3: validated selection, then test scores ----------------------------------------------

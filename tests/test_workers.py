@@ -40,7 +40,7 @@ def test_learning_job_runs_in_the_background_selects_and_scores_the_comparison()
     assert test[0] == GRADIENT and (chosen == GRADIENT or test[1] == chosen)
     assert len(test) == len(set(test))  # each score once
     assert {GRADIENT, PLAIN, RAW} | corners <= set(snap.result["scores"])
-    assert snap.result["scores"][PLAIN] == evaluate_vector(plain, task, 1.0)[1]
+    assert snap.result["scores"][PLAIN] == evaluate_vector(plain, task, 1.0, config.precision)[1]
     assert set(snap.result["learned"]) == set(GREY.names)
     assert set(snap.result["selected"]) == set(GREY.names)
     assert snap.result["task"] == "sklearn-digits" and snap.result["metric"] == "accuracy"
