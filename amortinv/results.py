@@ -139,3 +139,56 @@ def targets(rows: Iterable[dict]) -> str:
         lines.append(f"- {target}: " + ("met on every task" if not missed
                                          else "missed on " + "; ".join(missed)))
     return "\n".join(lines) + "\n"
+
+
+# -- the learner study (scripts/study_learner.py) -------------------------------------------
+def _gap(row: dict, key: str) -> float:
+    return float(row[key]) - float(row["oracle_holdout"])
+
+
+def study_table(rows: list[dict], variants: Iterable[str] | None = None) -> str:
+    """The learner study's summary, per variant: the gradient-learned and the selected vector
+    against the held-out oracle corner (mean and worst gap, and on how many tasks within the
+    targets' 2 and 1 points), how often the selected one falls below all ones, the line
+    search's gain, and the mean learning time; then one row per task and variant."""
+    variants = list(variants or dict.fromkeys(r["variant"] for r in rows))
+    lines = ["| variant | tasks | gradient - oracle: mean | worst | within 0.02 "
+             "| selected - oracle: mean | worst | within 0.01 | selected < all ones "
+             "| line search - gradient: mean | learn s (mean) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for variant in variants:
+        rs = [r for r in rows if r["variant"] == variant]
+        if not rs:
+            continue
+        g = [_gap(r, "gradient_holdout") for r in rs]
+        s = [_gap(r, "selected_holdout") for r in rs]
+        line = [float(r["line_holdout"]) - float(r["gradient_holdout"]) for r in rs
+                if r.get("line_holdout")]
+        below = sum(float(r["selected_holdout"]) < float(r["all_ones_holdout"]) for r in rs)
+        secs = sum(float(r["learn_seconds"]) for r in rs) / len(rs)
+        line_cell = f"{sum(line) / len(line):+.3f}" if line else "—"
+        lines.append(f"| {variant} | {len(rs)} | {sum(g) / len(g):+.3f} | {min(g):+.3f} | "
+                     f"{sum(x >= -GRADIENT_BELOW_ORACLE for x in g)} | "
+                     f"{sum(s) / len(s):+.3f} | {min(s):+.3f} | "
+                     f"{sum(x >= -SELECTED_BELOW_ORACLE for x in s)} | {below} | "
+                     f"{line_cell} | {secs:.0f} |")
+    lines += ["", "| task | variant | steps | gradient-learned vector | gradient-learned "
+              "| selected | oracle corner | all ones |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["variant"] not in variants:
+            continue
+        vector = ", ".join(f"{k} {v:.2f}" for k, v in json.loads(r["vector"]).items())
+        lines.append(f"| {r['task']} | {r['variant']} | {r['steps_run']} | {vector} | "
+                     f"{float(r['gradient_holdout']):.3f} | {float(r['selected_holdout']):.3f} "
+                     f"({r['selected']}) | {float(r['oracle_holdout']):.3f} ({r['oracle']}) | "
+                     f"{float(r['all_ones_holdout']):.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def read_study(paths: Iterable[Path]) -> list[dict]:
+    """The rows of the learner study's CSV files, in order."""
+    rows = []
+    for path in paths:
+        with open(path, newline="") as f:
+            rows += list(csv.DictReader(f))
+    return rows

@@ -33,6 +33,7 @@ import torch
 
 import amortinv
 import amortinv.data as data
+from amortinv import results
 from amortinv.data import Dataset
 from amortinv.downstream import (
     DownstreamConfig,
@@ -244,30 +245,8 @@ def plot_paths(grid: list[list[dict]], out: Path, title: str) -> None:
 
 
 def summary(rows: list[dict], command: str) -> str:
-    """Per variant: mean and worst gap to the oracle corner (held-out), gradient and
-    selected, and how many rows are within 2 (gradient) / 1 (selected) points."""
-    lines = [f"Command: `{command}`", "",
-             "| variant | rows | gradient - oracle: mean | worst | within 0.02 "
-             "| selected - oracle: mean | worst | within 0.01 | selected < all ones "
-             "| learn s (mean) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for variant in dict.fromkeys(r["variant"] for r in rows):
-        rs = [r for r in rows if r["variant"] == variant]
-        g = [float(r["gradient_holdout"]) - float(r["oracle_holdout"]) for r in rs]
-        s = [float(r["selected_holdout"]) - float(r["oracle_holdout"]) for r in rs]
-        below = sum(float(r["selected_holdout"]) < float(r["all_ones_holdout"]) for r in rs)
-        secs = sum(float(r["learn_seconds"]) for r in rs) / len(rs)
-        lines.append(f"| {variant} | {len(rs)} | {sum(g) / len(g):+.3f} | {min(g):+.3f} | "
-                     f"{sum(x >= -0.02 for x in g)} | {sum(s) / len(s):+.3f} | {min(s):+.3f} | "
-                     f"{sum(x >= -0.01 for x in s)} | {below} | {secs:.0f} |")
-    lines += ["", "| task | variant | seed | steps | vector | gradient | selected | oracle "
-              "| all ones |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['task']} | {r['variant']} | {r['seed']} | {r['steps_run']} | "
-                     f"{r['vector']} | {r['gradient_holdout']} | {r['selected_holdout']} "
-                     f"({r['selected']}) | {r['oracle_holdout']} ({r['oracle']}) | "
-                     f"{r['all_ones_holdout']} |")
-    return "\n".join(lines) + "\n"
+    """OUT.md: the command and :func:`amortinv.results.study_table`."""
+    return f"Command: `{command}`\n\n" + results.study_table(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
