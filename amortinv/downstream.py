@@ -64,6 +64,7 @@ class DownstreamConfig:
     val_fraction: float = setting(0.1, above=0, below=1)
     eval_every: int = setting(10, minimum=1)
     patience: int = setting(5, minimum=1)  # evaluations without improvement before stopping
+    lr_schedule: str = setting("constant", choices=("constant", "cosine"))  # of i's lr
     warmup: int = setting(0, minimum=0)  # readout-only steps on the start vector's features
     standardise: str = setting("batch", choices=("batch", "start"))  # the readout's statistics
     round_vector: bool = False  # round the learned vector to {0, 1} before scoring
@@ -332,6 +333,9 @@ def _learn(encoder: Encoder, task: Task, config: DownstreamConfig,
         opt_vector.zero_grad()
         loss.backward()
         opt_readout.step()
+        if config.lr_schedule == "cosine":  # large moves first, then settle: less noise late
+            opt_vector.param_groups[0]["lr"] = config.lr_invariance * 0.5 * (
+                1 + math.cos(math.pi * (step - 1) / config.steps))
         opt_vector.step()
         vector.project()
         current = space.to_dict(vector().detach())
