@@ -192,3 +192,19 @@ def read_study(paths: Iterable[Path]) -> list[dict]:
         with open(path, newline="") as f:
             rows += list(csv.DictReader(f))
     return rows
+
+
+def restarts(rows: list[dict], variants: list[str], name: str) -> list[dict]:
+    """Rows of a derived variant ``name``: per task, the run among ``variants`` (e.g. the same
+    settings from several start values) with the best validation score of its gradient
+    vector; its learning time is the sum of theirs (the runs happen one after another)."""
+    out = []
+    for task in dict.fromkeys(r["task"] for r in rows):
+        runs = [r for r in rows if r["task"] == task and r["variant"] in variants]
+        if len(runs) < len(variants):
+            continue
+        best = max(runs, key=lambda r: float(r["gradient_val"]))
+        # the selection sees every start's gradient vector: keep the best on validation
+        out.append(best | {"variant": name, "learn_seconds": str(
+            sum(float(r["learn_seconds"]) for r in runs))})
+    return out
