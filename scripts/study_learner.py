@@ -67,11 +67,10 @@ VARIANTS: dict[str, dict] = {
     "paper-bf16": dict(lr_invariance=0.01, patience=5),
     "lr0.05-nostop": dict(lr_invariance=0.05, patience=1000),
     "lr0.1-nostop": dict(lr_invariance=0.1, patience=1000),
+    # = DownstreamConfig's defaults (patience 15 evaluations never stops a 150-step run)
     "lr0.1-warm-nostop": dict(lr_invariance=0.1, patience=1000, warmup=200),
     "lr0.1-nostop-mse": dict(lr_invariance=0.1, patience=1000, regression_loss="mse"),
     "lr0.1-nostop-ro0.05": dict(lr_invariance=0.1, patience=1000, lr_readout=0.05),
-    # the defaults chosen (DownstreamConfig's): lr 0.1, warm-up, the whole budget
-    "default": dict(lr_invariance=0.1, patience=15, warmup=200),
     # round 3 (bf16): the readout warm-started and faster together
     "lr0.1-warm-nostop-ro0.05": dict(lr_invariance=0.1, patience=1000, warmup=200,
                                      lr_readout=0.05),
