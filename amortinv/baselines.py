@@ -18,8 +18,8 @@ from amortinv.readout import fit_linear, fit_readout
 from amortinv.selection import Candidate, Features, corners
 
 if TYPE_CHECKING:
-    from amortinv.downstream import Task
     from amortinv.models import Encoder
+    from amortinv.task import Task
 
 
 def baseline_scores(encoder: Encoder, task: Task, learned: Mapping[str, float] | None = None,

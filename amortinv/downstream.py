@@ -43,6 +43,7 @@ from amortinv.models import Encoder, fast_bf16
 from amortinv.readout import fit_linear, score
 from amortinv.selection import GRADIENT, Features, Selection, candidates, choose, corner_name
 from amortinv.settings import check_settings, setting
+from amortinv.task import Task
 
 __all__ = ["GRADIENT", "Assessment", "DownstreamConfig", "Result", "Scored", "State", "Task",
            "TaskMismatch", "assess", "baselines", "corner_name", "evaluate_vector", "fit",
@@ -144,40 +145,6 @@ class TaskMismatch(ValueError):
 
 
 # -- the task -----------------------------------------------------------------------------------
-@dataclass
-class Task:
-    """A dataset cut and split for downstream learning: train / val (carved) / test."""
-
-    data: Dataset
-    train: Split
-    val: Split
-    test: Split
-    #: What was done to the data to fit the encoder (e.g. colour to grey), for the user.
-    note: str | None = None
-
-    @property
-    def name(self) -> str:
-        return self.data.name
-
-    @property
-    def classification(self) -> bool:
-        return self.data.target_kind == "classification"
-
-    @property
-    def classes(self) -> int | None:
-        """Number of classes for classification, None for regression (what the readout takes)."""
-        return self.data.num_outputs if self.classification else None
-
-    @property
-    def targets(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Targets of the train, validation and test splits."""
-        return self.train.y, self.val.y, self.test.y
-
-    @property
-    def metric(self) -> str:
-        return "accuracy" if self.classification else "r2"
-
-
 def prepare(encoder: Encoder, dataset: str | Dataset, config: DownstreamConfig) -> Task:
     """Load ``dataset`` (a registry name, ``folder:PATH`` or a :class:`Dataset`) and check it
     against ``encoder``; subsample and carve the validation split.

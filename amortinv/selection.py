@@ -29,8 +29,8 @@ from amortinv.invariance import InvarianceSpace, VectorLike
 from amortinv.readout import LinearReadout, fit_readout
 
 if TYPE_CHECKING:
-    from amortinv.downstream import Task
     from amortinv.models import Encoder
+    from amortinv.task import Task
 
 #: The candidate name of the gradient path's best vector.
 GRADIENT = "gradient"

@@ -7,7 +7,6 @@ import threading
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 import amortinv.data as data
 from amortinv import checkpoint
@@ -29,24 +28,6 @@ needs_fashion = pytest.mark.skipif(
     reason="Fashion-MNIST missing: run `make test` (installs dataset-fashion-mnist)")
 
 
-class MirrorMix(nn.Module):
-    """Features of known invariance: the image blended with its mirror image by the flip
-    value. flip=1 gives a left-right symmetric (flip-invariant) image, flip=0 the image as is;
-    the other groups have no effect at all."""
-
-    feature_dim = 28 * 28
-
-    def forward(self, x, invariance):
-        w = invariance[GREY.names.index("flip")] / 2
-        return ((1 - w) * x + w * x.flip(-1)).flatten(1)
-
-
-def mirror_encoder():
-    enc = Encoder(ModelConfig(in_channels=1, image_size=28, width=4, bases=2), GREY)
-    enc.backbone, enc.feature_dim = MirrorMix(), MirrorMix.feature_dim
-    return enc
-
-
 def small_encoder():
     torch.manual_seed(0)
     return Encoder(ModelConfig(in_channels=1, image_size=16, width=4, bases=2), GREY)
@@ -54,7 +35,8 @@ def small_encoder():
 
 @needs_fashion
 @pytest.mark.parametrize("parameterisation", ["clamp", "sigmoid"])
-def test_learning_moves_toward_sensitivity_on_a_task_that_needs_it(parameterisation):
+def test_learning_moves_toward_sensitivity_on_a_task_that_needs_it(parameterisation,
+                                                                   mirror_encoder):
     config = DownstreamConfig(steps=80, max_train=1000, lr_invariance=0.05, eval_every=20,
                               patience=10, parameterisation=parameterisation)
     task = prepare(mirror_encoder(), "fmnist-flip", config)

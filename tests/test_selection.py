@@ -3,31 +3,12 @@ split, among the gradient vector and every corner; each vector is encoded once."
 
 import numpy as np
 import torch
-from torch import nn
 
 from amortinv import results
 from amortinv.data import Dataset, Split
 from amortinv.downstream import GRADIENT, DownstreamConfig, assess, fit, prepare
 from amortinv.invariance import GREY
-from amortinv.models import Encoder, ModelConfig
 from amortinv.selection import Features, corner_name, corners, rounded, select
-
-
-class MirrorMix(nn.Module):
-    """Features of known invariance: the image blended with its mirror image by the flip
-    value (flip=1: left-right symmetric, so which side is heavier cannot be told)."""
-
-    feature_dim = 8 * 8
-
-    def forward(self, x, invariance):
-        w = invariance[GREY.names.index("flip")] / 2
-        return ((1 - w) * x + w * x.flip(-1)).flatten(1)
-
-
-def mirror_encoder():
-    enc = Encoder(ModelConfig(in_channels=1, image_size=8, width=4, bases=2), GREY)
-    enc.backbone, enc.feature_dim = MirrorMix(), MirrorMix.feature_dim
-    return enc
 
 
 def sided_task(n_train=400, n_test=200, seed=0) -> Dataset:
@@ -59,8 +40,8 @@ class Counting:
         return self.real(x, vector, **kwargs)
 
 
-def test_selection_uses_validation_only_and_picks_what_the_task_needs():
-    enc = mirror_encoder()
+def test_selection_uses_validation_only_and_picks_what_the_task_needs(mirror_encoder):
+    enc = mirror_encoder(8)
     task = prepare(enc, sided_task(), DownstreamConfig())
     counting = Counting(enc)
     # A gradient vector stuck at flip 1: mirrored images, the side cannot be told.
@@ -75,8 +56,8 @@ def test_selection_uses_validation_only_and_picks_what_the_task_needs():
     assert selection.gradient.val_score < 0.7 < chosen.val_score
 
 
-def test_each_vector_and_split_is_encoded_once_and_the_test_split_scored_after():
-    enc = mirror_encoder()
+def test_each_vector_and_split_is_encoded_once_and_the_test_split_scored_after(mirror_encoder):
+    enc = mirror_encoder(8)
     task = prepare(enc, sided_task(), DownstreamConfig())
     counting = Counting(enc)
     run = assess(enc, task, {"crop": 0.5, "flip": 0.2, "color": 0.5, "blur": 0.5},
@@ -97,8 +78,8 @@ def test_each_vector_and_split_is_encoded_once_and_the_test_split_scored_after()
     assert outcome.selected_score == outcome.test[outcome.selection.chosen.name]
 
 
-def test_fit_reports_the_gradient_vector_and_the_selected_one():
-    enc = mirror_encoder()
+def test_fit_reports_the_gradient_vector_and_the_selected_one(mirror_encoder):
+    enc = mirror_encoder(8)
     config = DownstreamConfig(steps=30, eval_every=10, lr_invariance=0.05)
     result = fit(enc, sided_task(), config, with_baselines=False)
     assert set(result.learned) == set(result.selected) == set(GREY.names)
