@@ -286,8 +286,8 @@ def main(argv: list[str] | None = None) -> int:
                              "instead of learning")
     parser.add_argument("--plot", metavar="PNG",
                         help="draw the vector over the steps of each of --variants (a row) on "
-                             "each of --tasks (a column), seed --seeds[0], from "
-                             "OUT.paths.jsonl, instead of learning")
+                             "each of --tasks (a column), seed --seeds[0], from every "
+                             "OUT*.paths.jsonl, instead of learning")
     parser.add_argument("--out", default="docs/results/learner-study")
     args = parser.parse_args(argv)
     encoder = amortinv.load(args.checkpoint, "cpu")
@@ -299,8 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     command = "python scripts/study_learner.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
     if args.plot:
-        found = {(p["task"], p["variant"], p["seed"]): p
-                 for p in map(json.loads, paths.read_text().splitlines())}
+        found = {(p["task"], p["variant"], p["seed"]): p  # every OUT*.paths.jsonl
+                 for f in sorted(out.parent.glob(f"{out.name}*.paths.jsonl"))
+                 for p in map(json.loads, f.read_text().splitlines())}
         grid = [[found[(t, v, args.seeds[0])] for t in args.tasks] for v in args.variants]
         plot_paths(grid, Path(args.plot), "invariance vector i over the learning steps "
                                           "(learner study: training splits only)")
