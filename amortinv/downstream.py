@@ -1,22 +1,24 @@
 """Downstream: learn a task's invariance vector together with a linear readout.
 
 The encoder is frozen and in eval mode while it learns (BatchNorm uses its running statistics:
-the paper's public code probed in train mode), and is left as it was found afterwards. Two
+the paper's public code probed in train mode), and is left as it was found afterwards. Three
 stages:
 
 1. :func:`learn` — the readout and the vector ``i`` are trained jointly by gradient descent on
-   the task loss (the paper: ``i`` starts at 0.5, has its own Adam with lr 0.01 and no weight
-   decay, and is clamped to [0, 1] after each step; or ``i = sigmoid(logits)``). Every
-   ``eval_every`` steps the vector is scored on a validation split carved from the training
-   data; the best vector is kept and training stops early when it stops improving. A generator:
+   the task loss (as in the paper: ``i`` starts at 0.5, has its own Adam, no weight decay, and
+   is clamped to [0, 1] after each step; or ``i = sigmoid(logits)``). The defaults differ from
+   the paper where a study on validation data showed the paper's vector barely moving
+   (:class:`DownstreamConfig`). Every ``eval_every`` steps the vector is scored on a validation
+   split carved from the training data and the best point of the path is kept. A generator:
    it yields the live state, so an app can draw it and stop it.
-2. :func:`evaluate_vector` — the selected vector is scored exactly like every fixed-vector
-   baseline: features at that vector, a linear readout fitted with its regularisation chosen on
-   the validation split, one final figure on the test split (the solvers:
-   :mod:`amortinv.readout`).
+2. :func:`assess`, first half — validated selection (:mod:`amortinv.selection`): the final
+   vector is chosen on the validation split among the gradient path's best, its rounding to a
+   corner, and every corner, each scored by a fresh linear readout (:mod:`amortinv.readout`).
+3. :func:`assess`, second half — the gradient-learned and the selected vector are scored once
+   on the test split, and every baseline (:mod:`amortinv.baselines`) when asked.
 
-:func:`prepare` turns a dataset into a :class:`Task` (checked against the encoder, subsampled,
-validation carved out); :func:`fit` runs both stages and the baselines;
+:func:`prepare` turns a dataset into a :class:`~amortinv.task.Task` (checked against the
+encoder, subsampled, validation carved out); :func:`fit` runs everything;
 ``scripts/downstream.py`` prints its result as JSON.
 """
 
