@@ -65,7 +65,6 @@ VARIANTS: dict[str, dict] = {
     # round 2 (bf16): no early stopping (patience beyond the steps), lr 0.1, warm-up, MSE for
     # regression, a faster readout
     "paper-bf16": dict(lr_invariance=0.01, patience=5),
-    "lr0.05-nostop": dict(lr_invariance=0.05, patience=1000),
     "lr0.1-nostop": dict(lr_invariance=0.1, patience=1000),
     # = DownstreamConfig's defaults (patience 15 evaluations never stops a 150-step run)
     "lr0.1-warm-nostop": dict(lr_invariance=0.1, patience=1000, warmup=200),
@@ -74,11 +73,7 @@ VARIANTS: dict[str, dict] = {
     # round 3 (bf16): the readout warm-started and faster together
     "lr0.1-warm-nostop-ro0.05": dict(lr_invariance=0.1, patience=1000, warmup=200,
                                      lr_readout=0.05),
-    "lr0.05-warm-nostop-ro0.05": dict(lr_invariance=0.05, patience=1000, warmup=200,
-                                      lr_readout=0.05),
     "lr0.1-warm-ro0.05": dict(lr_invariance=0.1, patience=5, warmup=200, lr_readout=0.05),
-    "lr0.1-warm-nostop-ro0.05-100": dict(lr_invariance=0.1, patience=1000, warmup=200,
-                                         lr_readout=0.05, steps=100),
     "lr0.1-warm-nostop-ro0.05-cos": dict(lr_invariance=0.1, patience=1000, warmup=200,
                                          lr_readout=0.05, lr_schedule="cosine"),
     "lr0.1-warm-nostop-cos": dict(lr_invariance=0.1, patience=1000, warmup=200,
