@@ -63,14 +63,19 @@ VARIANTS: dict[str, dict] = {
     "lr0.05-warm": dict(lr_invariance=0.05, patience=5, warmup=200),
     "lr0.05-warm-fixed": dict(lr_invariance=0.05, patience=5, warmup=200, standardise="start"),
     # round 2 (bf16): no early stopping (patience beyond the steps), lr 0.1, warm-up, MSE for
-    # regression, a faster readout
+    # regression, a faster readout, the sigmoid, other start values
     "paper-bf16": dict(lr_invariance=0.01, patience=5),
     "lr0.1-nostop": dict(lr_invariance=0.1, patience=1000),
     # = DownstreamConfig's defaults (patience 15 evaluations never stops a 150-step run)
     "lr0.1-warm-nostop": dict(lr_invariance=0.1, patience=1000, warmup=200),
     "lr0.1-nostop-mse": dict(lr_invariance=0.1, patience=1000, regression_loss="mse"),
     "lr0.1-nostop-ro0.05": dict(lr_invariance=0.1, patience=1000, lr_readout=0.05),
-    # round 3 (bf16): the readout warm-started and faster together
+    "sigmoid-lr0.4-nostop": dict(lr_invariance=0.4, patience=1000,
+                                 parameterisation="sigmoid"),
+    "lr0.1-nostop-init0.25": dict(lr_invariance=0.1, patience=1000, init=0.25),
+    "lr0.1-nostop-init0.75": dict(lr_invariance=0.1, patience=1000, init=0.75),
+    # round 3 (bf16, fmnist-flip): the readout warm-started and faster together, a cosine
+    # decay of the vector's lr
     "lr0.1-warm-nostop-ro0.05": dict(lr_invariance=0.1, patience=1000, warmup=200,
                                      lr_readout=0.05),
     "lr0.1-warm-ro0.05": dict(lr_invariance=0.1, patience=5, warmup=200, lr_readout=0.05),
@@ -80,10 +85,6 @@ VARIANTS: dict[str, dict] = {
                                   lr_schedule="cosine"),
     "lr0.2-warm-nostop-ro0.05-cos": dict(lr_invariance=0.2, patience=1000, warmup=200,
                                          lr_readout=0.05, lr_schedule="cosine"),
-    "sigmoid-lr0.4-nostop": dict(lr_invariance=0.4, patience=1000,
-                                 parameterisation="sigmoid"),
-    "lr0.1-nostop-init0.25": dict(lr_invariance=0.1, patience=1000, init=0.25),
-    "lr0.1-nostop-init0.75": dict(lr_invariance=0.1, patience=1000, init=0.75),
 }
 
 FIELDS = ["task", "variant", "seed", "steps_run", "learn_seconds", "vector", "path_val",
