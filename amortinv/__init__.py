@@ -1,8 +1,11 @@
 """amortinv: amortised invariance learning for contrastive self-supervision.
 
-    >>> import amortinv
-    >>> enc = amortinv.load("checkpoints/<name>")          # model + invariance space + card
+    >>> import amortinv, torch
+    >>> enc = amortinv.load("checkpoints/fmnist-hyper4-cpu")   # model + invariance space + card
+    >>> x = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8)   # 8 grey 28x28 images
     >>> z = enc.features(x, invariance={"crop": 1, "flip": 0, "color": 1, "blur": 0})
+    >>> z.shape
+    torch.Size([8, 128])
 """
 
 from __future__ import annotations

@@ -12,9 +12,14 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-#: Colours that mean the same thing on every chart.
+#: Colours that mean the same thing on every chart: the selected vector (``LEARNED``), the
+#: gradient-learned one (``GRADIENT``), the plain encoder, the raw input and the corners.
 LEARNED, GRADIENT, PLAIN_COLOUR, RAW_COLOUR, CORNER = (
     "crimson", "darkorange", "dimgrey", "silver", "steelblue")
+
+#: How the app names the scores of a learning job (:func:`amortinv.downstream.assess`'s keys).
+GRADIENT_LABEL = "gradient-learned"
+_LABELS = {"gradient": GRADIENT_LABEL, "plain": "plain", "raw_linear": "raw input"}
 _LEGEND_BELOW = {"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0}
 
 
@@ -132,16 +137,50 @@ def comparison(scores: Mapping[str, float], metric: str, *,
     return fig
 
 
+def score_label(name: str) -> str:
+    """A score's label in the app: ``gradient`` -> ``gradient-learned``, ``crop+flip`` ->
+    ``crop + flip``, ``raw_linear`` -> ``raw input``."""
+    return _LABELS.get(name) or name.replace("_", " ").replace("+", " + ")
+
+
+def selected_label(name: str | None) -> str:
+    """The selected vector's label, naming the candidate it is: ``selected (crop + flip)``."""
+    return f"selected ({score_label(name)})" if name else "selected"
+
+
+def learn_scores(scores: Mapping[str, float], selected: str | None
+                 ) -> tuple[dict[str, float], dict[str, str]]:
+    """A learning job's test scores as the Learn page draws them, and their colours: the
+    gradient-learned vector, the selected one (its own bar, named after the candidate it is;
+    a selected corner's bar becomes it), every other corner, plain and the raw input. kNN
+    scores are left out (the suite's tables have them)."""
+    shown, colours = {}, {}
+    for name, value in scores.items():
+        if name.startswith(("knn_", "raw_knn")):
+            continue
+        label = selected_label(name) if name == selected and name != "gradient" \
+            else score_label(name)
+        shown[label] = value
+        colours[label] = {GRADIENT_LABEL: GRADIENT, "plain": PLAIN_COLOUR,
+                          "raw input": RAW_COLOUR}.get(label, CORNER)
+    if selected is not None and selected in scores:
+        label = selected_label(selected)
+        shown[label], colours[label] = scores[selected], LEARNED
+    return shown, colours
+
+
 # -- invariance profiles --------------------------------------------------------------------
 #: Outline colours of profiles that appear on several radars.
 PROFILE_COLOURS = {"all ones": "black", "all zeros": "darkorange"}
 
 
 def radar(profiles: Mapping[str, Mapping[str, float]], *, range_: tuple[float, float] = (0, 1),
-          filled: str | None = None, height: int = 380) -> go.Figure:
+          filled: str | None = None, height: int = 380,
+          colours: Mapping[str, str] | None = None) -> go.Figure:
     """A radar (polar) chart of named values, one outline per profile. Only ``filled`` is
     filled (drawn first, underneath), so the dotted outlines stay visible on top of it, even
-    where two profiles coincide."""
+    where two profiles coincide. ``colours`` (profile -> colour) overrides plotly's default
+    sequence (and :data:`PROFILE_COLOURS`)."""
     fig = go.Figure()
     names = sorted(profiles, key=lambda n: n != filled)
     for name in names:
@@ -149,8 +188,9 @@ def radar(profiles: Mapping[str, Mapping[str, float]], *, range_: tuple[float, f
         keys = list(values)
         fill = name == filled
         line = {"width": 2 if fill else 2.5, "dash": "solid" if fill else "dot"}
-        if name in PROFILE_COLOURS:
-            line["color"] = PROFILE_COLOURS[name]
+        colour = (colours or {}).get(name) or PROFILE_COLOURS.get(name)
+        if colour:
+            line["color"] = colour
         fig.add_trace(go.Scatterpolar(
             r=[*(values[k] for k in keys), values[keys[0]]], theta=[*keys, keys[0]],
             name=name, fill="toself" if fill else "none", opacity=0.9, line=line))

@@ -6,7 +6,10 @@ format version, model config, invariance space and the card (data, recipe, metri
 version). Writes are atomic (a temporary file, fsync, rename), so an interrupted save leaves
 the previous checkpoint intact.
 
-    >>> enc = amortinv.load("checkpoints/fmnist-hyper")   # a folder or a .safetensors file
+    >>> import amortinv
+    >>> enc = amortinv.load("checkpoints/fmnist-hyper4-cpu")   # a folder or a .safetensors file
+    >>> enc.space.names, enc.card["dataset"]
+    (('crop', 'flip', 'color', 'blur'), 'fashion-mnist')
 """
 
 from __future__ import annotations

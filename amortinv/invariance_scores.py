@@ -6,10 +6,13 @@ The score of transform ``t`` at vector ``i`` is the mean *whitened cosine simila
 self-supervised models transfer?"): 1 means fully invariant, 0 means the change is as large
 as the difference between unrelated inputs would suggest, negative values are possible.
 
+    >>> import amortinv, torch
     >>> from amortinv.invariance_scores import invariance_scores
+    >>> enc = amortinv.load("checkpoints/fmnist-hyper4-cpu")
+    >>> images = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8)
     >>> scores = invariance_scores(enc, images, {"crop": 1, "flip": 0, "color": 1, "blur": 0})
-    >>> scores["flip"]
-    0.93...
+    >>> sorted(scores)                 # one score per transform (1 = fully invariant)
+    ['blur', 'brightness', 'contrast', 'crop', 'flip', 'gamma', 'scale', 'translate']
 
 **Whitening.** Features are centred on the mean of the clean features ``f(x; i)`` and
 whitened with the inverse square root of their covariance, so that every direction of

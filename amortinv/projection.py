@@ -6,8 +6,12 @@ previous one (orthogonal Procrustes), and UMAP starts from the previous layout w
 UMAP's own neighbour search is the slow part on a CPU, so the kNN graph is computed here by
 brute force in torch (milliseconds for 2,000 points) and passed in.
 
+    >>> import torch
     >>> proj = Projector("pca")
+    >>> features = torch.randn(300, 64)
     >>> xy = proj(features)            # (N, 2), aligned to the previous call's layout
+    >>> xy.shape
+    (300, 2)
 """
 
 from __future__ import annotations

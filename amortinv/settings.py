@@ -1,6 +1,7 @@
 """Typed settings that say what values they take: one declaration read by the dataclass's own
 check (so the Python API refuses nonsense too) and by the command line (``choices``, ``auto``).
 
+    >>> from dataclasses import dataclass
     >>> @dataclass
     ... class Config:
     ...     steps: int = setting(1000, minimum=1)
@@ -8,6 +9,10 @@ check (so the Python API refuses nonsense too) and by the command line (``choice
     ...     temperature: float | str = setting(AUTO, auto=float, above=0)
     ...     def __post_init__(self):
     ...         check_settings(self)
+    >>> Config(method="byol")
+    Traceback (most recent call last):
+    ...
+    ValueError: method (--method) must be one of simclr, moco; got 'byol'
 
 ``AUTO`` (the word ``auto``) stands for "chosen from the other settings"; such a field takes
 ``auto`` or a number of the ``auto`` type.

@@ -23,16 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amortinv.data import Dataset
-from amortinv.downstream import (
-    DownstreamConfig,
-    State,
-    Task,
-    evaluate_vector,
-    learn,
-    prepare,
-    raw_input_score,
-)
+from amortinv.downstream import DownstreamConfig, Scored, State, Task, assess, learn, prepare
 from amortinv.models import Encoder
+from amortinv.selection import Selection
+
+__all__ = ["PLAIN", "RAW", "Job", "Scored", "Snapshot", "learning_job", "pretraining_job"]
 
 
 @dataclass
@@ -141,33 +136,28 @@ class Job:
 #: The score name of the plain (non-amortised) encoder in a learning job's result.
 PLAIN = "plain"
 #: The score name of the raw-input floor (a linear readout on pixels or log-mel).
-RAW = "raw input"
-
-
-@dataclass
-class Scored:
-    """A learning job's progress through its comparison, after learning: ``done`` of
-    ``total`` scores are in, the last one is ``name``'s."""
-
-    done: int
-    total: int
-    name: str
+RAW = "raw_linear"
 
 
 def learning_job(encoder: Encoder, task: Task | Dataset | str, config: DownstreamConfig,
-                 compare: list[tuple[str, Any]] | None = None, plain: Encoder | None = None,
-                 alive: Callable[[], bool] | None = None) -> Job:
-    """Learn ``task``'s vector in the background, then score the learned vector, the ``plain``
-    encoder (if given, as :data:`PLAIN`), each of ``compare`` (name, vector) and the raw input
-    (:data:`RAW`) on the test split.
+                 plain: Encoder | None = None, alive: Callable[[], bool] | None = None
+                 ) -> Job:
+    """Learn ``task``'s vector in the background, select the final vector on the validation
+    split, then score on the test split the gradient-learned vector, the selected one, every
+    corner, the ``plain`` encoder (if given, as :data:`PLAIN`) and the raw input (:data:`RAW`):
+    :func:`amortinv.downstream.assess`, so the corners' features serve both the selection and
+    their own scores.
 
     A task given by name or as a dataset is prepared in the job (a first use may decode or
     render data for a while): the result's ``task``, ``metric`` and ``note`` are set then.
-    Records are the learning's :class:`State` s, then one :class:`Scored` per comparison; the
-    result's ``scores`` ({name: score}) and ``learned`` ({group: value}) fill in as they come.
+    Records are the learning's :class:`State` s, then one :class:`Scored` per score (``val``
+    while selecting, then ``test``). The result fills in as they come: ``learned`` (the
+    gradient vector, {group: value}), ``val_scores`` and ``scores`` ({name: score}; the
+    gradient vector is :data:`amortinv.downstream.GRADIENT`, corners by name), then
+    ``selected`` (vector), ``selected_name`` and ``rounded`` once the selection is made.
 
-    :meth:`Job.stop` ends the learning early: the best vector so far is still scored against
-    everything. :meth:`Job.cancel` ends the job."""
+    :meth:`Job.stop` ends the learning early: the best vector so far is still selected from
+    and scored. :meth:`Job.cancel` ends the job."""
 
     def work(stop: threading.Event) -> Iterator[State | Scored]:
         prepared = task if isinstance(task, Task) else prepare(encoder, task, config)
@@ -180,18 +170,16 @@ def learning_job(encoder: Encoder, task: Task | Dataset | str, config: Downstrea
         job.set_result(stopped_early=stop.is_set())
         if last is None:  # stopped before the first step
             return
-        comparisons = [("learned", encoder, last.vector)]
-        if plain is not None:
-            comparisons.append((PLAIN, plain, 1.0))
-        comparisons += [(name, encoder, vector) for name, vector in compare or []]
-        comparisons.append((RAW, None, None))
-        scores: dict[str, float] = {}
-        job.set_result(learned=last.vector, scores=scores)
-        for done, (name, model, vector) in enumerate(comparisons, 1):
-            scores[name] = (raw_input_score(prepared) if model is None
-                            else evaluate_vector(model, prepared, vector))[1]
-            job.set_result(scores=dict(scores))
-            yield Scored(done, len(comparisons), name)
+        scores: dict[str, dict[str, float]] = {"val": {}, "test": {}}
+        job.set_result(learned=last.vector, val_scores={}, scores={})
+        for record in assess(encoder, prepared, last.vector, config, plain):
+            if isinstance(record, Selection):
+                job.set_result(selected=record.chosen.vector, selected_name=record.chosen.name,
+                               rounded=record.rounded)
+                continue
+            scores[record.split][record.name] = record.score
+            job.set_result(val_scores=dict(scores["val"]), scores=dict(scores["test"]))
+            yield record
 
     label = task.data.name if isinstance(task, Task) else getattr(task, "name", task)
     job = Job(work, name=f"learn-{label}", alive=alive)

@@ -7,8 +7,8 @@ import streamlit as st
 
 from amortinv import charts, ui
 from amortinv.data.uploads import UploadError, load_zip
-from amortinv.downstream import DownstreamConfig, corner_name
-from amortinv.workers import PLAIN, RAW, Scored, learning_job
+from amortinv.downstream import DownstreamConfig
+from amortinv.workers import Scored, learning_job
 
 encoder, dataset, path, _ = ui.page("Learn invariances", with_dataset=False)
 space = encoder.space
@@ -81,9 +81,8 @@ job = st.session_state.get("learn-job")
 running = bool(job and job.running)
 b1, b2, b3, _ = st.columns([1, 1, 1, 3])
 if b1.button("Start", type="primary", disabled=task is None or running):
-    corners = [(corner_name(space, c, readable=True), c) for c in space.corners(min_on=0)]
-    job = learning_job(encoder, task, config, compare=corners,
-                       plain=ui.plain_baseline(encoder), alive=ui.session_alive()).start()
+    job = learning_job(encoder, task, config, plain=ui.plain_baseline(encoder),
+                       alive=ui.session_alive()).start()
     st.session_state["learn-job"] = job
     running = True
 if b2.button("Stop learning", disabled=not running or job.stopping,
@@ -92,9 +91,6 @@ if b2.button("Stop learning", disabled=not running or job.stopping,
     job.stop()
 if b3.button("Cancel", disabled=not running, help="End the job, scores and all."):
     job.cancel()
-
-COLOURS = {"learned": charts.LEARNED, PLAIN: charts.PLAIN_COLOUR, RAW: charts.RAW_COLOUR}
-
 
 def status(snapshot, states, scored) -> None:
     """One progress bar: preparing, then learning (step of at most N), then scoring."""
@@ -120,11 +116,13 @@ def status(snapshot, states, scored) -> None:
                                        f" · {seconds:.0f} s · about {left:.0f} s left"
                                        + (" · stopping…" if snapshot.stopping else ""))
     else:
-        done = scored[-1].done if scored else 0
-        of = scored[-1].total if scored else len(space.corners(min_on=0)) + 3
-        last = f" (last: {scored[-1].name})" if scored else ""
-        st.progress(done / of, text=f"**{name}**: scoring on the test split, {done} of {of}"
-                                    f"{last} · {seconds:.0f} s")
+        last = scored[-1] if scored else None
+        done, of = (last.done, last.total) if last else (0, len(space.corners(min_on=0)) + 1)
+        what = ("choosing the vector on the validation split" if last is None
+                or last.split == "val" else "scoring on the test split")
+        after = f" (last: {charts.score_label(last.name)})" if last else ""
+        st.progress(done / of, text=f"**{name}**: {what}, {done} of {of}{after} · "
+                                    f"{seconds:.0f} s")
 
 
 def draw(snapshot) -> None:
@@ -146,20 +144,30 @@ def draw(snapshot) -> None:
             [s.step for s in learning], [s.loss for s in learning],
             [s.step for s in evals], [s.val_score for s in evals], metric))
     if result.get("learned"):
-        st.session_state["learned-vector"] = result["learned"]
-        scores = result.get("scores", {})
-        st.subheader(f"The learned vector against the alternatives ({metric} on the test split)")
+        st.session_state["learned-vector"] = result["learned"]  # the Probe page's presets
+        if result.get("selected"):
+            st.session_state["selected-vector"] = result["selected"]
+        scores, chosen = result.get("scores", {}), result.get("selected_name")
+        st.subheader(f"The learned vectors against the alternatives ({metric} on the test "
+                     "split)")
         left, right = st.columns([3, 2])
         if scores:
-            left.plotly_chart(charts.comparison(scores, metric, colours=COLOURS))
-        right.plotly_chart(charts.radar({"learned vector": result["learned"]},
-                                        filled="learned vector"))
+            shown, colours = charts.learn_scores(scores, chosen)
+            left.plotly_chart(charts.comparison(shown, metric, colours=colours))
+        vectors = {charts.GRADIENT_LABEL: result["learned"]}
+        if result.get("selected"):
+            vectors[charts.selected_label(chosen)] = result["selected"]
+        right.plotly_chart(charts.radar(vectors, filled=charts.GRADIENT_LABEL, colours={
+            charts.GRADIENT_LABEL: charts.GRADIENT, charts.selected_label(chosen): charts.LEARNED}))
         right.caption(
-            "**learned**: the vector chosen on the validation split, scored with a fresh "
-            "linear readout. **Corners** switch each group fully on (1) or off (0): "
-            "'crop + flip' = crop and flip at 1, the rest at 0; 'all ones' is standard "
-            f"SimCLR-style invariance. **{PLAIN}**: the encoder trained without a vector on "
-            f"the same data. **{RAW}**: the same readout on pixels or log-mel spectrograms.")
+            f"**{charts.GRADIENT_LABEL}**: where gradient descent on the vector ended (the "
+            "best point of its path on the validation split). **selected**: the vector kept "
+            "for the task, chosen on the validation split among that vector and every corner; "
+            "each is scored with a fresh linear readout. **Corners** switch each group fully "
+            "on (1) or off (0): 'crop + flip' = crop and flip at 1, the rest at 0; 'all ones' "
+            "is standard SimCLR-style invariance. **plain**: the encoder trained without a "
+            "vector on the same data. **raw input**: the same readout on pixels or log-mel "
+            "spectrograms.")
 
 
 if job is not None:

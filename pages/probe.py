@@ -23,9 +23,10 @@ def set_vector(values) -> None:
 
 # -- the vector: presets and sliders ---------------------------------------------------------------
 presets = {}
-learned = st.session_state.get("learned-vector")
-if learned and list(learned) == list(space.names):
-    presets["learned on 'Learn invariances'"] = list(learned.values())
+for key, label in (("selected-vector", "selected"), ("learned-vector", "gradient-learned")):
+    learned = st.session_state.get(key)
+    if learned and list(learned) == list(space.names):
+        presets[f"{label} on 'Learn invariances'"] = list(learned.values())
 for corner in sorted(space.corners(min_on=0), key=lambda c: -float(c.sum())):  # all ones first
     presets[corner_name(space, corner, readable=True)] = corner.tolist()
 cols = st.columns([3, 1])

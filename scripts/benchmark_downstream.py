@@ -14,13 +14,13 @@ rewritten as each row finishes, and each row is printed as JSON.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
 
 import amortinv
 import amortinv.data as data
+from amortinv import results
 from amortinv.checkpoint import CheckpointError
 from amortinv.cli import add_config_arguments, config_values
 from amortinv.devices import DEVICE_HELP
@@ -29,26 +29,10 @@ from amortinv.models import Encoder
 
 
 def markdown(rows: list[dict], skipped: list[str], command: str) -> str:
-    lines = [
-        f"Command: `{command}`",
-        "",
-        "| task | needs | metric | learned vector | learned "
-        "| best corner (oracle: picked on test) | all ones | all zeros | plain | raw linear | s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        if "error" in r:
-            continue
-        b = r["baselines"]
-        corners = {k: v for k, v in b.items() if not k.startswith(("raw_", "knn_", "plain"))}
-        best = max(corners, key=corners.get)
-        vector = ", ".join(f"{k} {v:.2f}" for k, v in r["learned"].items())
-        plain = f"{b['plain']:.3f}" if "plain" in b else "—"
-        lines.append(
-            f"| {r['task']} | {r['needs']} | {r['metric']} | {vector} | "
-            f"**{r['learned_score']:.3f}** | {corners[best]:.3f} ({best}) | "
-            f"{b['all_ones']:.3f} | {b['all_zeros']:.3f} | {plain} | {b['raw_linear']:.3f} | "
-            f"{r['seconds']:.0f} |")
+    """OUT.md: the command, the table (:func:`amortinv.results.table`), the targets, and the
+    failed and skipped tasks."""
+    lines = [f"Command: `{command}`", "", results.table(rows).rstrip(), "",
+             "Targets (issue 10):", "", results.targets(rows).rstrip()]
     failed = [f"{r['task']} ({r['error']})" for r in rows if "error" in r]
     if failed:
         lines += ["", "Failed: " + "; ".join(failed)]
@@ -60,18 +44,7 @@ def markdown(rows: list[dict], skipped: list[str], command: str) -> str:
 def write(out: Path, rows: list[dict], skipped: list[str], command: str) -> None:
     """Both files, with every row so far (rewritten after each row)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    keys = sorted({k for r in rows for k in r.get("baselines", {})})
-    with open(out.with_suffix(".csv"), "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["task", "metric", "learned", "learned_score", "val_score",
-                         "seconds", *keys, "error"])
-        for r in rows:
-            if "error" in r:
-                writer.writerow([r["task"], *[""] * (5 + len(keys)), r["error"]])
-                continue
-            writer.writerow([r["task"], r["metric"], json.dumps(r["learned"]),
-                             r["learned_score"], r["val_score"], r["seconds"],
-                             *[r["baselines"].get(k, "") for k in keys], ""])
+    results.write_csv(out.with_suffix(".csv"), rows)
     out.with_suffix(".md").write_text(markdown(rows, skipped, command))
 
 

@@ -4,9 +4,14 @@
     python scripts/downstream.py --checkpoint runs/cpu-fmnist --task fashion-mnist \\
         --plain runs/cpu-fmnist-plain --parameterisation sigmoid --device cuda
 
-Prints one JSON object: task, metric (accuracy or r2), learned (group -> value),
-learned_score (test), baselines (name -> test score: all_ones, all_zeros, every corner,
-plain with --plain, knn_*, raw_linear, raw_knn), val_score, seconds.
+Prints one JSON object: task, metric (accuracy or r2); learned (the gradient-learned vector,
+group -> value), learned_score (its test score), val_score (its validation score); selected,
+selected_name (``gradient`` or a corner), selected_score, selected_val (the vector chosen on
+the validation split among the gradient-learned one and every corner, and its scores);
+rounded (the corner the gradient vector rounds to); baselines (name -> test score: every
+corner, plain with --plain, knn_*, raw_linear, raw_knn; none with --no-baselines);
+precision (of the features behind every score); select_seconds (to the selected vector's
+test score) and seconds (everything).
 """
 
 from __future__ import annotations

@@ -90,3 +90,26 @@ def interrupted_then_resumed():
         return resumed
 
     return run
+
+
+@pytest.fixture
+def mirror_encoder():
+    """``mirror_encoder(size)``: an encoder whose features have known invariance: the image
+    blended with its mirror image by the flip value (flip=1 gives a left-right symmetric,
+    flip-invariant image; flip=0 the image as is); the other groups have no effect at all."""
+    from torch import nn
+
+    from amortinv.invariance import GREY
+    from amortinv.models import Encoder, ModelConfig
+
+    class MirrorMix(nn.Module):
+        def forward(self, x, invariance):
+            w = invariance[GREY.names.index("flip")] / 2
+            return ((1 - w) * x + w * x.flip(-1)).flatten(1)
+
+    def make(size: int = 28) -> Encoder:
+        enc = Encoder(ModelConfig(in_channels=1, image_size=size, width=4, bases=2), GREY)
+        enc.backbone, enc.feature_dim = MirrorMix(), size * size
+        return enc
+
+    return make

@@ -5,6 +5,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from amortinv import ui
+from amortinv.downstream import GRADIENT
 from amortinv.pretrain import Trainer, preset
 from amortinv.workers import PLAIN, RAW
 
@@ -81,11 +82,13 @@ def test_learning_runs_live_and_ends_with_scores(app):
     job.join(180)
     snap = job.snapshot()
     assert snap.error is None and not snap.cancelled
-    assert {"learned", "all ones", PLAIN, RAW} <= set(snap.result["scores"])  # plain: a baseline
+    assert {GRADIENT, "all_ones", PLAIN, RAW} <= set(snap.result["scores"])  # plain: a baseline
+    assert snap.result["selected_name"] in snap.result["val_scores"]
     at.run()
     assert not at.exception, at.exception
     assert len(at.session_state["learn-history"]) == 10
     assert set(at.session_state["learned-vector"]) == {"crop", "flip", "color", "blur"}
+    assert set(at.session_state["selected-vector"]) == {"crop", "flip", "color", "blur"}
 
 
 def test_invariance_map_draws_scores_for_every_transform(app):

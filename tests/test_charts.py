@@ -61,3 +61,22 @@ def test_the_radar_fills_only_one_profile_and_draws_it_first():
                        filled="current")
     assert [t.name for t in fig.data] == ["current", "all ones"]
     assert fig.data[0].fill == "toself" and fig.data[1].fill == "none"
+
+
+def test_the_learn_page_shows_both_vectors_and_names_the_selected_candidate():
+    scores = {"gradient": 0.80, "all_ones": 0.82, "crop+flip": 0.85, "plain": 0.84,
+              "raw_linear": 0.70, "raw_knn": 0.6, "knn_all_ones": 0.7}
+    shown, colours = charts.learn_scores(scores, "crop+flip")
+    assert shown == {"gradient-learned": 0.80, "all ones": 0.82, "selected (crop + flip)": 0.85,
+                     "plain": 0.84, "raw input": 0.70}  # the corner's bar became the selected
+    assert colours["selected (crop + flip)"] == charts.LEARNED
+    assert colours["gradient-learned"] == charts.GRADIENT
+    assert colours["all ones"] == charts.CORNER
+    shown, colours = charts.learn_scores(scores, "gradient")  # both bars, one vector
+    assert shown["gradient-learned"] == shown["selected (gradient-learned)"] == 0.80
+    assert colours["selected (gradient-learned)"] == charts.LEARNED
+    fig = charts.radar({"gradient-learned": {"a": 0.2, "b": 0.9},
+                        "selected (all ones)": {"a": 1.0, "b": 1.0}},
+                       filled="gradient-learned",
+                       colours={"gradient-learned": charts.GRADIENT})
+    assert fig.data[0].line.color == charts.GRADIENT and fig.data[1].line.color is None

@@ -7,7 +7,6 @@ import threading
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 import amortinv.data as data
 from amortinv import checkpoint
@@ -29,24 +28,6 @@ needs_fashion = pytest.mark.skipif(
     reason="Fashion-MNIST missing: run `make test` (installs dataset-fashion-mnist)")
 
 
-class MirrorMix(nn.Module):
-    """Features of known invariance: the image blended with its mirror image by the flip
-    value. flip=1 gives a left-right symmetric (flip-invariant) image, flip=0 the image as is;
-    the other groups have no effect at all."""
-
-    feature_dim = 28 * 28
-
-    def forward(self, x, invariance):
-        w = invariance[GREY.names.index("flip")] / 2
-        return ((1 - w) * x + w * x.flip(-1)).flatten(1)
-
-
-def mirror_encoder():
-    enc = Encoder(ModelConfig(in_channels=1, image_size=28, width=4, bases=2), GREY)
-    enc.backbone, enc.feature_dim = MirrorMix(), MirrorMix.feature_dim
-    return enc
-
-
 def small_encoder():
     torch.manual_seed(0)
     return Encoder(ModelConfig(in_channels=1, image_size=16, width=4, bases=2), GREY)
@@ -54,7 +35,8 @@ def small_encoder():
 
 @needs_fashion
 @pytest.mark.parametrize("parameterisation", ["clamp", "sigmoid"])
-def test_learning_moves_toward_sensitivity_on_a_task_that_needs_it(parameterisation):
+def test_learning_moves_toward_sensitivity_on_a_task_that_needs_it(parameterisation,
+                                                                   mirror_encoder):
     config = DownstreamConfig(steps=80, max_train=1000, lr_invariance=0.05, eval_every=20,
                               patience=10, parameterisation=parameterisation)
     task = prepare(mirror_encoder(), "fmnist-flip", config)
@@ -182,8 +164,14 @@ def test_bad_tasks_get_clear_errors():
     empty = Dataset("empty", "image", "classification",
                     Split(np.zeros((0, 1, 8, 8), np.uint8), np.zeros(0, np.int64)),
                     Split(np.zeros((2, 1, 8, 8), np.uint8), np.zeros(2, np.int64)), "x", ("a",))
-    with pytest.raises(TaskMismatch, match="empty"):
+    with pytest.raises(TaskMismatch, match="empty") as err:
         prepare(enc, empty, DownstreamConfig())
+    assert "give it examples in both splits" in str(err.value)  # the fix, not just the fault
+    one = Dataset("one", "image", "classification",
+                  Split(np.zeros((1, 1, 8, 8), np.uint8), np.zeros(1, np.int64)),
+                  Split(np.zeros((2, 1, 8, 8), np.uint8), np.zeros(2, np.int64)), "x", ("a",))
+    with pytest.raises(TaskMismatch, match="more training examples"):
+        prepare(enc, one, DownstreamConfig())
     with pytest.raises(TaskMismatch, match="audio"):  # a plain Python caller gets it too
         fit(enc, "asterisk-digits")
     with pytest.raises(ValueError, match="parameterisation"):
@@ -214,7 +202,8 @@ def test_script_prints_the_documented_json(tmp_path, capsys, script):
     assert script.main(["--checkpoint", str(tmp_path), "--task", "sklearn-digits",
                         "--steps", "4", "--max-train", "300", "--plain", str(tmp_path)]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert {"task", "metric", "learned", "learned_score", "baselines", "seconds"} <= set(out)
+    assert {"task", "metric", "learned", "learned_score", "baselines", "seconds", "selected",
+            "selected_name", "selected_score", "precision", "select_seconds"} <= set(out)
     assert out["metric"] == "accuracy" and set(out["learned"]) == set(GREY.names)
     assert {"all_ones", "all_zeros", "plain"} <= set(out["baselines"])
     assert script.main(["--checkpoint", str(tmp_path), "--task", "no-such-task"]) == 1
@@ -231,7 +220,7 @@ def test_script_prints_the_documented_json(tmp_path, capsys, script):
 
 
 def test_raw_baseline_projection_copes_with_tiny_tasks():
-    from amortinv.downstream import _pca
+    from amortinv.baselines import _pca
 
     rng = np.random.default_rng(0)
     zs = [torch.tensor(rng.standard_normal((n, 1000)), dtype=torch.float32) for n in (12, 4, 5)]

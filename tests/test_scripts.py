@@ -76,3 +76,15 @@ def test_evaluate_and_shipping(smoke_run, tmp_path):
     table = run(str(SCRIPTS / "checkpoint_table.py"), str(tmp_path)).splitlines()
     assert len(table) == 3 and table[2].startswith("| `shipped` | sklearn-digits |")
     assert "| 50.0% |" in table[2] and "test machine" in table[2]
+
+
+def test_the_docs_tables_are_the_results_files(script, tmp_path, monkeypatch):
+    tables = script("results_tables")
+    assert tables.main(["--check"]) == 0  # README.md and docs/DOWNSTREAM.md match their files
+    doc = tmp_path / "doc.md"
+    doc.write_text("before\n<!-- generated: images -->\nhand-edited\n<!-- end: images -->\n")
+    monkeypatch.setattr(tables, "DOCS", [doc])
+    assert tables.main(["--check"]) == 1  # a hand edit is caught
+    assert tables.main([]) == 0 and tables.main(["--check"]) == 0
+    text = doc.read_text()
+    assert "hand-edited" not in text and "| fashion-mnist |" in text and text.startswith("before")

@@ -4,7 +4,7 @@ import time
 import pytest
 import torch
 
-from amortinv.downstream import DownstreamConfig, evaluate_vector, prepare
+from amortinv.downstream import GRADIENT, DownstreamConfig, corner_name, evaluate_vector, prepare
 from amortinv.invariance import GREY
 from amortinv.models import Encoder, ModelConfig
 from amortinv.pretrain import Trainer, preset
@@ -17,22 +17,32 @@ def small_encoder(conditioning: str = "hyper"):
                                conditioning=conditioning), GREY)
 
 
-def test_learning_job_runs_in_the_background_and_scores_the_comparison():
+def test_learning_job_runs_in_the_background_selects_and_scores_the_comparison():
     enc, plain = small_encoder(), small_encoder("none")
     config = DownstreamConfig(steps=6, eval_every=3, max_train=300)
     task = prepare(enc, "sklearn-digits", config)
-    job = learning_job(enc, task, config, compare=[("all_ones", 1.0)], plain=plain).start()
+    job = learning_job(enc, task, config, plain=plain).start()
     job.join(120)
     snap = job.snapshot()
     assert not snap.running and snap.error is None
     states = [r for r in snap.records if not isinstance(r, Scored)]
     assert [s.step for s in states if not s.done] == list(range(1, 7))
     assert states[-1].done
-    assert set(snap.result["scores"]) == {"learned", "all_ones", PLAIN, RAW}
-    assert [r.name for r in snap.records if isinstance(r, Scored)] == [
-        "learned", PLAIN, "all_ones", RAW]
-    assert snap.result["scores"][PLAIN] == evaluate_vector(plain, task, 1.0)[1]
+    corners = {corner_name(GREY, c) for c in GREY.corners(min_on=0)}
+    # Selection on validation: the gradient vector first, then every corner.
+    val = [r.name for r in snap.records if isinstance(r, Scored) and r.split == "val"]
+    assert val[0] == GRADIENT and set(val[1:]) == corners and len(val) == 17
+    assert set(snap.result["val_scores"]) == {GRADIENT} | corners
+    chosen = snap.result["selected_name"]
+    assert snap.result["val_scores"][chosen] == max(snap.result["val_scores"].values())
+    # Then the test split: the gradient vector, the selected one, the rest.
+    test = [r.name for r in snap.records if isinstance(r, Scored) and r.split == "test"]
+    assert test[0] == GRADIENT and (chosen == GRADIENT or test[1] == chosen)
+    assert len(test) == len(set(test))  # each score once
+    assert {GRADIENT, PLAIN, RAW} | corners <= set(snap.result["scores"])
+    assert snap.result["scores"][PLAIN] == evaluate_vector(plain, task, 1.0, config.precision)[1]
     assert set(snap.result["learned"]) == set(GREY.names)
+    assert set(snap.result["selected"]) == set(GREY.names)
     assert snap.result["task"] == "sklearn-digits" and snap.result["metric"] == "accuracy"
 
 
@@ -89,7 +99,7 @@ def test_stop_ends_the_learning_but_still_scores_what_was_learned():
     enc, plain = small_encoder(), small_encoder("none")
     config = DownstreamConfig(steps=10_000, eval_every=2, patience=10_000, max_train=300)
     task = prepare(enc, "sklearn-digits", config)
-    job = learning_job(enc, task, config, compare=[("all_ones", 1.0)], plain=plain).start()
+    job = learning_job(enc, task, config, plain=plain).start()
     wait_for_steps(job, 4)
     job.stop()
     job.join(120)
@@ -97,7 +107,7 @@ def test_stop_ends_the_learning_but_still_scores_what_was_learned():
     states = [r for r in snap.records if not isinstance(r, Scored)]
     assert snap.error is None and not snap.cancelled and snap.result["stopped_early"]
     assert len(states) < 10_000 and states[-1].done
-    assert set(snap.result["scores"]) == {"learned", PLAIN, "all_ones", RAW}
+    assert {GRADIENT, PLAIN, "all_ones", RAW} <= set(snap.result["scores"])
     assert snap.result["learned"] == states[-1].vector
 
 

@@ -1,0 +1,210 @@
+"""The downstream suite's results files: one CSV row per task, and the Markdown tables and
+target checks made from them (so every table in the docs is generated from a file).
+
+A row is the JSON of :meth:`amortinv.downstream.Result.to_json` plus the task's ``needs``, or
+``{"task", "error"}`` for a task that failed. :func:`write_csv` and :func:`read_csv` keep every
+baseline (corners, plain, kNN, raw input) as its own column.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+#: The columns before the baselines' (which follow in alphabetical order), then ``error``.
+FIELDS = ["task", "needs", "metric", "learned", "learned_score", "val_score", "selected_name",
+          "selected", "selected_score", "selected_val", "rounded", "precision",
+          "select_seconds", "seconds"]
+_JSON = ("learned", "selected")
+_TEXT = ("task", "needs", "metric", "selected_name", "rounded", "precision", "error")
+
+#: The targets of issue 10, in points of the metric (accuracy or R²).
+SELECTED_BELOW_ORACLE = 0.01
+GRADIENT_BELOW_ORACLE = 0.02
+SECONDS = 60.0
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """Every row (failed ones with their ``error``) as one CSV file."""
+    keys = sorted({k for r in rows for k in r.get("baselines", {})})
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*FIELDS, *keys, "error"])
+        for r in rows:
+            if "error" in r:
+                writer.writerow([r["task"], *[""] * (len(FIELDS) - 1 + len(keys)), r["error"]])
+                continue
+            cells = [json.dumps(r[k]) if k in _JSON else r.get(k, "") for k in FIELDS]
+            writer.writerow([*cells, *[r["baselines"].get(k, "") for k in keys], ""])
+
+
+def read_csv(path: Path) -> list[dict]:
+    """The rows of a file :func:`write_csv` wrote, as the suite held them."""
+    rows = []
+    with open(path, newline="") as f:
+        for raw in csv.DictReader(f):
+            if raw.get("error"):
+                rows.append({"task": raw["task"], "error": raw["error"]})
+                continue
+            row, baselines = {}, {}
+            for key, value in raw.items():
+                if key in _JSON:
+                    row[key] = json.loads(value)
+                elif key in _TEXT:
+                    row[key] = value
+                elif key in FIELDS:
+                    row[key] = float(value) if value != "" else None
+                elif value != "":
+                    baselines[key] = float(value)
+            row.pop("error", None)
+            rows.append(row | {"baselines": baselines})
+    return rows
+
+
+def corner_scores(row: dict) -> dict[str, float]:
+    """The test scores of every corner in ``row`` (baselines that are not plain, kNN or raw)."""
+    return {k: v for k, v in row["baselines"].items()
+            if not k.startswith(("raw_", "knn_", "plain"))}
+
+
+def oracle(row: dict) -> tuple[str, float]:
+    """The best corner on the test split (an oracle: for reference only)."""
+    corners = corner_scores(row)
+    best = max(corners, key=corners.get)
+    return best, corners[best]
+
+
+def _vector(values: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.2f}" for k, v in values.items())
+
+
+def table(rows: Iterable[dict]) -> str:
+    """The suite's Markdown table: per task, the gradient-learned vector and its score, the
+    selected vector (chosen on validation) and its score, the oracle corner, all ones, all
+    zeros, plain, raw input, and the seconds to the selected vector's score and for the row."""
+    lines = [
+        "| task | needs | metric | gradient-learned vector | gradient-learned | selected "
+        "(chosen on validation) | best corner (oracle: picked on test) | all ones | all zeros "
+        "| plain | raw linear | s to selected | s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "error" in r:
+            continue
+        b = r["baselines"]
+        best, best_score = oracle(r)
+        plain = f"{b['plain']:.3f}" if "plain" in b else "—"
+        select_s = f"{r['select_seconds']:.0f}" if r.get("select_seconds") else "—"
+        lines.append(
+            f"| {r['task']} | {r['needs']} | {r['metric']} | {_vector(r['learned'])} | "
+            f"{r['learned_score']:.3f} | **{r['selected_score']:.3f}** ({r['selected_name']}) "
+            f"| {best_score:.3f} ({best}) | {b['all_ones']:.3f} | {b['all_zeros']:.3f} | "
+            f"{plain} | {b['raw_linear']:.3f} | {select_s} | {r['seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def misses(rows: Iterable[dict]) -> dict[str, list[str]]:
+    """Where each target is missed, by target: the selected vector more than 1 point below the
+    oracle corner or below all ones; the gradient-learned vector more than 2 points below the
+    oracle; more than 60 s to the selected vector's score."""
+    out: dict[str, list[str]] = {"selected >= oracle - 0.01": [],
+                                 "selected >= all ones": [],
+                                 "gradient-learned >= oracle - 0.02": [],
+                                 "seconds to selected <= 60": []}
+    for r in rows:
+        if "error" in r:
+            continue
+        _, best = oracle(r)
+        task = r["task"]
+        if r["selected_score"] < best - SELECTED_BELOW_ORACLE - 1e-9:
+            out["selected >= oracle - 0.01"].append(
+                f"{task} ({r['selected_score']:.3f} vs {best:.3f})")
+        if r["selected_score"] < r["baselines"]["all_ones"] - 1e-9:
+            out["selected >= all ones"].append(
+                f"{task} ({r['selected_score']:.3f} vs {r['baselines']['all_ones']:.3f})")
+        if r["learned_score"] < best - GRADIENT_BELOW_ORACLE - 1e-9:
+            out["gradient-learned >= oracle - 0.02"].append(
+                f"{task} ({r['learned_score']:.3f} vs {best:.3f})")
+        if r.get("select_seconds") and r["select_seconds"] > SECONDS:
+            out["seconds to selected <= 60"].append(f"{task} ({r['select_seconds']:.0f} s)")
+    return out
+
+
+def targets(rows: Iterable[dict]) -> str:
+    """A Markdown list: each target, met on every task or missed where."""
+    lines = []
+    for target, missed in misses(list(rows)).items():
+        lines.append(f"- {target}: " + ("met on every task" if not missed
+                                         else "missed on " + "; ".join(missed)))
+    return "\n".join(lines) + "\n"
+
+
+# -- the learner study (scripts/study_learner.py) -------------------------------------------
+def _gap(row: dict, key: str) -> float:
+    return float(row[key]) - float(row["oracle_holdout"])
+
+
+def study_table(rows: list[dict], variants: Iterable[str] | None = None) -> str:
+    """The learner study's summary, per variant: the gradient-learned and the selected vector
+    against the held-out oracle corner (mean and worst gap, and on how many tasks within the
+    targets' 2 and 1 points), how often the selected one falls below all ones, the line
+    search's gain, and the mean learning time; then one row per task and variant."""
+    variants = list(variants or dict.fromkeys(r["variant"] for r in rows))
+    lines = ["| variant | tasks | gradient - oracle: mean | worst | within 0.02 "
+             "| selected - oracle: mean | worst | within 0.01 | selected < all ones "
+             "| line search - gradient: mean | learn s (mean) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for variant in variants:
+        rs = [r for r in rows if r["variant"] == variant]
+        if not rs:
+            continue
+        g = [_gap(r, "gradient_holdout") for r in rs]
+        s = [_gap(r, "selected_holdout") for r in rs]
+        line = [float(r["line_holdout"]) - float(r["gradient_holdout"]) for r in rs
+                if r.get("line_holdout")]
+        below = sum(float(r["selected_holdout"]) < float(r["all_ones_holdout"]) for r in rs)
+        secs = sum(float(r["learn_seconds"]) for r in rs) / len(rs)
+        line_cell = f"{sum(line) / len(line):+.3f}" if line else "—"
+        lines.append(f"| {variant} | {len(rs)} | {sum(g) / len(g):+.3f} | {min(g):+.3f} | "
+                     f"{sum(x >= -GRADIENT_BELOW_ORACLE for x in g)} | "
+                     f"{sum(s) / len(s):+.3f} | {min(s):+.3f} | "
+                     f"{sum(x >= -SELECTED_BELOW_ORACLE for x in s)} | {below} | "
+                     f"{line_cell} | {secs:.0f} |")
+    lines += ["", "| task | variant | steps | gradient-learned vector | gradient-learned "
+              "| selected | oracle corner | all ones |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["variant"] not in variants:
+            continue
+        vector = ", ".join(f"{k} {v:.2f}" for k, v in json.loads(r["vector"]).items())
+        lines.append(f"| {r['task']} | {r['variant']} | {r['steps_run']} | {vector} | "
+                     f"{float(r['gradient_holdout']):.3f} | {float(r['selected_holdout']):.3f} "
+                     f"({r['selected']}) | {float(r['oracle_holdout']):.3f} ({r['oracle']}) | "
+                     f"{float(r['all_ones_holdout']):.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def read_study(paths: Iterable[Path]) -> list[dict]:
+    """The rows of the learner study's CSV files, in order."""
+    rows = []
+    for path in paths:
+        with open(path, newline="") as f:
+            rows += list(csv.DictReader(f))
+    return rows
+
+
+def restarts(rows: list[dict], variants: list[str], name: str) -> list[dict]:
+    """Rows of a derived variant ``name``: per task, the run among ``variants`` (e.g. the same
+    settings from several start values) with the best validation score of its gradient
+    vector; its learning time is the sum of theirs (the runs happen one after another)."""
+    out = []
+    for task in dict.fromkeys(r["task"] for r in rows):
+        runs = [r for r in rows if r["task"] == task and r["variant"] in variants]
+        if len(runs) < len(variants):
+            continue
+        best = max(runs, key=lambda r: float(r["gradient_val"]))
+        # the selection sees every start's gradient vector: keep the best on validation
+        out.append(best | {"variant": name, "learn_seconds": str(
+            sum(float(r["learn_seconds"]) for r in runs))})
+    return out

@@ -1,0 +1,110 @@
+"""Validated selection: the final vector is chosen on the validation split, never the test
+split, among the gradient vector and every corner; each vector is encoded once."""
+
+import numpy as np
+import torch
+
+from amortinv import results
+from amortinv.data import Dataset, Split
+from amortinv.downstream import GRADIENT, DownstreamConfig, assess, fit, prepare
+from amortinv.invariance import GREY
+from amortinv.selection import Features, corner_name, corners, rounded, select
+
+
+def sided_task(n_train=400, n_test=200, seed=0) -> Dataset:
+    """Class = which half of the image holds a bright blob: a task that needs flip off."""
+    rng = np.random.default_rng(seed)
+
+    def split(n):
+        y = rng.integers(0, 2, n)
+        x = rng.integers(0, 60, (n, 1, 8, 8)).astype(np.uint8)
+        for i, side in enumerate(y):
+            cols = slice(0, 3) if side == 0 else slice(5, 8)
+            x[i, 0, 2:6, cols] = 250
+        return Split(x, y.astype(np.int64))
+
+    return Dataset("sided", "image", "classification", split(n_train), split(n_test),
+                   "which side the blob is on", ("left", "right"))
+
+
+class Counting:
+    """Wraps ``encoder.features`` to record which arrays were encoded at which vector."""
+
+    def __init__(self, encoder):
+        self.calls = []
+        self.real = encoder.features
+        encoder.features = self
+
+    def __call__(self, x, vector, **kwargs):
+        self.calls.append((id(x), tuple(torch.as_tensor(vector).tolist())))
+        return self.real(x, vector, **kwargs)
+
+
+def test_selection_uses_validation_only_and_picks_what_the_task_needs(mirror_encoder):
+    enc = mirror_encoder(8)
+    task = prepare(enc, sided_task(), DownstreamConfig())
+    counting = Counting(enc)
+    # A gradient vector stuck at flip 1: mirrored images, the side cannot be told.
+    selection = select(Features(enc, task), {"crop": 0.5, "flip": 1.0, "color": 0.5,
+                                             "blur": 0.5})
+    assert id(task.test.x) not in {x for x, _ in counting.calls}  # the test split is unread
+    assert set(selection.candidates) == {GRADIENT} | set(corners(GREY))
+    chosen = selection.chosen
+    assert chosen.val_score == max(c.val_score for c in selection.candidates.values())
+    assert chosen.vector["flip"] == 0.0  # the blob's side needs flip sensitivity
+    assert selection.rounded == "all_ones"  # 0.5 rounds up: the standard invariance
+    assert selection.gradient.val_score < 0.7 < chosen.val_score
+
+
+def test_each_vector_and_split_is_encoded_once_and_the_test_split_scored_after(mirror_encoder):
+    enc = mirror_encoder(8)
+    task = prepare(enc, sided_task(), DownstreamConfig())
+    counting = Counting(enc)
+    run = assess(enc, task, {"crop": 0.5, "flip": 0.2, "color": 0.5, "blur": 0.5},
+                 DownstreamConfig())
+    records = []
+    while True:
+        try:
+            records.append(next(run))
+        except StopIteration as end:
+            outcome = end.value
+            break
+    assert len(counting.calls) == len(set(counting.calls))  # nothing encoded twice
+    splits = [getattr(r, "split", "selection") for r in records]
+    assert splits.index("selection") == 17  # 17 validation scores, then the choice
+    assert set(splits[18:]) == {"test"}
+    assert {GRADIENT, "all_ones", "raw_linear", "raw_knn", "knn_all_ones", "knn_learned"} \
+        | set(corners(GREY)) == set(outcome.test)
+    assert outcome.selected_score == outcome.test[outcome.selection.chosen.name]
+
+
+def test_fit_reports_the_gradient_vector_and_the_selected_one(mirror_encoder):
+    enc = mirror_encoder(8)
+    config = DownstreamConfig(steps=30, eval_every=10, lr_invariance=0.05)
+    result = fit(enc, sided_task(), config, with_baselines=False)
+    assert set(result.learned) == set(result.selected) == set(GREY.names)
+    assert result.selected_name in {GRADIENT} | set(corners(GREY))
+    assert result.selected_val >= result.val_score  # chosen on validation among them
+    assert result.baselines == {}
+    assert 0 < result.select_seconds <= result.seconds
+    assert result.rounded == corner_name(GREY, rounded(GREY, result.learned))
+
+
+def test_results_files_round_trip_and_say_where_targets_are_missed(tmp_path):
+    row = {"task": "t", "needs": "n", "metric": "accuracy", "learned": {"crop": 0.2},
+           "learned_score": 0.70, "val_score": 0.7, "selected_name": "all_ones",
+           "selected": {"crop": 1.0}, "selected_score": 0.745, "selected_val": 0.8,
+           "rounded": "all_zeros", "precision": "fp32", "select_seconds": 75.0,
+           "seconds": 200.0, "baselines": {"all_ones": 0.745, "all_zeros": 0.76,
+                                           "raw_linear": 0.5}}
+    path = tmp_path / "r.csv"
+    results.write_csv(path, [row, {"task": "broken", "error": "no data"}])
+    back = results.read_csv(path)
+    assert back[0] == row and back[1] == {"task": "broken", "error": "no data"}
+    missed = results.misses(back)
+    assert missed["selected >= oracle - 0.01"] == ["t (0.745 vs 0.760)"]
+    assert missed["selected >= all ones"] == []
+    assert missed["gradient-learned >= oracle - 0.02"] == ["t (0.700 vs 0.760)"]
+    assert missed["seconds to selected <= 60"] == ["t (75 s)"]
+    assert "| t | n | accuracy | crop 0.20 | 0.700 | **0.745** (all_ones) | 0.760 (all_zeros)" \
+        in results.table(back)
