@@ -131,7 +131,7 @@ PRESETS: dict[str, dict] = {
     ),
     "cpu-rgb": dict(
         dataset="colour-pretraining", image_size=32, arch="resnet18", width=16,
-        conditioning="hyper", bases=4, batch_size=256, steps=4000, optimizer="sgd", lr=0.5,
+        conditioning="hyper", bases=4, batch_size=256, steps=3600, optimizer="sgd", lr=0.5,
         weight_decay=5e-4, warmup_steps=200, knn_every=1000, knn_dataset="openclipart",
         checkpoint_every=500, bf16=False,
     ),
@@ -167,7 +167,7 @@ PRESET_NOTES: dict[str, str] = {
     "4-basis hypernetwork, on 2 CPU cores",
     "gpu-audio": "the same audio mix with a full-width ResNet-18 and 32 bases, on a GPU",
     "cpu-rgb": "colour clip art and stamps (colour-pretraining) at 32 px, width-16 ResNet-18, "
-    "4-basis hypernetwork, the rgb space's corners; ~90 min on one of 2 CPU cores",
+    "4-basis hypernetwork, the rgb space's corners; ~80 min on one of 2 CPU cores",
     "cpu-rgb-plain": "the same budget without conditioning: the plain colour baseline",
     "gpu-rgb": "the colour data at 32 px, width-20 ResNet-18, 4-basis hypernetwork (fp16 file "
     "~10 MB, small enough to probe on a CPU), LARS, bf16, torch.compile",

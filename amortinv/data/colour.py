@@ -35,7 +35,7 @@ from amortinv.data.images import (
     MAX_PIXELS,
     OPENCLIPART_DIR,
     TUXPAINT_DIR,
-    _png_pixels,
+    png_pixels,
     crop_to_content,
     decode_parallel,
     duplicate_groups,
@@ -98,7 +98,7 @@ def _whole_and_crops(path: Path) -> tuple[np.ndarray | None, list[np.ndarray]]:
     """The drawing as :func:`~amortinv.data.images.clip_art` makes it (so a pool image and a
     task's copy of it are equal), and seeded random :data:`CROPS` of a large one."""
     try:
-        if _png_pixels(path) > MAX_PIXELS:
+        if png_pixels(path) > MAX_PIXELS:
             return None, []
         with Image.open(path) as im:
             rgb = on_white(crop_to_content(im))

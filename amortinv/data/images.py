@@ -166,7 +166,7 @@ def fit_and_pad(im: Image.Image, size: int, fill: tuple[int, ...] | int = WHITE)
     return canvas
 
 
-def _png_pixels(path: Path) -> int:
+def png_pixels(path: Path) -> int:
     """Width x height from a PNG header, read before PIL (which warns or refuses on huge ones)."""
     with open(path, "rb") as f:
         head = f.read(24)
@@ -177,7 +177,7 @@ def _png_pixels(path: Path) -> int:
 
 def clip_art(path: Path, size: int = 64) -> np.ndarray | None:
     """A stamp or clip-art PNG as ``(3, size, size)`` uint8 on white; None if too large."""
-    if _png_pixels(path) > MAX_PIXELS:
+    if png_pixels(path) > MAX_PIXELS:
         return None
     with Image.open(path) as im:
         rgb = on_white(crop_to_content(im))
