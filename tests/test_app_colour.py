@@ -2,12 +2,12 @@
 the way to learned invariances."""
 
 import io
-import zipfile
 
 import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+from zips import make_zip
 
 import amortinv
 from amortinv import ui
@@ -95,23 +95,21 @@ def test_grey_data_with_a_colour_encoder_says_it_is_converted(app):
 
 
 def _colour_zip() -> bytes:
-    """Two classes told apart by colour: reddish and bluish squares of varied shades, mixed
-    with grey and palette files as a user's folder would be."""
+    """Two classes told apart by colour: reddish and bluish squares of varied shades, some
+    saved as palette images, as a user's folder would mix them; and one broken file."""
     rng = np.random.default_rng(0)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for cls, channel in (("red", 0), ("blue", 2)):
-            for i in range(12):
-                x = np.full((24, 24, 3), 255, dtype=np.uint8)
-                x[4:20, 4:20] = rng.integers(0, 80, 3)
-                x[4:20, 4:20, channel] = rng.integers(160, 256)
-                im = Image.fromarray(x)
-                im = im.convert("P") if i % 4 == 0 else im
-                out = io.BytesIO()
-                im.save(out, "PNG")
-                z.writestr(f"shapes/{cls}/{i}.png", out.getvalue())
-        z.writestr("shapes/red/broken.png", b"\x89PNG not really")
-    return buf.getvalue()
+    files = {}
+    for cls, channel in (("red", 0), ("blue", 2)):
+        for i in range(12):
+            x = np.full((24, 24, 3), 255, dtype=np.uint8)
+            x[4:20, 4:20] = rng.integers(0, 80, 3)
+            x[4:20, 4:20, channel] = rng.integers(160, 256)
+            im = Image.fromarray(x)
+            out = io.BytesIO()
+            (im.convert("P") if i % 4 == 0 else im).save(out, "PNG")
+            files[f"shapes/{cls}/{i}.png"] = out.getvalue()
+    files["shapes/red/broken.png"] = b"\x89PNG not really"
+    return make_zip(files)
 
 
 def test_a_colour_upload_learns_with_a_colour_encoder(colour_dirs):
