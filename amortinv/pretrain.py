@@ -100,6 +100,7 @@ class Trainer:
             conditioned_stages=cfg.conditioned_stages, width=cfg.width, stem=cfg.stem,
             modality=self.modality, in_channels=channels,
             image_size=self.sample_shape[-1] if self.modality == "image" else 0,
+            resize=self.modality == "image" and cfg.image_size != AUTO,
         )
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank and every run
         self.encoder = Encoder(model_cfg, self.space, self._card()).to(self.device)
@@ -144,6 +145,9 @@ class Trainer:
                                  f"'{parts[0].name}' is {modality} {shape}, '{p.name}' is "
                                  f"{p.modality} {p.input_shape}")
         x = torch.from_numpy(np.concatenate([p.train.x for p in parts]))
+        size = self.config.image_size
+        if modality == "image" and size != AUTO and tuple(shape[1:]) != (size, size):
+            x, shape = resize_images(x, size), (shape[0], size, size)
         return x.to(self.device), modality, tuple(shape)
 
     def _card(self) -> dict:
@@ -378,6 +382,18 @@ class Trainer:
         record = {"step": self.step, **plan}
         log.write(record)
         yield record
+
+
+def resize_images(x: torch.Tensor, size: int, chunk: int = 2048) -> torch.Tensor:
+    """uint8 images ``(N, C, H, W)`` resized to ``size`` x ``size`` once, before training, the
+    way the encoder resizes its inputs (bilinear, antialiased)."""
+    out = []
+    for i in range(0, len(x), chunk):
+        part = torch.nn.functional.interpolate(x[i:i + chunk].float() / 255.0, size=(size, size),
+                                               mode="bilinear", align_corners=False,
+                                               antialias=True)
+        out.append((part.clamp(0, 1) * 255).round().to(torch.uint8))
+    return torch.cat(out)
 
 
 def describe_hardware(device: torch.device, world: int = 1) -> str:

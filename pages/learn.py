@@ -45,6 +45,8 @@ def uploaded_task():
         st.warning(f"{len(ds.skipped)} file(s) could not be read and are left out: "
                    + "; ".join(f"`{p}` ({why})" for p, why in ds.skipped[:8])
                    + (" …" if len(ds.skipped) > 8 else ""))
+    for note in ds.notes:  # mixed grey / colour / palette / transparent images made one kind
+        st.caption(f":material/info: {note}")
     return ds
 
 

@@ -77,12 +77,18 @@ def run_task(name: str, pairs: list[tuple[Encoder, Encoder | None]],
     return row | {"needs": task.data.needs.split(":")[0]}
 
 
+def downstream_tasks() -> list[str]:
+    """Every available dataset but pre-training sets (whose labels are only a rough check)."""
+    return [name for name in data.names() if data.info(name).kind != "pretraining"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", nargs="+", required=True)
     parser.add_argument("--plain", nargs="*", default=[], help="plain encoders, same order")
-    parser.add_argument("--tasks", nargs="*", help="default: every available task")
+    parser.add_argument("--tasks", nargs="*",
+                        help="default: every available task (not the pre-training sets)")
     parser.add_argument("--out", default="docs/downstream")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP + " (default auto)")
     add_config_arguments(parser, DownstreamConfig)
@@ -100,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     rows: list[dict] = []
     skipped: list[str] = []
-    for name in args.tasks or data.names():
+    for name in args.tasks or downstream_tasks():
         row = run_task(name, pairs, config)
         if row is None:
             skipped.append(name)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import amortinv
+import amortinv.data as data
 from amortinv import checkpoint
 from amortinv.pretrain import PRESETS, Trainer, TrainingDiverged, preset
 
@@ -50,6 +51,24 @@ def test_each_setting_trains_and_writes_a_usable_checkpoint(tmp_path, overrides)
     assert enc.config.conditioning == overrides.get("conditioning", "hyper")
     ds_x = trainer.inputs[:3].cpu().numpy()
     assert enc.features(ds_x, 1.0).shape == (3, enc.feature_dim)
+
+
+def test_image_size_trains_small_and_the_encoder_resizes_any_input(tmp_path):
+    """--image-size 8 on 16-px digits: training sees 8 px, and the encoder resizes every input
+    to 8 px itself (so 16- and 32-px images give the features of their 8-px versions)."""
+    trainer, _ = run(preset("smoke", out=str(tmp_path), image_size=8))
+    assert tuple(trainer.inputs.shape[-2:]) == (8, 8)
+    enc = amortinv.load(tmp_path)
+    assert enc.config.image_size == 8 and enc.config.resize
+    x = data.get("sklearn-digits").test.x[:16]  # 16 x 16
+    small = torch.nn.functional.interpolate(torch.from_numpy(x).float() / 255, size=(8, 8),
+                                            mode="bilinear", antialias=True)
+    big = x.repeat(2, axis=2).repeat(2, axis=3)  # 32 x 32, the same picture
+    z = enc.features(x, 1.0)
+    assert torch.allclose(z, enc.features(small, 1.0), atol=1e-4)
+    assert torch.allclose(z, enc.features(big, 1.0), atol=0.05 * float(z.abs().max()))
+    assert preset("smoke").image_size == "auto" and not amortinv.load(
+        run(preset("smoke", out=str(tmp_path / "auto"), steps=2))[0].out).config.resize
 
 
 def test_the_loss_goes_down(tmp_path):

@@ -89,3 +89,47 @@ def test_an_upload_without_images_or_audio_is_refused_by_its_own_name(tmp_path, 
         load_zip(text_only, "notes.zip")
     assert "notes.zip" in str(err.value) and str(tmp_path) not in str(err.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def encoded(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **options)
+    return buf.getvalue()
+
+
+def test_mixed_kinds_of_images_are_made_one_kind_with_notes(tmp_path):
+    """Grey, RGB, RGBA, palette and 16-bit images in one upload all become 8-bit RGB, each
+    conversion said in a note; unreadable files are listed by name and the rest used."""
+    red = np.zeros((16, 16, 3), dtype=np.uint8)
+    red[..., 0] = 200
+    files = {
+        "a/rgb.png": encoded(Image.fromarray(red)),
+        "a/photo.jpg": encoded(Image.fromarray(red), "JPEG", quality=95),
+        "a/grey.png": encoded(Image.fromarray(np.full((16, 16), 90, np.uint8))),
+        "a/sixteen.png": encoded(Image.fromarray(np.full((16, 16), 40000, np.uint16))),
+        "b/clear.png": encoded(Image.new("RGBA", (16, 16), (0, 0, 255, 0))),
+        "b/palette.gif": encoded(Image.fromarray(red).convert("P"), "GIF"),
+        "b/grey2.png": encoded(Image.fromarray(np.full((16, 16), 30, np.uint8))),
+        "b/cut.png": png(3)[:200],  # a noise image cut short
+        "b/empty.jpg": b"",
+    }
+    ds = load_zip(make_zip(files), "mixed.zip")
+    assert ds.input_shape == (3, 32, 32)  # colour wins; small images stay at 32 px
+    assert sorted(path for path, _ in ds.skipped) == ["b/cut.png", "b/empty.jpg"]
+    assert len(ds.train) + len(ds.test) == 7
+    notes = " ".join(ds.notes)
+    assert "1 of 7 images have transparency" in notes
+    assert "1 of 7 images are palette images" in notes
+    assert "1 of 7 images are 16-bit" in notes
+    assert "4 of 7 images are grey" in notes  # grey, grey2, 16-bit and the white clear one
+    x = np.concatenate([ds.train.x, ds.test.x])
+    # The fully transparent image is white; the 16-bit one is 40000 / 257 = 156 grey.
+    assert ((x == 255).all(axis=(1, 2, 3))).sum() == 1
+    assert (np.abs(x.astype(int) - 156) <= 1).all(axis=(1, 2, 3)).sum() == 1
+
+
+def test_an_all_grey_upload_stays_grey_without_notes(tmp_path):
+    files = {f"{c}/{i}.png": encoded(Image.fromarray(np.full((8, 8), 20 * i + k, np.uint8)))
+             for k, c in enumerate(("x", "y")) for i in range(3)}
+    ds = load_zip(make_zip(files), "grey.zip")
+    assert ds.input_shape[0] == 1 and ds.notes == ()

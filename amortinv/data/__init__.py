@@ -16,12 +16,19 @@ The modules, each importing only those above it (no import cycle; ``tests/test_i
 - :mod:`~amortinv.data.registry`: registering a loader under a name, getting it by name;
 - the built-in sources, which register themselves when imported, here and only here:
   :mod:`~amortinv.data.images`, :mod:`~amortinv.data.audio`, :mod:`~amortinv.data.derived`,
+  :mod:`~amortinv.data.colour` (colour pre-training images, a colour-label task),
   :mod:`~amortinv.data.torchvision_sets`;
 - :mod:`~amortinv.data.folders`: a folder of your own, loaded as ``folder:PATH``;
 - :mod:`~amortinv.data.channels`: grey images for colour encoders and the reverse.
 """
 
-from amortinv.data import audio, derived, images, torchvision_sets  # noqa: F401  (register)
+from amortinv.data import (  # noqa: F401  (they register themselves)
+    audio,
+    colour,
+    derived,
+    images,
+    torchvision_sets,
+)
 from amortinv.data.cache import cache_dir
 from amortinv.data.channels import adapt_channels, to_channels
 from amortinv.data.dataset import Dataset, Split, Splits

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from amortinv.data.audio_io import decode_many
-from amortinv.data.images import DIGITS, holdout_splits
 from amortinv.data.cache import CACHE_VERSION
 from amortinv.data.dataset import Split, Splits
+from amortinv.data.images import DIGITS, holdout_splits
 from amortinv.data.registry import register
 from amortinv.data.render import (
     CLIP_SECONDS,

@@ -43,14 +43,35 @@ def cached(name: str, load: Callable[[], Splits]) -> Splits:
     return splits
 
 
+def cached_arrays(name: str, build: Callable[[], dict[str, np.ndarray]]
+                  ) -> dict[str, np.ndarray]:
+    """Named arrays from the cache, else ``build()``-ed and written there: for a decoded
+    intermediate that several datasets share (decoded once for all of them)."""
+    path = cache_path(name)
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError, zipfile.BadZipFile):
+            path.unlink(missing_ok=True)  # a torn or stale cache file: rebuild it
+    arrays = build()
+    _save_npz(path, arrays)
+    return arrays
+
+
 def save_splits(path: Path, splits: Splits) -> None:
     """Write ``splits`` to an uncompressed ``.npz`` atomically (fast to read back)."""
+    _save_npz(path, dict(train_x=splits.train.x, train_y=splits.train.y, test_x=splits.test.x,
+                         test_y=splits.test.y,
+                         class_names=np.array(splits.class_names, dtype=str)))
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, train_x=splits.train.x, train_y=splits.train.y, test_x=splits.test.x,
-                     test_y=splits.test.y, class_names=np.array(splits.class_names, dtype=str))
+            np.savez(f, **arrays)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -15,6 +15,12 @@ images want *invariance* to it. Every transform is one of the batched primitives
 | fmnist-blur | Fashion-MNIST | Gaussian blur sigma applied | blur |
 | clipart-hue | OpenClipart | hue rotation applied | color |
 | clipart-grayscale | OpenClipart | was the image turned grey? | grayscale |
+
+One task keeps the base's labels and makes a transform *noise* instead:
+
+| task | base | target | needs invariance to |
+|---|---|---|---|
+| clipart-recoloured | OpenClipart | the category, every image's hue rotated at random | color |
 """
 
 from __future__ import annotations
@@ -28,13 +34,14 @@ import torch
 from amortinv.augment import vision as ops
 from amortinv.augment.draws import uniform
 from amortinv.data.dataset import Split, Splits
+from amortinv.data.images import OPENCLIPART_CLASSES
 from amortinv.data.registry import get, is_available, register
 
 #: Examples per derived split: enough for a stable readout, small enough to learn in seconds.
 TRAIN_SIZE, TEST_SIZE = 10_000, 2_000
 CANVAS = 40  # side of the canvas for the position and scale tasks
 
-Transform = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, np.ndarray]]
+Transform = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, np.ndarray | None]]
 
 
 def _to_float(x: np.ndarray) -> torch.Tensor:
@@ -50,7 +57,8 @@ def derive(base: str, transform: Transform, seed: int, train_size: int = TRAIN_S
     """Apply ``transform`` to a seeded sample of each split of ``base``.
 
     ``transform(images, generator)`` gets float images in [0, 1] and returns the transformed
-    images and their targets (int64 classes or float32 regression values).
+    images and their targets (int64 classes or float32 regression values), or None to keep
+    the base's labels (a task where the transform is noise).
     """
     data = get(base)
     splits = []
@@ -59,7 +67,7 @@ def derive(base: str, transform: Transform, seed: int, train_size: int = TRAIN_S
         idx = np.sort(rng.choice(len(split), size=min(size, len(split)), replace=False))
         g = torch.Generator().manual_seed(seed + k)
         x, y = transform(_to_float(split.x[idx]), g)
-        splits.append(Split(_to_uint8(x), y))
+        splits.append(Split(_to_uint8(x), split.y[idx] if y is None else y))
     return Splits(splits[0], splits[1], ())
 
 
@@ -190,3 +198,14 @@ def _hue(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, np.ndarray]
 def _grayscale(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, np.ndarray]:
     grey = torch.rand(len(x), generator=g) < 0.5
     return ops.to_grayscale(x, grey), grey.numpy().astype(np.int64)
+
+
+@_register_derived(
+    "clipart-recoloured", "openclipart", target_kind="classification",
+    classes=OPENCLIPART_CLASSES,
+    description="OpenClipart categories with every image's hue rotated at random: colour says "
+    "nothing about the class",
+    needs="object class of drawings whose colours are noise: invariance to color helps",
+)
+def _recoloured(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, None]:
+    return ops.adjust_hue(x, uniform(len(x), -0.5, 0.5, g)), None

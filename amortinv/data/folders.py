@@ -19,9 +19,11 @@ inside a class folder. The kind of data is told by file extensions:
   :func:`amortinv.data.audio_io.decode_many`.
 
 A file that cannot be decoded is skipped and listed in :attr:`FolderDataset.skipped` (with the
-reason) for the app to show. A layout that cannot make a dataset (no such folder, nothing to
-read, a single class, images and audio mixed, a class with no readable file) raises
-``ValueError`` saying what is wrong and what is expected.
+reason) for the app to show. Images of mixed kinds (grey, colour, palette, with transparency,
+16-bit) are all made 8-bit RGB (or all grey) and :attr:`FolderDataset.notes` says what was
+done, so nothing is converted silently. A layout that cannot make a dataset (no such folder,
+nothing to read, a single class, images and audio mixed, a class with no readable file)
+raises ``ValueError`` saying what is wrong and what is expected.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from amortinv.data.images import decode_parallel, fit_and_pad, holdout_splits, on_white
 from amortinv.data.dataset import Dataset, Modality, Split, Splits, check
+from amortinv.data.images import decode_parallel, fit_and_pad, holdout_splits, on_white
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"})
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".mp3"})
@@ -55,6 +57,7 @@ class FolderDataset(Dataset):
     """A :class:`Dataset` from a folder, with the files that were skipped and why."""
 
     skipped: tuple[tuple[str, str], ...] = ()  # (file relative to the folder, reason)
+    notes: tuple[str, ...] = ()  # what was done to make mixed images one kind
 
 
 # -- finding files -----------------------------------------------------------------------------
@@ -161,10 +164,23 @@ def _eight_bit(im: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8))
 
 
-def _decode_image(path: Path, size: int) -> np.ndarray | str:
-    """``(size, size, 3)`` uint8, or why the file could not be decoded."""
+def _form(im: Image.Image) -> str:
+    """What kind of image a file holds: transparent, palette, 16-bit, grey or colour."""
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        return "transparent"
+    if im.mode == "P":
+        return "palette"
+    if im.mode in ("I", "I;16", "I;16B", "I;16L"):
+        return "16-bit"
+    return "grey" if im.mode in ("1", "L") else "colour"
+
+
+def _decode_image(path: Path, size: int) -> tuple[np.ndarray, str] | str:
+    """``(size, size, 3)`` uint8 and the file's :func:`_form`, or why it could not be
+    decoded."""
     try:
         with Image.open(path) as im:
+            form = _form(im)
             im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale
             upright = ImageOps.exif_transpose(im)  # phone photos store their rotation apart
             rgb = on_white(_eight_bit(upright))  # the first frame of an animated gif or webp
@@ -173,7 +189,7 @@ def _decode_image(path: Path, size: int) -> np.ndarray | str:
     border = np.concatenate([np.asarray(rgb)[[0, -1]].reshape(-1, 3),
                              np.asarray(rgb)[:, [0, -1]].reshape(-1, 3)])
     fill = tuple(int(v) for v in np.median(border, axis=0))
-    return np.asarray(fit_and_pad(rgb, size, fill))
+    return np.asarray(fit_and_pad(rgb, size, fill)), form
 
 
 def _image_size(paths: list[Path], requested: int | None) -> int:
@@ -184,12 +200,15 @@ def _image_size(paths: list[Path], requested: int | None) -> int:
     return SMALL if sides and float(np.median(sides)) <= SMALL else 64
 
 
-def _decode(paths: list[Path], modality: Modality, size: int) -> tuple[list, list[str | None]]:
-    """Decoded arrays (None where failed) and failure reasons (None where decoded)."""
+def _decode(paths: list[Path], modality: Modality, size: int
+            ) -> tuple[list, list[str | None], list[str | None]]:
+    """Decoded arrays (None where failed), failure reasons (None where decoded) and the
+    images' forms (:func:`_form`; None for audio and failures)."""
     if modality == "image":
         out = decode_parallel(paths, lambda p: _decode_image(p, size), "decoding images")
-        return ([o if isinstance(o, np.ndarray) else None for o in out],
-                [o if isinstance(o, str) else None for o in out])
+        return ([o[0] if isinstance(o, tuple) else None for o in out],
+                [o if isinstance(o, str) else None for o in out],
+                [o[1] if isinstance(o, tuple) else None for o in out])
     from amortinv.data.audio_io import decode_many
 
     decoded = decode_many(paths, sample_rate=SAMPLE_RATE, seconds=SECONDS,
@@ -202,7 +221,7 @@ def _decode(paths: list[Path], modality: Modality, size: int) -> tuple[list, lis
     for i, p in enumerate(paths):
         if clips[i] is None:
             reasons[i] = reason_of.get(str(p), "could not be decoded")
-    return clips, reasons
+    return clips, reasons, [None] * len(paths)
 
 
 @dataclass
@@ -210,20 +229,23 @@ class _Decoded:
     items: list[np.ndarray]
     labels: list[int]
     skipped: list[tuple[Path, str]]
+    forms: list[str | None]
 
 
 def _decode_scan(scan: _Scan, names: tuple[str, ...], modality: Modality,
                  size: int) -> _Decoded:
     paths = [f for c in names for f in scan.classes.get(c, [])]
     labels = [i for i, c in enumerate(names) for _ in scan.classes.get(c, [])]
-    arrays, reasons = _decode(paths, modality, size)
-    out = _Decoded([], [], list(scan.skipped))
-    for path, label, array, reason in zip(paths, labels, arrays, reasons, strict=True):
+    arrays, reasons, forms = _decode(paths, modality, size)
+    out = _Decoded([], [], list(scan.skipped), [])
+    for path, label, array, reason, form in zip(paths, labels, arrays, reasons, forms,
+                                                strict=True):
         if array is None:
             out.skipped.append((path, reason or "could not be decoded"))
         else:
             out.items.append(array)
             out.labels.append(label)
+            out.forms.append(form)
     present = set(out.labels)
     for i, c in enumerate(names):
         if c in scan.classes and i not in present:
@@ -243,6 +265,26 @@ def _stack(modality: Modality, items: list[np.ndarray]) -> np.ndarray:
     grey = bool((x[..., 0] == x[..., 1]).all() and (x[..., 1] == x[..., 2]).all())
     x = x[..., :1] if grey else x
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2)).astype(np.uint8, copy=False)
+
+
+def normalisation_notes(forms: list[str | None], x: np.ndarray) -> tuple[str, ...]:
+    """What was done to images of mixed kinds (``forms`` from :func:`_form`) to make the
+    stacked ``x`` ``(N, C, H, W)`` one kind: one sentence each, for the user."""
+    n = len(forms)
+    notes = []
+    for form, done in (("transparent", "have transparency: composited onto white"),
+                       ("palette", "are palette images: expanded to full colour"),
+                       ("16-bit", "are 16-bit: scaled to 8 bits")):
+        k = forms.count(form)
+        if k:
+            notes.append(f"{k} of {n} images {done}.")
+    if x.ndim == 4 and x.shape[1] == 3:
+        grey = int(((x[:, 0] == x[:, 1]) & (x[:, 1] == x[:, 2])).all(axis=(1, 2)).sum())
+        if 0 < grey < n:
+            notes.append(f"{grey} of {n} images are grey and the others in colour: every "
+                         "image is made RGB (a grey image's channel is copied to red, green "
+                         "and blue).")
+    return tuple(notes)
 
 
 # -- the entry point ---------------------------------------------------------------------------
@@ -269,11 +311,14 @@ def load_folder(path: str | Path, size: int | None = None) -> FolderDataset:
     if test_scan is None:
         x = _stack(modality, train.items)
         splits = holdout_splits(x, labels, names, min_per_class=1)
+        notes = normalisation_notes(train.forms, x) if modality == "image" else ()
     else:
         test = _decode_scan(test_scan, names, modality, side)
         if not test.items:
             raise ValueError(f"{root}: test/ has no readable {modality} file. {LAYOUT}")
         both = _stack(modality, train.items + test.items)  # one grey-or-RGB decision
+        notes = normalisation_notes(train.forms + test.forms, both) if modality == "image" \
+            else ()
         n = len(train.items)
         splits = Splits(Split(both[:n], labels),
                         Split(both[n:], np.asarray(test.labels, dtype=np.int64)), names)
@@ -281,11 +326,11 @@ def load_folder(path: str | Path, size: int | None = None) -> FolderDataset:
     if len(splits.test) == 0:
         raise ValueError(f"{root}: too few readable files to hold out a test split; put at "
                          "least two files in some class folder, or add a test/ folder.")
-    return _dataset(root, modality, splits, skipped)
+    return _dataset(root, modality, splits, skipped, notes)
 
 
 def _dataset(root: Path, modality: Modality, splits: Splits,
-             skipped: list[tuple[Path, str]]) -> FolderDataset:
+             skipped: list[tuple[Path, str]], notes: tuple[str, ...] = ()) -> FolderDataset:
     n = len(splits.train) + len(splits.test)
     kind = "images" if modality == "image" else "audio clips"
     shape = "x".join(str(d) for d in splits.train.x.shape[1:])
@@ -298,6 +343,7 @@ def _dataset(root: Path, modality: Modality, splits: Splits,
         needs="unknown: a folder of your own says nothing about which invariances help",
         source=str(root),
         skipped=tuple((str(p.relative_to(root)), reason) for p, reason in skipped),
+        notes=notes,
     )
     check(data)
     return data

@@ -166,7 +166,7 @@ def fit_and_pad(im: Image.Image, size: int, fill: tuple[int, ...] | int = WHITE)
     return canvas
 
 
-def _png_pixels(path: Path) -> int:
+def png_pixels(path: Path) -> int:
     """Width x height from a PNG header, read before PIL (which warns or refuses on huge ones)."""
     with open(path, "rb") as f:
         head = f.read(24)
@@ -177,7 +177,7 @@ def _png_pixels(path: Path) -> int:
 
 def clip_art(path: Path, size: int = 64) -> np.ndarray | None:
     """A stamp or clip-art PNG as ``(3, size, size)`` uint8 on white; None if too large."""
-    if _png_pixels(path) > MAX_PIXELS:
+    if png_pixels(path) > MAX_PIXELS:
         return None
     with Image.open(path) as im:
         rgb = on_white(crop_to_content(im))
@@ -190,6 +190,28 @@ def clip_art(path: Path, size: int = 64) -> np.ndarray | None:
 DUPLICATE_RMS = 3.0
 
 
+def thumbnails(x: np.ndarray) -> np.ndarray:
+    """``(N, C, H, W)`` images (H, W multiples of 32) as ``(N, C*32*32)`` float32 means of
+    their 32x32 blocks: what near-duplicates are compared on."""
+    n, c, h, w = x.shape
+    small = x.reshape(n, c, 32, h // 32, 32, w // 32).mean(axis=(3, 5), dtype=np.float32)
+    return small.reshape(n, -1)
+
+
+def _mirrored(small: np.ndarray, channels: int) -> np.ndarray:
+    return small.reshape(len(small), channels, 32, 32)[..., ::-1].reshape(len(small), -1)
+
+
+def _close(a: np.ndarray, b: np.ndarray, rms: float) -> np.ndarray:
+    """``(len(a), len(b))``: which thumbnails lie within ``rms`` (over 0..255) of each other."""
+    sq = (a**2).sum(1)[:, None] + (b**2).sum(1)[None] - 2 * a @ b.T
+    return np.maximum(sq, 0) / a.shape[1] < rms**2
+
+
+#: Rows compared at once: keeps the distance matrix of 10,000 images to ~40 MB a block.
+CHUNK = 1024
+
+
 def duplicate_groups(x: np.ndarray, mirror: bool = False) -> list[list[int]]:
     """Indices of ``(N, C, H, W)`` images grouped by near-identity (singletons too).
 
@@ -197,23 +219,39 @@ def duplicate_groups(x: np.ndarray, mirror: bool = False) -> list[list[int]]:
     greedy around their first member, in index order, so the first of each group is kept by
     callers that deduplicate.
     """
-    n, c, h, w = x.shape
-    small = x.reshape(n, c, 32, h // 32, 32, w // 32).mean(axis=(3, 5), dtype=np.float32)
-    views = [small.reshape(n, -1)] + ([small[..., ::-1].reshape(n, -1)] if mirror else [])
-    a = views[0]
-    close = np.zeros((n, n), dtype=bool)
-    for b in views:
-        sq = (a**2).sum(1)[:, None] + (b**2).sum(1)[None] - 2 * a @ b.T
-        close |= np.maximum(sq, 0) / a.shape[1] < DUPLICATE_RMS**2
-    np.fill_diagonal(close, True)
+    small = thumbnails(x)
+    views = [small] + ([_mirrored(small, x.shape[1])] if mirror else [])
+    n = len(x)
     assigned = np.zeros(n, dtype=bool)
     groups = []
-    for i in range(n):
-        if not assigned[i]:
-            members = np.flatnonzero(close[i] & ~assigned)
-            assigned[members] = True
-            groups.append(members.tolist())
+    for start in range(0, n, CHUNK):
+        block = small[start:start + CHUNK]
+        close = np.zeros((len(block), n), dtype=bool)
+        for b in views:
+            close |= _close(block, b, DUPLICATE_RMS)
+        for i in range(start, start + len(block)):
+            if not assigned[i]:
+                row = close[i - start]
+                row[i] = True
+                members = np.flatnonzero(row & ~assigned)
+                assigned[members] = True
+                groups.append(members.tolist())
     return groups
+
+
+def near_matches(x: np.ndarray, reference: np.ndarray, rms: float = DUPLICATE_RMS,
+                 mirror: bool = True) -> np.ndarray:
+    """Boolean mask of the images of ``x`` within ``rms`` of some image of ``reference`` (or
+    of its mirror image, with ``mirror``): to hold test images out of another set."""
+    refs = thumbnails(reference)
+    views = [refs] + ([_mirrored(refs, reference.shape[1])] if mirror else [])
+    small = thumbnails(x)
+    found = np.zeros(len(x), dtype=bool)
+    for start in range(0, len(x), CHUNK):
+        block = small[start:start + CHUNK]
+        found[start:start + len(block)] = np.any([_close(block, v, rms).any(1) for v in views],
+                                                 axis=0)
+    return found
 
 
 def _stack(images: Sequence[np.ndarray]) -> np.ndarray:

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from amortinv.data.images import decode_parallel, holdout_splits
 from amortinv.data.cache import cache_dir
 from amortinv.data.dataset import Split, Splits
+from amortinv.data.images import decode_parallel, holdout_splits
 from amortinv.data.registry import register
 
 #: Side of the square images the variable-size datasets are resized to.
