@@ -379,6 +379,7 @@ class Trainer:
                 "fixed_at_step": self.step, "planned_steps": total}
         self.encoder.card["time_budget"] = plan
         self.encoder.card["pretrain"]["steps"] = total
+        checkpoint()  # again, with the plan: a run stopped before its next save resumes to it
         record = {"step": self.step, **plan}
         log.write(record)
         yield record

@@ -16,6 +16,7 @@ brute force in torch (milliseconds for 2,000 points) and passed in.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import os
@@ -146,7 +147,11 @@ def warm_up_umap(block: bool = False) -> threading.Event:
         _UMAP_READY.set()
 
     if _WARMING.acquire(blocking=False):  # the first caller starts it; later ones share it
-        threading.Thread(target=work, daemon=True, name="umap-warm-up").start()
+        thread = threading.Thread(target=work, daemon=True, name="umap-warm-up")
+        thread.start()
+        # A daemon thread killed in the middle of numba's compilation aborts the interpreter
+        # (an LLVM assertion, exit code 134): a process that ends early waits for it first.
+        atexit.register(thread.join, 120)
     if block:
         _UMAP_READY.wait()
     return _UMAP_READY

@@ -249,13 +249,21 @@ def test_minutes_fix_the_steps_so_that_the_schedule_ends_on_time(tmp_path):
     records = list(trainer.run())
     wall = time.perf_counter() - start
     plan = next(r for r in records if "planned_steps" in r)
-    assert trainer.step == plan["planned_steps"] > 5  # --steps 5 was overridden
+    assert plan["planned_steps"] > 5  # --steps 5 was overridden
     assert plan["timed_steps"] >= 5 and plan["fixed_at_step"] < plan["planned_steps"]
     assert wall < budget + 5
-    lrs = [r["lr"] for r in records if "lr" in r]
-    assert lrs[-1] < 0.05 * max(lrs)  # the schedule ran to its end
     card = amortinv.load(tmp_path).card
-    assert card["steps"] == card["pretrain"]["steps"] == plan["planned_steps"]
+    if "ended_early_at" in card["time_budget"]:
+        # a machine busy with other work fell behind the plan: the run ends on time, saying so
+        # (test_a_timed_run_that_falls_behind_ends_early_and_says_so makes that happen)
+        assert card["steps"] == trainer.step == card["time_budget"]["ended_early_at"]
+        assert trainer.step < plan["planned_steps"]
+    else:
+        assert card["steps"] == card["pretrain"]["steps"]
+        assert trainer.step == plan["planned_steps"]
+        lrs = [r["lr"] for r in records if "lr" in r]
+        assert lrs[-1] < 0.05 * max(lrs)  # the schedule ran to its end
+    assert card["pretrain"]["steps"] == plan["planned_steps"]
     assert card["time_budget"]["minutes"] == card["pretrain"]["minutes"] == budget / 60
     assert card["hardware"].startswith("CPU")
 
@@ -285,7 +293,9 @@ def test_a_resumed_timed_run_keeps_the_total_it_fixed(tmp_path):
     honest = first.train_step
 
     def stop_after_the_total_is_fixed():
-        if "time_budget" in first.encoder.card and first.step >= first.config.steps // 2:
+        # at once: the last save is the one made when the total was fixed (a loaded machine
+        # once stopped a run there, and its resume timed the run again)
+        if "time_budget" in first.encoder.card:
             raise KeyboardInterrupt
         return honest()
 
