@@ -29,6 +29,10 @@ class PretrainConfig:
     conditioned_stages: tuple[int, ...] = (1, 2, 3, 4)
     width: int = setting(64, minimum=1)
     stem: str = setting("small", choices=("small", "imagenet"))
+    bands: int = setting(1, minimum=1)  # 1: global average pooling; n: n frequency bands
+    # statistics that normalise the augmentation domain: one mean and std, or (audio) one per
+    # mel bin
+    input_stats: str = setting("global", choices=("global", "per-bin"))
     # method
     method: str = setting("simclr", choices=("simclr", "moco"))
     temperature: float | str = setting(AUTO, auto=float, above=0)  # auto: SimCLR 0.5, MoCo 0.1
@@ -165,6 +169,10 @@ HELP: dict[str, str] = {
     "conditioned_stages": "which ResNet stages (1-4) are conditioned",
     "width": "channels of the first ResNet stage (standard: 64)",
     "stem": "small (3x3, no down-sampling, for 28-64 px) | imagenet (7x7/2 + pool)",
+    "bands": "ResNet features: 1 = global average pooling; n > 1 = averaged over time into n "
+    "frequency bands (audio; n x channels features)",
+    "input_stats": "input normalisation: global (one mean and std) | per-bin (audio: one mean "
+    "and std per mel bin)",
     "method": "simclr (NT-Xent) | moco (MoCo-v2: momentum encoder and key queues)",
     "temperature": "contrastive temperature; auto: the method's (SimCLR 0.5, MoCo-v2 0.1)",
     "proj_hidden": "hidden width of the projection head",
