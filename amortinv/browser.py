@@ -68,7 +68,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float) -
 
 
 @contextlib.contextmanager
-def browser(width: int = 1400, height: int = 1000):
+def browser(width: int = 1400, height: int = 1600):
     """A Playwright page in headless Debian Chromium."""
     if not Path(CHROMIUM).exists():
         raise RuntimeError("Debian's chromium is missing: run `make test` (it installs it) "
@@ -94,9 +94,10 @@ def idle(page, timeout_ms: float = 180_000) -> None:
 #: A JavaScript expression: a fingerprint of the first Plotly chart's data (or null).
 PLOT_SIGNATURE = """() => {
   const el = document.querySelector('.js-plotly-plot');
-  if (!el || !el.data || !el.data.length) return null;
-  const t = el.data[0];
-  return [el.data.length, t.x && t.x.length, t.x && t.x[0], t.y && t.y[0]].join('|');
+  const data = el && el._fullData;
+  if (!data || !data.length) return null;
+  const t = data[0];
+  return [data.length, t.x && t.x.length, t.x && t.x[0], t.y && t.y[0]].join('|');
 }"""
 
 

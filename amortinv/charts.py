@@ -91,11 +91,12 @@ def loss_and_validation(steps: Sequence[int], losses: Sequence[float],
     fig.add_trace(go.Scatter(x=list(steps), y=list(losses), name="training loss",
                              mode="lines"))
     fig.add_trace(go.Scatter(x=list(val_steps), y=list(val_scores), name=f"validation {metric}",
-                             yaxis="y2", mode="lines+markers"))
+                             yaxis="y2", mode="lines+markers", showlegend=bool(val_scores)))
     fig.update_layout(title="loss and validation score", height=340, xaxis_title="step",
                       yaxis_title="loss", legend=_LEGEND_BELOW,
                       yaxis2={"overlaying": "y", "side": "right", "title": f"validation {metric}",
-                              "range": _score_range(val_scores, metric), "showgrid": False},
+                              "range": _score_range(val_scores, metric), "showgrid": False,
+                              "tickmode": "auto", "nticks": 6, "tickformat": ".2f"},
                       margin={"t": 50, "b": 40, "l": 60, "r": 60})
     return fig
 
@@ -132,20 +133,27 @@ def comparison(scores: Mapping[str, float], metric: str, *,
 
 
 # -- invariance profiles --------------------------------------------------------------------
+#: Outline colours of profiles that appear on several radars.
+PROFILE_COLOURS = {"all ones": "black", "all zeros": "darkorange"}
+
+
 def radar(profiles: Mapping[str, Mapping[str, float]], *, range_: tuple[float, float] = (0, 1),
           filled: str | None = None, height: int = 380) -> go.Figure:
     """A radar (polar) chart of named values, one outline per profile. Only ``filled`` is
-    filled (drawn first, underneath), so the outlines stay visible on top of it."""
+    filled (drawn first, underneath), so the dotted outlines stay visible on top of it, even
+    where two profiles coincide."""
     fig = go.Figure()
     names = sorted(profiles, key=lambda n: n != filled)
     for name in names:
         values = profiles[name]
         keys = list(values)
         fill = name == filled
+        line = {"width": 2 if fill else 2.5, "dash": "solid" if fill else "dot"}
+        if name in PROFILE_COLOURS:
+            line["color"] = PROFILE_COLOURS[name]
         fig.add_trace(go.Scatterpolar(
             r=[*(values[k] for k in keys), values[keys[0]]], theta=[*keys, keys[0]],
-            name=name, fill="toself" if fill else "none", opacity=0.9,
-            line={"width": 2 if fill else 2.5, "dash": "solid" if fill else "dot"}))
+            name=name, fill="toself" if fill else "none", opacity=0.9, line=line))
     fig.update_layout(polar={"radialaxis": {"range": list(range_)},
                              "angularaxis": {"tickfont": {"size": 12}}},
                       height=height, legend=_LEGEND_BELOW, showlegend=True,

@@ -23,6 +23,7 @@ import amortinv.data as data
 from amortinv import checkpoint
 from amortinv.augment import LogMel, make_augment
 from amortinv.models import Encoder
+from amortinv.models.cost import checkpoint_cost, probe_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Shipped checkpoints, then the user's runs (``$AMORTINV_RUNS`` moves the latter).
@@ -30,7 +31,13 @@ CHECKPOINT_DIRS = (ROOT / "checkpoints", Path(os.environ.get("AMORTINV_RUNS", RO
 #: Test examples drawn on Probe features, and training examples behind its live kNN and linear
 #: probe, per modality (audio encoders are slower: fewer clips keep a slider move quick).
 PROBE_POINTS = {"image": 2000, "audio": 500}
-PROBE_TRAIN_POINTS = {"image": 1000, "audio": 500}
+PROBE_TRAIN_POINTS = {"image": 500, "audio": 250}
+#: Seconds a probe may take per vector on this CPU: a slower encoder probes fewer points, or
+#: is refused (:func:`amortinv.models.cost.probe_plan`).
+PROBE_BUDGET_S = 10.0
+#: Checkpoints larger than this are costed before they are loaded (the sidebar may refuse
+#: them); smaller ones load at once and are costed when a page probes them.
+LARGE_FILE_BYTES = 100 * 2**20
 #: How long a page waits for a dataset before it shows a "preparing" message instead.
 QUICK_LOAD_S = 1.5
 
@@ -213,6 +220,11 @@ def sidebar() -> tuple[Encoder, str, Path] | None:
                                  key="checkpoint")
     st.session_state["_checkpoint"] = label
     try:
+        if checkpoint.resolve(found[label]).stat().st_size > LARGE_FILE_BYTES:
+            points, message = probe_points(found[label])
+            if not points:  # refused before its weights are loaded: no fit, or no end
+                st.error(message)
+                return None
         encoder = encoder_at(found[label])
     except (checkpoint.CheckpointError, FileNotFoundError) as err:
         st.error(f"This checkpoint cannot be loaded: {err}")
@@ -278,6 +290,23 @@ def vector_key(vector: dict[str, float]) -> tuple[float, ...]:
     return tuple(round(float(v), 3) for v in vector.values())
 
 
+def probe_points(path: Path) -> tuple[int, str]:
+    """How many test points this machine can probe with the encoder at ``path`` (0: refuse)
+    and why fewer than :data:`PROBE_POINTS` (empty when not), from the checkpoint's header:
+    a model too large to probe is never loaded."""
+    file = checkpoint.resolve(path)
+    return _probe_plan(str(file), file.stat().st_mtime)
+
+
+@st.cache_data(show_spinner="Checking what this encoder costs…", max_entries=32)
+def _probe_plan(file: str, mtime: float) -> tuple[int, str]:
+    cost = checkpoint_cost(file)
+    modality = "audio" if len(cost.input_shape) == 2 else "image"
+    test, train = PROBE_POINTS[modality], PROBE_TRAIN_POINTS[modality]
+    plan = probe_plan(cost, test + train, budget_s=PROBE_BUDGET_S)
+    return round(plan.points * test / (test + train)), plan.message
+
+
 @st.cache_data(show_spinner="Computing features…", max_entries=64)
 def probe_features(path: str, mtime: float, dataset: str, vector: tuple[float, ...]
                    ) -> dict[str, np.ndarray]:
@@ -287,8 +316,9 @@ def probe_features(path: str, mtime: float, dataset: str, vector: tuple[float, .
     encoder = load_encoder(path, mtime)
     ds = adapted(dataset, encoder.config.in_channels)
     modality = encoder.config.modality
-    test = ds.test.x[:PROBE_POINTS[modality]]
-    train = ds.train.x[:PROBE_TRAIN_POINTS[modality]]
+    points = probe_points(Path(path))[0]
+    test = ds.test.x[:points]
+    train = ds.train.x[:round(points * PROBE_TRAIN_POINTS[modality] / PROBE_POINTS[modality])]
     return {"test": encoder.features(test, list(vector), precision="bf16").numpy(),
             "train": encoder.features(train, list(vector), precision="bf16").numpy()}
 

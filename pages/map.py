@@ -15,9 +15,13 @@ mtime = checkpoint.resolve(path).stat().st_mtime
 vector = st.session_state.get("probe-vector") or dict.fromkeys(space.names, 1.0)
 if list(vector) != list(space.names):
     vector = dict.fromkeys(space.names, 1.0)
-choices = [50, 100, 200, 500]
+# Each score encodes the examples once per transform: an encoder that can probe few points
+# (ui.probe_points) measures on fewer.
+affordable = max(ui.probe_points(path)[0] // 10, 50)
+choices = [n for n in (25, 50, 100, 200, 500) if n <= affordable]  # at least 25, 50
+default = 200 if encoder.config.modality == "image" else 100
 POINTS = st.select_slider("examples used", choices, key="map-points",
-                          value=200 if encoder.config.modality == "image" else 100)
+                          value=min(default, choices[-1]))
 VALUES = [0.0, 0.25, 0.5, 0.75, 1.0]
 
 

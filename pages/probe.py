@@ -53,6 +53,12 @@ method = "umap" if mode.startswith("UMAP") else "pca"
 if method == "umap" and not warm_up_umap().is_set():
     st.info("UMAP is still warming up (first import and compilation, ~15 s); showing PCA.")
     method = "pca"
+points, message = ui.probe_points(path)
+if not points:
+    st.error(message)
+    st.stop()
+if message:
+    st.caption(f":material/info: {message}")
 start = time.perf_counter()
 mtime = checkpoint.resolve(path).stat().st_mtime
 feats = ui.probe_features(str(path), mtime, dataset, ui.vector_key(vector))
@@ -81,8 +87,9 @@ with right:
         st.metric("kNN accuracy (k=200)", f"{knn_accuracy(z_train, train.y, z_test, test.y):.3f}")
         probe = linear_probe(z_train, train.y, z_test, test.y, len(ds.class_names))
         st.metric("linear probe accuracy", f"{probe:.3f}",
-                  help=f"A linear readout trained on {len(train)} training examples' features "
-                       f"at this vector, scored on the {n} drawn test examples.")
+                  help=f"A linear classifier (ridge regression on one-hot labels) fitted to "
+                       f"{len(train)} training examples' features at this vector, scored on the "
+                       f"{n} drawn test examples.")
 
 # -- what was selected -----------------------------------------------------------------------------
 selected = charts.selected_rows(event.selection.points if event else [], fig)

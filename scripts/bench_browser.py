@@ -111,6 +111,16 @@ def learn(page) -> tuple[float, dict]:
     return seconds, {"status": text.strip()}
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -146,7 +156,7 @@ def main() -> None:
         "slider_pca_median_s": round(statistics.median(pca), 3), "slider_pca_s": pca,
         "slider_umap_median_s": round(statistics.median(umap), 3), "slider_umap_s": umap,
         "learn_s": learned[0], **learned[1], "watcher_overflows": storms,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "machine": f"{_cpu_model()}, {os.cpu_count()} cores",
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in os.getloadavg()],
     }

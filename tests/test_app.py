@@ -108,3 +108,18 @@ def test_runs_page_lists_runs_and_starts_a_pretraining(app, encoder_dirs):
     job.join(120)
     assert job.snapshot().error is None
     assert (encoder_dirs / "runs" / "from-app" / "encoder.safetensors").exists()
+
+
+def test_an_encoder_too_slow_to_probe_is_refused_before_it_is_loaded(app, monkeypatch):
+    ui._probe_plan.clear()
+    ui.load_encoder.clear()
+    monkeypatch.setattr(ui, "PROBE_BUDGET_S", 1e-9)  # as if it were the paper's ResNet-50 here
+    monkeypatch.setattr(ui, "LARGE_FILE_BYTES", 0)
+    try:
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.run()
+        at.switch_page("pages/probe.py").run()
+        assert any("too slow to probe" in e.value for e in at.error)
+        assert "probe-xy" not in at.session_state
+    finally:
+        ui._probe_plan.clear()

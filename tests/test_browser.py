@@ -1,31 +1,22 @@
-"""The app in a real headless Chromium (Debian's, driven by Playwright): every page opens,
-a slider moved with the keyboard redraws the projection, a bad upload gets a message, a short
-learning run finishes with the shipped plain encoder's score beside it. Screenshots go to
-$AMORTINV_SCREENSHOTS (default tests/artifacts)."""
+"""The app in a real headless Chromium (Debian's, driven by Playwright), served as `make run`
+serves it: every page opens; a slider moved with the keyboard redraws the projection; a box
+drawn around a cluster shows exactly the examples under it; bad uploads are refused at once;
+learning can be stopped (what was learned is still scored) and cancelled; a reloaded tab's job
+stops. Screenshots go to $AMORTINV_SCREENSHOTS (default tests/artifacts)."""
 
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
+from zips import make_zip
+
+from amortinv.browser import CHROMIUM, browser, idle, serve
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 SHOTS = Path(os.environ.get("AMORTINV_SCREENSHOTS", ROOT / "tests" / "artifacts"))
 LONG = 180_000  # ms: a cold 2-core machine computes features and compiles UMAP meanwhile
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -33,117 +24,190 @@ def server(tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is missing: run `make test` (it installs it) or "
                     "`apt-get install chromium`")
-    port = free_port()
-    env = {**os.environ, "AMORTINV_RUNS": str(tmp_path_factory.mktemp("runs"))}
-    # The server's output goes to a file: an unread pipe fills up and blocks the server.
-    log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
-    log = open(log_path, "w")  # noqa: SIM115 - closed after the server stops
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
-         "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("the app did not start: " + log_path.read_text()[-2000:])
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    env = {"AMORTINV_RUNS": str(tmp_path_factory.mktemp("runs"))}
+    with serve(log, env=env) as url:
+        yield url, log
 
 
 @pytest.fixture(scope="module")
 def page(server):
+    url, _ = server
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    with browser() as page:
         # Open the entry page first, as a user does: until one session has run
         # st.navigation, Streamlit serves deep links from pages/ the legacy way.
-        page.goto(server)
+        page.goto(url)
         expect(page.get_by_text("What the vector switches on")).to_be_visible(timeout=LONG)
         yield page
-        browser.close()
 
 
-def idle(page) -> None:
-    """Wait until the app has finished running its script (no 'Running…' status)."""
-    page.wait_for_timeout(500)
-    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=LONG)
+def go(page, server, path: str, ready: str) -> None:
+    page.goto(f"{server[0]}/{path}")
+    expect(page.get_by_text(ready).first).to_be_visible(timeout=LONG)
+    idle(page, LONG)
 
 
 def test_home(page, server):
-    page.goto(server)
-    expect(page.get_by_text("What the vector switches on")).to_be_visible(timeout=LONG)
-    idle(page)
+    go(page, server, "", "What the vector switches on")
     expect(page.get_by_text("Encoder card")).to_be_visible()
+    expect(page.get_by_test_id("stImage").first).to_be_visible(timeout=LONG)
     page.screenshot(path=SHOTS / "home.png", full_page=True)
 
 
 def test_probe_slider_redraws_the_projection(page, server):
-    page.goto(f"{server}/probe")
-    expect(page.get_by_text("Features at")).to_be_visible(timeout=LONG)
-    idle(page)
+    go(page, server, "probe", "Features at")
     chart = page.locator(".js-plotly-plot").first
     before = chart.screenshot()
-    caption = page.get_by_text("Features at").inner_text()
     slider = page.get_by_role("slider").first
+    group = slider.get_attribute("aria-label")
     slider.focus()
     page.keyboard.press("ArrowLeft")
-    first_group = caption.split("Features at ")[1].split(" ")[0]
-    expect(page.get_by_text(f"Features at {first_group} 0.95")).to_be_visible(timeout=LONG)
-    idle(page)
+    expect(page.get_by_text(f"Features at {group} 0.95")).to_be_visible(timeout=LONG)
+    idle(page, LONG)
     assert chart.screenshot() != before
+
+
+# Pixel boxes of each trace's points, and which examples (rows, labels) lie in a box.
+POINTS_JS = """() => {
+  const el = document.querySelector('.js-plotly-plot');
+  const fl = el._fullLayout, box = el.getBoundingClientRect();
+  const x0 = box.left + fl._size.l, y0 = box.top + fl._size.t;
+  return el._fullData.map(t => Array.from(t.x, (x, k) => ({
+    px: x0 + fl.xaxis.l2p(x), py: y0 + fl.yaxis.l2p(t.y[k]),
+    row: Number(t.customdata[k]), label: t.name})));
+}"""
+
+
+def test_a_box_around_a_cluster_shows_the_examples_under_it(page, server):
+    go(page, server, "probe", "Features at")
+    page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+    traces = page.evaluate(POINTS_JS)
+
+    def middle_half(points, axis):  # the interquartile range of the points' coordinates
+        values = sorted(p[axis] for p in points)
+        return values[len(values) // 4], values[3 * len(values) // 4]
+
+    def area(points):
+        (x0, x1), (y0, y1) = middle_half(points, "px"), middle_half(points, "py")
+        return (x1 - x0) * (y1 - y0)
+
+    # A box around the middle half of the class whose points sit most tightly together.
+    cluster = min(traces, key=area)
+    (left, right), (top, bottom) = middle_half(cluster, "px"), middle_half(cluster, "py")
+
+    def under(margin):  # (row, label) of the points in the box grown by margin pixels
+        return sorted((p["row"], p["label"]) for t in traces for p in t
+                      if left - margin <= p["px"] <= right + margin
+                      and top - margin <= p["py"] <= bottom + margin)
+
+    # Plotly decides the points on the box's very edge as it likes: allow those either way.
+    surely, maybe = under(-3), under(3)
+    edge = set(maybe) - set(surely)
+    assert len(surely) >= 5
+    page.locator(".js-plotly-plot").first.hover()
+    page.get_by_role("button", name="Box Select").click()
+    page.mouse.move(left, top)
+    page.mouse.down()
+    page.mouse.move(right, bottom, steps=12)
+    page.mouse.up()
+    expect(page.get_by_text("Selected:")).to_be_visible(timeout=LONG)
+    idle(page, LONG)
+    heading = page.get_by_text("Selected:").inner_text()
+    count = int(heading.split("Selected: ")[1].split(" ")[0])
+    assert len(surely) <= count <= len(maybe)
+    # The examples shown are the first rows under the box, with their own labels (the old
+    # bug showed rows 0-11 of every class: the labels of the whole test set's start).
+    captions = [c.inner_text() for c in page.get_by_test_id("stImageCaption").all()]
+    assert len(captions) == min(12, count)
+    assert shown_in_order(captions, maybe, edge)
+    assert captions.count(cluster[0]["label"]) >= len(captions) // 2
     page.screenshot(path=SHOTS / "probe.png", full_page=True)
 
 
+def shown_in_order(captions: list[str], rows: list[tuple[int, str]], edge: set) -> bool:
+    """Whether ``captions`` are the labels of the first rows of some selection made of every
+    row not on the ``edge`` plus any of the edge rows (rows in order)."""
+    matched = {0}  # numbers of captions matched so far, over the possible selections
+    for row in rows:
+        step = set()
+        for j in matched:
+            if j == len(captions):
+                return True
+            if row[1] == captions[j]:
+                step.add(j + 1)  # the row was selected and shown
+            if row in edge:
+                step.add(j)  # an edge row may not have been selected
+        matched = step
+    return len(captions) in matched
+
+
 def test_invariance_map(page, server):
-    page.goto(f"{server}/map")
-    expect(page.get_by_text("Score over two groups")).to_be_visible(timeout=LONG)
-    idle(page)
-    expect(page.locator(".js-plotly-plot")).to_have_count(3, timeout=LONG)
+    go(page, server, "map", "Score as one group moves")
+    expect(page.locator(".js-plotly-plot")).to_have_count(1, timeout=LONG)  # the radar
+    page.get_by_text("Draw").first.click()  # the line is drawn when asked for
+    expect(page.locator(".js-plotly-plot")).to_have_count(2, timeout=LONG)
+    idle(page, LONG)
     page.screenshot(path=SHOTS / "map.png", full_page=True)
 
 
-def test_learning_page_rejects_a_bad_upload_and_learns(page, server, tmp_path):
-    page.goto(f"{server}/learn")
-    expect(page.get_by_text("Downstream task")).to_be_visible(timeout=LONG)
-    idle(page)
+def test_bad_uploads_are_refused_at_once_by_their_own_name(page, server, tmp_path):
+    go(page, server, "learn", "Downstream task")
     page.get_by_text("upload a zip").click()
+    upload = page.locator("input[type=file]")
     bad = tmp_path / "photos.zip"
     bad.write_bytes(b"this is not a zip archive")
-    page.locator("input[type=file]").set_input_files(str(bad))
-    expect(page.get_by_text("This upload cannot be used")).to_be_visible(timeout=LONG)
+    upload.set_input_files(str(bad))
+    expect(page.get_by_text("This upload cannot be used: this is not a zip file")
+           ).to_be_visible(timeout=LONG)
+    notes = tmp_path / "notes.zip"
+    notes.write_bytes(make_zip({"a/readme.txt": b"hello", "b/todo.txt": b"world"}))
+    upload.set_input_files(str(notes))
+    expect(page.get_by_text("notes.zip holds no image or audio file")).to_be_visible(
+        timeout=LONG)
+    expect(page.get_by_text("/tmp/")).to_have_count(0)  # no temporary paths shown
+    expect(page.get_by_role("button", name="Start")).to_be_disabled()
     page.get_by_text("from the registry").click()
-    idle(page)
-    steps = page.get_by_label("steps", exact=True)
-    steps.fill("20")
-    steps.press("Enter")
-    idle(page)
+    idle(page, LONG)
+
+
+def start_learning(page, server, steps: int, examples: int) -> None:
+    go(page, server, "learn", "Downstream task")
+    page.get_by_text("Settings").click()
+    for label, value in (("steps", steps), ("training examples", examples)):
+        box = page.get_by_label(label, exact=True)
+        box.fill(str(value))
+        box.press("Enter")
+        idle(page, LONG)
     page.get_by_role("button", name="Start").click()
-    expect(page.get_by_text("learned vector vs fixed corners")).to_be_visible(timeout=LONG)
-    # The shipped plain encoder (same data, same budget) is scored next, as a bar.
-    expect(page.get_by_text("and the plain encoder")).to_be_visible(timeout=LONG)
+    expect(page.get_by_text("learning, step")).to_be_visible(timeout=LONG)
+
+
+def test_stop_still_scores_what_was_learned_and_cancel_ends_it(page, server):
+    start_learning(page, server, steps=2000, examples=1000)
+    page.get_by_role("button", name="Stop learning").click()
+    # Learning ends early; the vector so far is scored against the plain encoder and corners.
+    expect(page.get_by_text("scoring on the test split")).to_be_visible(timeout=LONG)
+    expect(page.get_by_text("(last: plain)")).to_be_visible(timeout=LONG)
+    expect(page.get_by_text("best first").first).to_be_visible(timeout=LONG)
+    page.mouse.move(0, 0)  # no tooltip in the picture
     page.screenshot(path=SHOTS / "learn.png", full_page=True)
-    # Stop the scoring of the remaining corners, as a user leaving the page would: on a
-    # 2-core machine it would otherwise keep both cores busy under the next test.
-    page.get_by_role("button", name="Stop", exact=True).last.click()  # not the header's
-    expect(page.get_by_text(", done (")).to_be_visible(timeout=LONG)
+    # Cancel the rest, as a user leaving would: it would keep both cores busy otherwise.
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_text("Cancelled (cancelled)")).to_be_visible(timeout=LONG)
+
+
+def test_a_reloaded_tab_stops_its_learning_job(page, server):
+    _, log = server
+    start_learning(page, server, steps=2000, examples=1000)
+    page.reload()  # the old session is gone: its job must not run on, invisibly
+    expect(page.get_by_text("Downstream task")).to_be_visible(timeout=LONG)
+    deadline = time.time() + 60
+    while "cancelled, its browser session closed" not in log.read_text():
+        assert time.time() < deadline, "the job of the closed session kept running"
+        time.sleep(1)
 
 
 def test_runs_page(page, server):
-    page.goto(f"{server}/runs")
-    expect(page.get_by_text("Start a pre-training on this machine")).to_be_visible(
-        timeout=LONG)
-    idle(page)
+    go(page, server, "runs", "Start a pre-training on this machine")
     page.screenshot(path=SHOTS / "runs.png", full_page=True)

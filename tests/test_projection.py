@@ -66,3 +66,14 @@ def test_projector_refuses_too_few_points_and_unknown_methods():
         Projector()(torch.zeros(2, 4))
     with pytest.raises(ValueError, match="'pca' or 'umap'"):
         Projector("tsne")
+
+
+def test_the_same_features_give_the_very_same_layout():
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((50, 8)).astype(np.float32)
+    proj = Projector("pca")
+    first = proj(z)
+    again = proj(z.copy())  # equal content, another array: a page redrawn from a cache
+    assert again is first
+    moved = proj(z + 0.01)
+    assert moved is not first and not np.array_equal(moved, first)

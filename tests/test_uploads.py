@@ -4,6 +4,7 @@ import zipfile
 import numpy as np
 import pytest
 from PIL import Image
+from zips import make_zip
 
 from amortinv.data.folders import load_folder
 from amortinv.data.uploads import UploadError, extract_zip, load_zip
@@ -13,14 +14,6 @@ def png(seed: int) -> bytes:
     buf = io.BytesIO()
     rng = np.random.default_rng(seed)
     Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(buf, "PNG")
-    return buf.getvalue()
-
-
-def make_zip(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, data in files.items():
-            z.writestr(name, data)
     return buf.getvalue()
 
 

@@ -126,7 +126,10 @@ class Encoder(nn.Module):
         self.card = dict(card or {})
         self.backbone = build_backbone(config, len(space))
         self.feature_dim: int = self.backbone.feature_dim
-        self.log_mel = LogMel(config.mel) if config.modality == "audio" else None
+        self.log_mel = None
+        if config.modality == "audio":
+            with torch.device("cpu"):  # small filter banks, real even when the model is built
+                self.log_mel = LogMel(config.mel)  # on the meta device (to count its cost)
 
     @property
     def device(self) -> torch.device:
