@@ -98,6 +98,7 @@ class Trainer:
         model_cfg = ModelConfig(
             arch=cfg.arch, conditioning=cfg.conditioning, bases=cfg.bases,
             conditioned_stages=cfg.conditioned_stages, width=cfg.width, stem=cfg.stem,
+            bands=cfg.bands,
             modality=self.modality, in_channels=channels,
             image_size=self.sample_shape[-1] if self.modality == "image" else 0,
             resize=self.modality == "image" and cfg.image_size != AUTO,
@@ -160,9 +161,19 @@ class Trainer:
                 "wall_seconds": 0.0}
 
     def _set_normalisation(self) -> None:
-        """Mean and std of the augmentation domain, from the first 2,048 examples."""
+        """Mean and std of the augmentation domain, from 2,048 examples spread over the data
+        (joined datasets each count): one pair, or one per mel bin (``input_stats``)."""
+        spread = torch.linspace(0, len(self.inputs) - 1, min(2048, len(self.inputs))).long()
         with torch.no_grad():
-            sample = self.encoder.to_input(self.inputs[:2048])
+            sample = self.encoder.to_input(self.inputs[spread.to(self.inputs.device)])
+        if self.config.input_stats == "per-bin":
+            if self.modality != "audio":
+                raise ValueError("--input-stats per-bin is for audio (one mean and std per mel "
+                                 "bin); use global for images")
+            mean, std = sample.mean(dim=(0, 2)), sample.std(dim=(0, 2)).clamp_min(1e-6)
+            self.encoder.config.input_mean = tuple(round(float(v), 5) for v in mean)
+            self.encoder.config.input_std = tuple(round(float(v), 5) for v in std)
+            return
         self.encoder.config.input_mean = float(sample.mean())
         self.encoder.config.input_std = float(sample.std().clamp_min(1e-6))
 

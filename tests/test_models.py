@@ -116,6 +116,36 @@ def test_audio_encoder_takes_waveforms():
         Encoder(ModelConfig(modality="image"), AUDIO)
 
 
+def test_bands_keep_where_in_frequency_a_pattern_lies():
+    """bands=2 averages the last map over time only: a pattern high or low in frequency gives
+    different halves of the feature vector, which global pooling would have summed."""
+    net = ConditionedResNet(5, in_channels=1, width=4, stem="imagenet", bases=2, bands=2)
+    assert net.feature_dim == 2 * 32
+    x = torch.randn(3, 1, 64, 101)
+    net.eval()
+    maps = {}
+    net.blocks[-1].register_forward_hook(lambda m, i, out: maps.update(last=out))
+    z = net(x, torch.ones(5))
+    assert maps["last"].shape[2] == 2  # two frequency rows reach the pooling
+    assert torch.allclose(z, maps["last"].mean(3).flatten(1), atol=1e-6)
+    with pytest.raises(ValueError, match="bands must be at least 1"):
+        ConditionedResNet(5, bands=0)
+    with pytest.raises(ValueError, match="bands > 1 needs a ResNet"):
+        ModelConfig(arch="vit-tiny", bands=2)
+
+
+def test_audio_normalisation_may_be_one_mean_and_std_per_mel_bin():
+    mean, std = tuple(np.linspace(-10, 0, 64)), tuple(np.linspace(1, 4, 64))
+    enc = Encoder(ModelConfig(modality="audio", width=4, stem="imagenet", bases=2,
+                              input_mean=mean, input_std=std), AUDIO)
+    seen = {}
+    enc.backbone.register_forward_pre_hook(lambda m, args: seen.update(x=args[0]))
+    spec = torch.randn(2, 64, 101)
+    enc(spec, torch.ones(5))
+    expected = (spec - torch.tensor(mean).view(-1, 1)) / torch.tensor(std).view(-1, 1)
+    assert torch.allclose(seen["x"][:, 0], expected.float(), atol=1e-5)
+
+
 def test_vit_encoder_through_the_same_interface():
     enc = Encoder(ModelConfig(arch="vit-tiny", in_channels=3, image_size=32), RGB)
     z = enc.features(np.zeros((2, 3, 32, 32), np.uint8), 1.0)

@@ -36,8 +36,10 @@ def weights(trainer):
     {"conditioning": "none"},
     {"arch": "vit-tiny", "optimizer": "adamw", "lr": 1e-3},
     {"dataset": "asterisk-digits", "stem": "imagenet", "batch_size": 16},
+    {"dataset": "asterisk-digits", "stem": "imagenet", "batch_size": 16, "bands": 2,
+     "input_stats": "per-bin"},
 ], ids=["simclr-hyper", "moco-per-corner", "moco-shared", "film-continuous", "plain", "vit",
-        "audio"])
+        "audio", "audio-bands-per-bin"])
 def test_each_setting_trains_and_writes_a_usable_checkpoint(tmp_path, overrides):
     trainer, records = run(preset("smoke", out=str(tmp_path), **overrides))
     losses = [r["loss"] for r in records if "loss" in r]
@@ -51,6 +53,9 @@ def test_each_setting_trains_and_writes_a_usable_checkpoint(tmp_path, overrides)
     assert enc.config.conditioning == overrides.get("conditioning", "hyper")
     ds_x = trainer.inputs[:3].cpu().numpy()
     assert enc.features(ds_x, 1.0).shape == (3, enc.feature_dim)
+    if overrides.get("input_stats") == "per-bin":  # one mean and std per mel bin, saved
+        assert len(enc.config.input_mean) == len(enc.config.input_std) == enc.config.mel.n_mels
+        assert enc.config.bands == 2 and enc.feature_dim == 2 * 8 * enc.config.width  # 2 bands
 
 
 def test_image_size_trains_small_and_the_encoder_resizes_any_input(tmp_path):
@@ -130,6 +135,8 @@ def test_bad_settings_get_clear_errors(tmp_path):
         Trainer(preset("smoke", out=str(tmp_path), dataset="sklearn-digits,asterisk-digits"))
     with pytest.raises(ValueError, match="batch size"):
         list(Trainer(preset("smoke", out=str(tmp_path), batch_size=100_000)).run())
+    with pytest.raises(ValueError, match="per-bin is for audio"):
+        Trainer(preset("smoke", out=str(tmp_path), input_stats="per-bin"))
 
 
 def test_settings_under_their_old_names_still_work(tmp_path, script):

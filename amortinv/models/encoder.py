@@ -44,12 +44,16 @@ class ModelConfig:
     conditioned_stages: tuple[int, ...] = (1, 2, 3, 4)
     width: int = 64
     stem: str = "small"  # small (28-64 px, no down-sampling) | imagenet
+    # ResNet features: 1 = global average pooling; n > 1 = averaged over time (the last axis)
+    # into n frequency bands, n x channels features (audio: where in frequency is kept)
+    bands: int = 1
     modality: str = "image"
     in_channels: int = 3
     image_size: int = 32
     mel: MelConfig = field(default_factory=MelConfig)
     # normalisation of the augmentation domain, set from the data: one number, or one per
-    # channel (the paper's encoders use IMAGENET_MEAN / IMAGENET_STD)
+    # channel (the paper's encoders use IMAGENET_MEAN / IMAGENET_STD), or for audio one per mel
+    # bin
     input_mean: float | tuple[float, ...] = 0.5
     input_std: float | tuple[float, ...] = 0.25
     resize: bool = False  # resize images to image_size first (the paper's encoders see 224 px)
@@ -59,6 +63,10 @@ class ModelConfig:
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
         if self.modality not in ("image", "audio"):
             raise ValueError(f"modality must be 'image' or 'audio', got {self.modality!r}")
+        if self.bands != 1 and not (self.arch.startswith("resnet")
+                                    and self.conditioning != "paper"):
+            raise ValueError(f"bands > 1 needs a ResNet with hyper, film or no conditioning; "
+                             f"got {self.arch} with '{self.conditioning}': use bands 1")
         if isinstance(self.mel, dict):
             self.mel = MelConfig(**self.mel)
         self.conditioned_stages = tuple(self.conditioned_stages)
@@ -89,7 +97,8 @@ def build_backbone(config: ModelConfig, num_groups: int) -> nn.Module:
                            config.bases, config.conditioned_stages)
     if config.arch.startswith("resnet"):
         return ConditionedResNet(num_groups, config.arch, channels, config.width, config.stem,
-                                 config.conditioning, config.bases, config.conditioned_stages)
+                                 config.conditioning, config.bases, config.conditioned_stages,
+                                 config.bands)
     from amortinv.models.vit import PromptViT
 
     if config.conditioning not in ("hyper", "none"):
@@ -205,7 +214,8 @@ def fast_bf16(device: torch.device | str = "cpu") -> bool:
 
 
 def _per_channel(value: float | tuple[float, ...], x: torch.Tensor) -> float | torch.Tensor:
-    """One number as is; per-channel values shaped to broadcast over ``(B, C, H, W)``."""
+    """One number as is; per-channel values shaped to broadcast over images ``(B, C, H, W)``,
+    per-mel-bin values over spectrograms ``(B, n_mels, frames)``."""
     if isinstance(value, int | float):
         return value
-    return torch.tensor(value, device=x.device, dtype=x.dtype).view(-1, 1, 1)
+    return torch.tensor(value, device=x.device, dtype=x.dtype).view(-1, *[1] * (x.ndim - 2))

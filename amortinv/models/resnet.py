@@ -68,12 +68,16 @@ class ConditionedResNet(nn.Module):
     ``conditioning`` is ``"hyper"`` (paper), ``"film"`` or ``"none"`` (a plain ResNet for
     baselines; it accepts and ignores the vector). ``conditioned_stages`` picks which of the
     four stages (1-4) are conditioned; ``width`` is the first stage's channel count (64 in
-    the standard ResNets).
+    the standard ResNets). ``bands`` > 1 averages the last feature map over its last axis only
+    (time, for spectrograms) and into ``bands`` rows (frequency bands), so the features keep
+    where in frequency a pattern lies: ``bands`` x channels values; 1 is global average
+    pooling.
     """
 
     def __init__(self, num_groups: int, arch: str = "resnet18", in_channels: int = 3,
                  width: int = 64, stem: str = "small", conditioning: str = "hyper",
-                 bases: int = 32, conditioned_stages: tuple[int, ...] = (1, 2, 3, 4)):
+                 bases: int = 32, conditioned_stages: tuple[int, ...] = (1, 2, 3, 4),
+                 bands: int = 1):
         super().__init__()
         if arch not in DEPTHS:
             raise ValueError(f"arch must be one of {', '.join(DEPTHS)}, got {arch!r}")
@@ -82,6 +86,8 @@ class ConditionedResNet(nn.Module):
         bad = [s for s in conditioned_stages if s not in (1, 2, 3, 4)]
         if bad:
             raise ValueError(f"conditioned_stages must be among 1-4, got {bad}")
+        if bands < 1:
+            raise ValueError(f"bands must be at least 1 (1: global average pooling), got {bands}")
         kind, depths = DEPTHS[arch]
         self.num_groups = num_groups
         if stem == "small":
@@ -100,7 +106,8 @@ class ConditionedResNet(nn.Module):
                 blocks.append(block)
                 cin = block.out_channels
         self.blocks = nn.ModuleList(blocks)
-        self.feature_dim = cin
+        self.bands = bands
+        self.feature_dim = cin * bands
 
     def forward(self, x: torch.Tensor, invariance: torch.Tensor) -> torch.Tensor:
         invariance = batch_vector(invariance, self.num_groups, x.device)
@@ -110,7 +117,7 @@ class ConditionedResNet(nn.Module):
             x = F.max_pool2d(x, 3, 2, 1)
         for block in self.blocks:
             x = block(x, invariance)
-        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return torch.flatten(F.adaptive_avg_pool2d(x, (self.bands, 1)), 1)
 
 
 def batch_vector(invariance: torch.Tensor, num_groups: int, device: torch.device
