@@ -25,7 +25,8 @@ RESULTS = ROOT / "docs" / "results"
 ORDER = ["fashion-mnist", "mnist-subset", "opencv-digits", "sklearn-digits", "textures",
          "fmnist-flip", "fmnist-position", "fmnist-scale", "fmnist-brightness", "fmnist-blur",
          "spoken-digits", "asterisk-digits", "notes-family", "notes-pitch", "notes-velocity",
-         "sonic-pi", "tuxpaint-speech"]
+         "sonic-pi", "tuxpaint-speech", "clipart-hue", "clipart-grayscale", "clipart-colour",
+         "flags-mirrored", "openclipart", "tuxpaint-photos", "clipart-recoloured"]
 
 
 def suite_rows(*names: str) -> list[dict]:
@@ -116,6 +117,9 @@ BLOCKS = {
     "audio": lambda: suite_table("downstream-audio"),
     "audio-targets": lambda: suite_targets("downstream-audio"),
     "film": lambda: suite_table("downstream-film"),
+    "colour": lambda: suite_table("downstream-colour"),
+    "colour-targets": lambda: suite_targets("downstream-colour")
+    + results.targets(suite_rows("downstream-colour"), results.colour_misses),
     "study": study,
     "study-fp32": study_fp32,
     "clamp-sigmoid": clamp_sigmoid,

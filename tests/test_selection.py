@@ -108,3 +108,22 @@ def test_results_files_round_trip_and_say_where_targets_are_missed(tmp_path):
     assert missed["seconds to selected <= 60"] == ["t (75 s)"]
     assert "| t | n | accuracy | crop 0.20 | 0.700 | **0.745** (all_ones) | 0.760 (all_zeros)" \
         in results.table(back)
+
+
+def test_the_colour_targets_name_the_tasks_that_miss_them():
+    def row(task, selected, all_ones, best, plain):
+        return {"task": task, "selected_score": selected,
+                "baselines": {"all_ones": all_ones, "color": best, "plain": plain}}
+
+    missed = results.colour_misses([
+        row("clipart-hue", 0.60, 0.45, 0.60, 0.40),      # +0.15 over all ones, at the oracle
+        row("clipart-colour", 0.50, 0.45, 0.55, 0.40),   # +0.05 only, 5 points below it
+        row("openclipart", 0.40, 0.40, 0.42, 0.41),      # below plain
+        row("tuxpaint-photos", 0.50, 0.40, 0.50, 0.50),  # equal to plain: met
+        row("flags-mirrored", 0.10, 0.90, 0.95, 0.99)])  # neither kind: no colour target
+    assert missed == {
+        "colour tasks: selected >= all ones + 0.10": ["clipart-colour (0.500 vs 0.450)"],
+        "colour tasks: selected >= oracle - 0.01": ["clipart-colour (0.500 vs 0.550)"],
+        "category tasks: selected >= plain": ["openclipart (0.400 vs 0.410)"]}
+    assert "category tasks: selected >= plain: missed on openclipart" in results.targets(
+        [row("openclipart", 0.40, 0.40, 0.42, 0.41)], results.colour_misses)
