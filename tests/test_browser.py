@@ -173,8 +173,20 @@ def test_bad_uploads_are_refused_at_once_by_their_own_name(page, server, tmp_pat
     idle(page, LONG)
 
 
-def start_learning(page, server, steps: int, examples: int) -> None:
+def choose(page, label: str, option: str) -> None:
+    """Pick ``option`` in the select box labelled ``label``, as a user does, and wait."""
+    page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
+    page.get_by_role("option", name=option).first.click()
+    idle(page, LONG)
+
+
+def start_learning(page, server, steps: int, examples: int, task: str | None = None,
+                   encoder: str | None = None) -> None:
     go(page, server, "learn", "Downstream task")
+    if encoder:
+        choose(page, "Encoder", encoder)
+    if task:
+        choose(page, "Downstream task", task)
     page.get_by_text("Settings").click()
     for label, value in (("steps", steps), ("training examples", examples)):
         box = page.get_by_label(label, exact=True)
@@ -197,6 +209,17 @@ def test_stop_still_scores_what_was_learned_and_cancel_ends_it(page, server):
     # Cancel the rest, as a user leaving would: it would keep both cores busy otherwise.
     page.get_by_role("button", name="Cancel").click()
     expect(page.get_by_text("Cancelled (cancelled)")).to_be_visible(timeout=LONG)
+
+
+def test_a_colour_task_end_to_end_with_the_colour_encoder(page, server):
+    # The shipped RGB encoder on a task whose label is colour: learned, selected and scored
+    # against every corner of the rgb space, drawn as bars.
+    start_learning(page, server, steps=30, examples=600, task="clipart-colour",
+                   encoder="checkpoints/rgb-hyper4-cpu")
+    expect(page.get_by_text("best first").first).to_be_visible(timeout=LONG)
+    expect(page.get_by_text("grayscale").first).to_be_visible()  # the rgb space's groups
+    page.mouse.move(0, 0)
+    page.screenshot(path=SHOTS / "learn-colour.png", full_page=True)
 
 
 def test_a_reloaded_tab_stops_its_learning_job(page, server):
