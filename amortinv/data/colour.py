@@ -35,7 +35,6 @@ from amortinv.data.images import (
     MAX_PIXELS,
     OPENCLIPART_DIR,
     TUXPAINT_DIR,
-    png_pixels,
     crop_to_content,
     decode_parallel,
     duplicate_groups,
@@ -43,6 +42,7 @@ from amortinv.data.images import (
     holdout_splits,
     near_matches,
     on_white,
+    png_pixels,
 )
 from amortinv.data.registry import get, is_available, register
 
@@ -155,6 +155,12 @@ def _pool_available() -> bool:
     return (OPENCLIPART_DIR / "animals").exists()
 
 
+#: What the datasets made from the pool require, and how to install it.
+POOL_SOURCE = dict(requires=(_pool_available,),
+                   hint="Install it with `sudo apt-get install --no-install-recommends "
+                   "openclipart-png tuxpaint-stamps-default`.")
+
+
 # -- dominant colour ------------------------------------------------------------------------------
 COLOURS = ("red", "yellow", "green", "cyan", "blue", "magenta", "grey")
 #: A pixel counts as coloured above this saturation (HSV) and value.
@@ -209,9 +215,7 @@ def _hue_bin(rgb: np.ndarray) -> np.ndarray:
     target_kind="classification",
     description="Clip art by dominant colour: OpenClipart and Tux Paint drawings labelled red, "
     "yellow, green, cyan, blue, magenta or grey (at most 600 each), 64x64 RGB, 80/20 holdout",
-    requires=(_pool_available,),
-    hint="Install it with `sudo apt-get install --no-install-recommends openclipart-png "
-    "tuxpaint-stamps-default`.",
+    **POOL_SOURCE,
     needs="colour itself: hue and grayscale invariance erase the label",
 )
 def clipart_colour() -> Splits:
@@ -272,9 +276,7 @@ def held_out_images() -> np.ndarray:
     description="Colour pre-training images: every OpenClipart drawing and Tux Paint stamp, "
     "plus crops of the larger ones, 64x64 RGB, less every image a downstream test split uses "
     "(the test split is what was held out); labels: source folder",
-    requires=(_pool_available,),
-    hint="Install it with `sudo apt-get install --no-install-recommends openclipart-png "
-    "tuxpaint-stamps-default`.",
+    **POOL_SOURCE,
     needs="pre-training data: its folder labels are a rough check, not a task",
 )
 def colour_pretraining() -> Splits:
