@@ -110,6 +110,9 @@ def _vector(text: str) -> str:
     return ", ".join(f"{k} {v:.2f}" for k, v in json.loads(text).items())
 
 
+#: The colour suite's two halves (run side by side on the two cores).
+COLOUR = ("downstream-colour-a", "downstream-colour-b")
+
 #: Block name -> the function that renders it.
 BLOCKS = {
     "images": lambda: suite_table("downstream-images-a", "downstream-images-b"),
@@ -117,9 +120,9 @@ BLOCKS = {
     "audio": lambda: suite_table("downstream-audio"),
     "audio-targets": lambda: suite_targets("downstream-audio"),
     "film": lambda: suite_table("downstream-film"),
-    "colour": lambda: suite_table("downstream-colour"),
-    "colour-targets": lambda: suite_targets("downstream-colour")
-    + results.targets(suite_rows("downstream-colour"), results.colour_misses),
+    "colour": lambda: suite_table(*COLOUR),
+    "colour-targets": lambda: suite_targets(*COLOUR)
+    + results.targets(suite_rows(*COLOUR), results.colour_misses),
     "study": study,
     "study-fp32": study_fp32,
     "clamp-sigmoid": clamp_sigmoid,
