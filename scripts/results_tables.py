@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         text = doc.read_text()
         new = render(text)
         if new != text:
-            stale.append(doc.relative_to(ROOT))
+            stale.append(doc.relative_to(ROOT) if doc.is_relative_to(ROOT) else doc)
             if not args.check:
                 doc.write_text(new)
     if args.check and stale:
