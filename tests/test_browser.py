@@ -5,6 +5,7 @@ learning can be stopped (what was learned is still scored) and cancelled; a relo
 stops. Screenshots go to $AMORTINV_SCREENSHOTS (default tests/artifacts)."""
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -200,13 +201,18 @@ def start_learning(page, server, steps: int, examples: int, task: str | None = N
 def test_stop_still_scores_what_was_learned_and_cancel_ends_it(page, server):
     start_learning(page, server, steps=2000, examples=1000)
     page.get_by_role("button", name="Stop learning").click()
-    # Learning ends early; the vector so far is scored against the plain encoder and corners.
+    # Learning ends early; the vector so far is scored against the corners, the plain encoder
+    # and the raw input: the job ends saying so, with a bar for each (the progress line in
+    # between changes too fast to be waited for).
     expect(page.get_by_text("scoring on the test split")).to_be_visible(timeout=LONG)
-    expect(page.get_by_text("(last: plain)")).to_be_visible(timeout=LONG)
-    expect(page.get_by_text("best first").first).to_be_visible(timeout=LONG)
+    expect(page.get_by_text("learning stopped early by you")).to_be_visible(timeout=LONG)
+    bars = page.locator(".js-plotly-plot .ytick text")
+    for label in ("plain", "raw input", "all ones", "gradient-learned"):
+        expect(bars.filter(has_text=re.compile(f"^{label}$"))).to_have_count(1)
     page.mouse.move(0, 0)  # no tooltip in the picture
     page.screenshot(path=SHOTS / "learn.png", full_page=True)
-    # Cancel the rest, as a user leaving would: it would keep both cores busy otherwise.
+    # Cancel, as a user leaving would: the job ends at once, without its comparison.
+    start_learning(page, server, steps=2000, examples=1000)
     page.get_by_role("button", name="Cancel").click()
     expect(page.get_by_text("Cancelled (cancelled)")).to_be_visible(timeout=LONG)
 
