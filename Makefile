@@ -21,7 +21,7 @@ setup-dev:
 
 # Served as .streamlit/config.toml says: no file watcher (it would watch .venv too).
 run: setup
-	$(VENV)/bin/streamlit run app.py --server.port $(PORT)
+	$(VENV)/bin/python -m amortinv.serve --server.port $(PORT)
 
 dev: setup
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT) --server.fileWatcherType auto \

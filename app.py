@@ -1,7 +1,7 @@
 """amortinv app: learn a task's invariances live, probe features, map invariances.
 
-Run with `make run` (or `streamlit run app.py`). Pages live in pages/ and stay thin: they call
-the library (amortinv) and draw.
+Run with `make run` (or `python -m amortinv.serve`, or `streamlit run app.py`). Pages live in
+pages/ and stay thin: they call the library (amortinv) and draw.
 """
 
 import streamlit as st

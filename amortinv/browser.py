@@ -34,13 +34,14 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve(log: Path, env: dict[str, str] | None = None, timeout: float = 120) -> Iterator[str]:
-    """Start ``streamlit run app.py`` from the project folder, so ``.streamlit/config.toml``
-    applies exactly as under ``make run``; yield its URL once healthy; stop it afterwards.
+    """Start the app as ``make run`` does (``python -m amortinv.serve``) from the project
+    folder, so ``.streamlit/config.toml`` applies; yield its URL once healthy; stop it
+    afterwards.
     The server's output goes to ``log`` (an unread pipe would fill up and block it)."""
     port = free_port()
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
+            [sys.executable, "-m", "amortinv.serve", "--server.port", str(port)],
             cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:

@@ -1,7 +1,7 @@
 """Benchmark: what a user waits for, in a real browser, with the app served as `make run` does.
 
-Starts `streamlit run app.py` from the project folder (so .streamlit/config.toml applies, as
-under `make run`) on a fresh server, opens Debian's Chromium (Playwright) and times:
+Starts the app as `make run` does (`python -m amortinv.serve` from the project folder, so
+.streamlit/config.toml applies) on a fresh server, opens Debian's Chromium (Playwright) and times:
 
 - first_page_s: from opening the address to Home drawn (card and preview) and idle;
 - pages: each page opened from the sidebar, cold (first visit after the server started) and
