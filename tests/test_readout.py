@@ -1,0 +1,58 @@
+"""The linear readouts' solvers reach the optimum that their scores depend on."""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+
+from amortinv.readout import _with_intercept, fit_readout, logistic_weights, standardise
+
+
+def objective(a: torch.Tensor, y: np.ndarray, weight: torch.Tensor, strength: float) -> float:
+    target = torch.as_tensor(y, dtype=torch.long)
+    return float(F.cross_entropy(a @ weight, target) + strength * weight[:-1].pow(2).sum())
+
+
+def tight(a: torch.Tensor, y: np.ndarray, classes: int, strength: float) -> torch.Tensor:
+    """The same problem solved far past any readout's needs: the reference optimum."""
+    weight = torch.zeros(a.shape[1], classes, dtype=a.dtype, requires_grad=True)
+    target = torch.as_tensor(y, dtype=torch.long)
+    opt = torch.optim.LBFGS([weight], lr=1, max_iter=5000, history_size=50,
+                            tolerance_grad=1e-10, tolerance_change=1e-14,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(a @ weight, target) + strength * weight[:-1].pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return weight.detach()
+
+
+def digits():
+    x, y = load_digits(return_X_y=True)  # 1,797 real 8 x 8 digits, 64 pixel features
+    x = torch.as_tensor(x, dtype=torch.float64)
+    return x[:1200], y[:1200], x[1200:], y[1200:]
+
+
+def test_logistic_readout_stops_at_the_optimum_its_scores_need():
+    x_train, y_train, x_test, _ = digits()
+    a_train, a_test = (_with_intercept(z) for z in standardise(x_train, x_test))
+    for strength in (1e-1, 1e-3):
+        ours = logistic_weights(a_train, y_train, 10, strength)
+        best = tight(a_train, y_train, 10, strength)
+        gap = objective(a_train, y_train, ours, strength) - objective(a_train, y_train, best,
+                                                                      strength)
+        assert 0 <= gap < 1e-3 * objective(a_train, y_train, best, strength)
+        agree = ((a_test @ ours).argmax(1) == (a_test @ best).argmax(1)).float().mean()
+        assert agree >= 0.99, f"strength {strength}: predictions agree on {agree:.3f}"
+
+
+def test_fit_readout_picks_its_strength_on_validation_and_scores_test():
+    x_train, y_train, x_test, y_test = digits()
+    readout = fit_readout(x_train[:1000], y_train[:1000], x_train[1000:], y_train[1000:], 10)
+    assert readout.val_score > 0.9  # digits are nearly linearly separable in pixels
+    assert readout.score(x_test, y_test) > 0.85
+    assert readout.strength in (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
