@@ -133,19 +133,21 @@ def ridge_weights(a: torch.Tensor, y: np.ndarray, strength: float) -> torch.Tens
 
 
 def logistic_weights(a: torch.Tensor, y: np.ndarray, classes: int, strength: float,
-                     start: torch.Tensor | None = None) -> torch.Tensor:
+                     start: torch.Tensor | None = None, tolerance: float = GRADIENT_TOLERANCE,
+                     max_iter: int = 200) -> torch.Tensor:
     """Multinomial logistic regression on ``a`` (standardised features with an intercept
     column last, not penalised) by full-batch L-BFGS from ``start`` (zeros by default; the
     problem is strictly convex, so the start changes the time, not the optimum). It stops
-    when no gradient entry exceeds :data:`GRADIENT_TOLERANCE`: converged for a readout (the
+    after ``max_iter`` iterations or when no gradient entry exceeds ``tolerance``; the
+    default, :data:`GRADIENT_TOLERANCE`, is converged for a readout (the
     validation and test scores stop changing, ``tests/test_readout.py``) in about 60% of the
     iterations that torch's default tolerance (1e-7) takes."""
     target = torch.as_tensor(y, dtype=torch.long).to(a.device)
     weight = torch.zeros(a.shape[1], classes, dtype=a.dtype, device=a.device) if start is None \
         else start.clone()
     weight.requires_grad_(True)
-    opt = torch.optim.LBFGS([weight], lr=1, max_iter=200, history_size=20,
-                            tolerance_grad=GRADIENT_TOLERANCE, tolerance_change=1e-6,
+    opt = torch.optim.LBFGS([weight], lr=1, max_iter=max_iter, history_size=20,
+                            tolerance_grad=tolerance, tolerance_change=tolerance / 100,
                             line_search_fn="strong_wolfe")
 
     def closure():

@@ -15,20 +15,7 @@ def objective(a: torch.Tensor, y: np.ndarray, weight: torch.Tensor, strength: fl
 
 def tight(a: torch.Tensor, y: np.ndarray, classes: int, strength: float) -> torch.Tensor:
     """The same problem solved far past any readout's needs: the reference optimum."""
-    weight = torch.zeros(a.shape[1], classes, dtype=a.dtype, requires_grad=True)
-    target = torch.as_tensor(y, dtype=torch.long)
-    opt = torch.optim.LBFGS([weight], lr=1, max_iter=5000, history_size=50,
-                            tolerance_grad=1e-10, tolerance_change=1e-14,
-                            line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(a @ weight, target) + strength * weight[:-1].pow(2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return weight.detach()
+    return logistic_weights(a, y, classes, strength, tolerance=1e-10, max_iter=5000)
 
 
 def digits():
