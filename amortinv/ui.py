@@ -50,7 +50,8 @@ def runs_dir() -> Path:
 def find_checkpoints(amortised: bool = False) -> dict[str, Path]:
     """Shipped checkpoints first, then the user's pre-training runs: label -> path. Within
     each folder image encoders come first (the app opens on the first one), the paper's
-    hypernetwork before FiLM before plain. ``amortised`` leaves out plain encoders, which
+    hypernetwork before FiLM before plain, and the narrowest first (the fastest to probe and
+    learn with on a CPU). ``amortised`` leaves out plain encoders, which
     ignore the vector (they are baselines: :func:`plain_baseline`)."""
     return {label: path for label, (path, meta) in checkpoints().items()
             if not (amortised and meta.get("model", {}).get("conditioning") == "none")}
@@ -80,9 +81,10 @@ def _meta(meta: dict | checkpoint.CheckpointError) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
-def _order(path: Path, model: dict) -> tuple[bool, int, str]:
+def _order(path: Path, model: dict) -> tuple[bool, int, int, str]:
     return (model.get("modality") != "image",
-            _CONDITIONING_ORDER.get(model.get("conditioning"), 3), path.name)
+            _CONDITIONING_ORDER.get(model.get("conditioning"), 3), model.get("width", 0),
+            path.name)
 
 
 def plain_baseline(encoder: Encoder) -> Encoder | None:

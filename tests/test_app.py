@@ -126,3 +126,19 @@ def test_an_encoder_too_slow_to_probe_is_refused_before_it_is_loaded(app, monkey
         assert "probe-xy" not in at.session_state
     finally:
         ui._probe_plan.clear()
+
+
+
+def test_the_app_opens_on_the_narrowest_amortised_image_encoder_shipped():
+    # The shipped folder, as the app lists it: images before audio, the hypernetwork before
+    # FiLM before plain, the narrowest (fastest on a CPU) first.
+    listed = ui.checkpoints()
+    shipped = [meta["model"] for path, meta in listed.values()
+               if path.parent == ui.CHECKPOINT_DIRS[0]]
+    keys = [(m["modality"] != "image", ui._CONDITIONING_ORDER[m["conditioning"]], m["width"])
+            for m in shipped]
+    assert len(keys) >= 2 and keys == sorted(keys)
+    first = listed[next(iter(ui.find_checkpoints(amortised=True)))][1]["model"]
+    assert (first["modality"], first["conditioning"]) == ("image", "hyper")
+    assert first["width"] == min(m["width"] for m in shipped
+                                 if (m["modality"], m["conditioning"]) == ("image", "hyper"))

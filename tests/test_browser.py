@@ -199,7 +199,7 @@ def start_learning(page, server, steps: int, examples: int, task: str | None = N
 
 
 def test_stop_still_scores_what_was_learned_and_cancel_ends_it(page, server):
-    start_learning(page, server, steps=2000, examples=1000)
+    start_learning(page, server, steps=2000, examples=500)
     page.get_by_role("button", name="Stop learning").click()
     # Learning ends early; the vector so far is scored against the corners, the plain encoder
     # and the raw input: the job ends saying so, with a bar for each (the progress line in
@@ -212,7 +212,7 @@ def test_stop_still_scores_what_was_learned_and_cancel_ends_it(page, server):
     page.mouse.move(0, 0)  # no tooltip in the picture
     page.screenshot(path=SHOTS / "learn.png", full_page=True)
     # Cancel, as a user leaving would: the job ends at once, without its comparison.
-    start_learning(page, server, steps=2000, examples=1000)
+    start_learning(page, server, steps=2000, examples=500)
     page.get_by_role("button", name="Cancel").click()
     expect(page.get_by_text("Cancelled (cancelled)")).to_be_visible(timeout=LONG)
 
@@ -230,7 +230,7 @@ def test_a_colour_task_end_to_end_with_the_colour_encoder(page, server):
 
 def test_a_reloaded_tab_stops_its_learning_job(page, server):
     _, log = server
-    start_learning(page, server, steps=2000, examples=1000)
+    start_learning(page, server, steps=2000, examples=500)
     page.reload()  # the old session is gone: its job must not run on, invisibly
     expect(page.get_by_text("Downstream task")).to_be_visible(timeout=LONG)
     deadline = time.time() + 60
