@@ -6,7 +6,7 @@ a 2-D projection aligned to the last one, then the kNN and linear-probe figures.
 each part with the library functions the page calls, over several moves, and the first
 rendered page through AppTest after imports.
 
-    python scripts/bench_app.py [--checkpoint checkpoints/fmnist-hyper4-cpu]
+    python scripts/bench_app.py [--checkpoint checkpoints/fmnist-hyper4-w8-cpu]
 
 Prints one JSON line of medians per part. What a user waits for (a real browser, the page's
 rerun, the chart sent and drawn) is scripts/bench_browser.py's: this one shows where it goes.
@@ -71,7 +71,8 @@ def slider_moves(encoder, dataset, method: str, moves: int) -> dict[str, list[fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "fmnist-hyper4-cpu"))
+    parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "fmnist-hyper4-w8-cpu"),
+                        help="default: the encoder the app opens on")
     parser.add_argument("--dataset", default="")
     parser.add_argument("--moves", type=int, default=8)
     args = parser.parse_args()
