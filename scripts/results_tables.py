@@ -118,7 +118,8 @@ BLOCKS = {
     "images": lambda: suite_table("downstream-images-a", "downstream-images-b"),
     "images-targets": lambda: suite_targets("downstream-images-a", "downstream-images-b"),
     "audio": lambda: suite_table("downstream-audio"),
-    "audio-targets": lambda: suite_targets("downstream-audio"),
+    "audio-targets": lambda: suite_targets("downstream-audio")
+    + results.targets(suite_rows("downstream-audio"), results.audio_misses),
     "film": lambda: suite_table("downstream-film"),
     "colour": lambda: suite_table(*COLOUR),
     "colour-targets": lambda: suite_targets(*COLOUR)

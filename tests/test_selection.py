@@ -127,3 +127,21 @@ def test_the_colour_targets_name_the_tasks_that_miss_them():
         "category tasks: selected >= plain": ["openclipart (0.400 vs 0.410)"]}
     assert "category tasks: selected >= plain: missed on openclipart" in results.targets(
         [row("openclipart", 0.40, 0.40, 0.42, 0.41)], results.colour_misses)
+
+
+def test_the_audio_targets_count_tasks_against_plain_and_name_those_below_raw():
+    def row(task, selected, learned, plain, raw):
+        return {"task": task, "selected_score": selected, "learned_score": learned,
+                "baselines": {"all_ones": selected, "plain": plain, "raw_linear": raw}}
+
+    rows = [row("spoken-digits", 0.55, 0.50, 0.57, 0.40),   # below plain
+            row("notes-family", 0.95, 0.94, 0.94, 0.93),    # above plain and raw
+            row("sonic-pi", 0.50, 0.45, 0.50, 0.46)]        # equal to plain; learned below raw
+    missed = results.audio_misses(rows)
+    assert missed["selected >= plain on at least half the tasks"] == (
+        "met (2 of 3); below plain on spoken-digits (0.550 vs 0.570)")
+    assert missed["selected > raw log-mel"] == []
+    assert missed["gradient-learned > raw log-mel"] == ["sonic-pi (0.450 vs 0.460)"]
+    text = results.targets(rows[:1], results.audio_misses)
+    assert "- selected >= plain on at least half the tasks: missed (0 of 1)" in text
+    assert "- gradient-learned > raw log-mel: met on every task" in text
