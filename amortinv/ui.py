@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -358,18 +359,26 @@ def augmentation_preview(encoder: Encoder, examples: np.ndarray,
                 st.image([spectrogram_image(v) for v in view], width=140, clamp=True)
 
 
-def follow(job, draw, key: str, every: float = 1.0) -> None:
+def follow(job, draw, key: str, every: float | Callable[[Any], float] = 1.0) -> None:
     """Draw a background job's snapshot, every ``every`` seconds while it runs (a fragment),
     then rerun the whole page once when it ends, so its buttons and polling update.
-    ``key`` names this page's job in ``st.session_state``."""
+    ``key`` names this page's job in ``st.session_state``. ``every`` may depend on the
+    snapshot (e.g. slower once the live part is over: each redraw costs the server and the
+    browser CPU the job could use); the page reruns when it changes."""
 
-    @st.fragment(run_every=every if job.running else None)
+    def interval(snapshot) -> float:
+        return every(snapshot) if callable(every) else every
+
+    now = interval(job.snapshot())
+
+    @st.fragment(run_every=now if job.running else None)
     def poll() -> None:
         snapshot = job.snapshot()
         draw(snapshot)
         was_running = st.session_state.get(key, False)
         st.session_state[key] = snapshot.running
-        if was_running and not snapshot.running:
+        if (was_running and not snapshot.running) or (
+                snapshot.running and interval(snapshot) != now):
             st.rerun()
 
     poll()

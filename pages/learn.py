@@ -173,7 +173,10 @@ def draw(snapshot) -> None:
 
 
 if job is not None:
-    ui.follow(job, draw, "learn-was-running")
+    # Every second while the vector moves; every 3 s while scoring, when only the progress
+    # line and the bars change: each redraw costs the CPU the scoring runs on.
+    ui.follow(job, draw, "learn-was-running",
+              every=lambda snapshot: 3.0 if "learned" in snapshot.result else 1.0)
 else:
     st.info("Choose a task and press **Start**: the readout and the invariance vector are "
             "learned together; each group's value is drawn as it moves, then the result is "
