@@ -6,12 +6,14 @@
 #   make gpu          tests, benchmarks, pre-trains and evaluates in <= 7 minutes; files in
 #                     $OUT (else out/gpu). DRY_RUN=1: the same at toy sizes on the CPU.
 #   make gpu-data     packs the data the GPU runs need into gpu-data/ (it travels with the tree)
+#   make gpu-leave    keeps the shipped weights back (in gpu-left/) while the slice runs, so
+#                     the data fit; make gpu-restore (or gpu_slice.py unpack) puts them back
 PYTHON ?= python3.11
 VENV := .venv
 PORT ?= 8501
 GPU_PYTHON ?= $(if $(wildcard $(VENV)/bin/python),$(VENV)/bin/python,python3)
 
-.PHONY: setup setup-dev run dev test lint bench clean gpu gpu-data
+.PHONY: setup setup-dev run dev test lint bench clean gpu gpu-data gpu-leave gpu-restore
 
 setup:
 	PYTHON=$(PYTHON) bash scripts/setup.sh
@@ -41,6 +43,12 @@ gpu:
 
 gpu-data:
 	$(GPU_PYTHON) scripts/gpu_slice.py pack-data --into gpu-data
+
+gpu-leave:
+	$(GPU_PYTHON) scripts/gpu_slice.py leave
+
+gpu-restore:
+	$(GPU_PYTHON) scripts/gpu_slice.py restore
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache

@@ -623,17 +623,63 @@ def needed_datasets() -> list[str]:
                               + [n for names in lists for n in names[1:]]))
 
 
-def tree_bytes() -> int:
+def tree_files(root: Path = ROOT) -> list[Path]:
     """What of this checkout travels to the device besides the data: tracked files and
-    untracked ones git does not ignore (0 outside a git checkout)."""
+    untracked ones git does not ignore, that are there (none outside a git checkout)."""
     try:
         listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
-                                 "--exclude-standard"], cwd=ROOT, capture_output=True,
+                                 "--exclude-standard"], cwd=root, capture_output=True,
                                 check=True).stdout.split(b"\0")
     except (OSError, subprocess.CalledProcessError):
-        return 0
-    return sum((ROOT / os.fsdecode(p)).stat().st_size for p in listed
-               if p and (ROOT / os.fsdecode(p)).is_file())
+        return []
+    return [root / os.fsdecode(p) for p in listed if p and (root / os.fsdecode(p)).is_file()]
+
+
+def tree_bytes(root: Path = ROOT) -> int:
+    """Bytes of the tree that travels, less what :func:`leave` keeps back."""
+    kept = set(left_behind(root))
+    return sum(p.stat().st_size for p in tree_files(root) if p not in kept)
+
+
+#: Tracked files the slice never reads, kept back from the device while it runs (``make
+#: gpu-leave``) so the data fit beside the tree: the shipped encoders' weights (~29 MB, most of
+#: the tree) and the screenshots.
+LEAVE_BEHIND = ("checkpoints/*/encoder.safetensors", "docs/screenshots/*.png")
+#: Where :func:`leave` keeps them (git-ignored: an ignored folder does not travel).
+LEFT = "gpu-left"
+
+
+def left_behind(root: Path = ROOT) -> list[Path]:
+    """The files of :data:`LEAVE_BEHIND` in the tree now."""
+    return sorted(p for pattern in LEAVE_BEHIND for p in root.glob(pattern) if p.is_file())
+
+
+def leave(root: Path = ROOT) -> list[Path]:
+    """Move the files of :data:`LEAVE_BEHIND` into :data:`LEFT` (same relative paths): the
+    device then gets the tree without them. :func:`restore` (and ``unpack``) put them back."""
+    moved = []
+    for path in left_behind(root):
+        target = root / LEFT / path.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(path, target)
+        moved.append(path)
+    return moved
+
+
+def restore(root: Path = ROOT) -> list[Path]:
+    """Put back what :func:`leave` kept, over nothing: a file that is in the tree again
+    (e.g. restored by git) is left as it is and its kept copy is dropped."""
+    back, kept = [], root / LEFT
+    if not kept.is_dir():
+        return back
+    for path in sorted(p for p in kept.rglob("*") if p.is_file()):
+        target = root / path.relative_to(kept)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(path, target)
+            back.append(target)
+    shutil.rmtree(kept)
+    return back
 
 
 def pack_data(into: Path, names: list[str], limit: int, max_mb: float | None) -> int:
@@ -644,8 +690,11 @@ def pack_data(into: Path, names: list[str], limit: int, max_mb: float | None) ->
     if max_mb is None:
         tree = tree_bytes() / 2**20
         max_mb = round(MAX_TREE_MB - tree, 1)
+        kept = sum(p.stat().st_size for p in left_behind()) / 2**20
         print(f"the tree takes {tree:.1f} MB: {max_mb} MB left for the data "
-              f"(of {MAX_TREE_MB} MB)", flush=True)
+              f"(of {MAX_TREE_MB} MB)" + (f"; {kept:.1f} MB of shipped weights and screenshots "
+                                          "are not counted: run `make gpu-leave` before the "
+                                          "slice" if kept else ""), flush=True)
     shutil.rmtree(into / "packed", ignore_errors=True)
     args = ["pack", *(names or needed_datasets()), "--into", str(into), "--max-mb",
             str(max_mb)]
@@ -666,11 +715,20 @@ def main(argv: list[str] | None = None) -> int:
                        help=f"default: {MAX_TREE_MB:.0f} MB less the tree")
         a = p.parse_args(argv[1:])
         return pack_data(a.into, a.names, a.limit, a.max_mb)
+    if argv and argv[0] in ("leave", "restore"):
+        moved = (leave if argv[0] == "leave" else restore)()
+        size = sum(p.stat().st_size for p in tree_files()) / 2**20
+        where = f"kept in {LEFT}/" if argv[0] == "leave" else "put back"
+        print(f"{argv[0]}: {len(moved)} files {where}; the tree that travels now takes "
+              f"{size:.1f} MB")
+        return 0
     if argv and argv[0] == "unpack":
         p = argparse.ArgumentParser(prog="gpu_slice.py unpack", description=unpack.__doc__)
         p.add_argument("files", type=Path, help="the folder the slice's files came back to")
         p.add_argument("dest", type=Path)
         a = p.parse_args(argv[1:])
+        for path in restore():  # what `make gpu-leave` kept back comes home first
+            print(f"restored {path.relative_to(ROOT)}")
         for run in unpack(a.files, a.dest):
             print(run)
         return 0

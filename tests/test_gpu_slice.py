@@ -174,3 +174,29 @@ def test_without_a_gpu_the_slice_says_so_and_stops(tmp_path):
     assert done.returncode == 2 and "--dry-run" in done.stdout
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert "no CUDA" in summary["error"] and "stages" not in summary
+
+
+def test_leave_keeps_the_shipped_weights_back_and_restore_puts_them_back(script, tmp_path):
+    gpu_slice = script("gpu_slice")
+    repo = tmp_path / "repo"
+    files = {"checkpoints/enc/encoder.safetensors": b"w" * MB, "checkpoints/enc/card.json": b"{}",
+             "docs/screenshots/home.png": b"p" * 1000, "app.py": b"print()"}
+    for name, content in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_bytes(content)
+    (repo / ".gitignore").write_text(f"/{gpu_slice.LEFT}/\n")
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    everything = sum(len(c) for c in files.values()) + len(f"/{gpu_slice.LEFT}/\n")
+    travels = everything - MB - 1000
+    # Planned before leaving: the data budget already counts the tree without them.
+    assert gpu_slice.tree_bytes(repo) == travels
+    moved = gpu_slice.leave(repo)
+    assert sorted(p.relative_to(repo).as_posix() for p in moved) == [
+        "checkpoints/enc/encoder.safetensors", "docs/screenshots/home.png"]
+    assert sum(p.stat().st_size for p in gpu_slice.tree_files(repo)) == travels
+    assert (repo / "checkpoints/enc/card.json").exists()
+    back = gpu_slice.restore(repo)
+    assert len(back) == 2 and not (repo / gpu_slice.LEFT).exists()
+    for name, content in files.items():
+        assert (repo / name).read_bytes() == content
