@@ -128,7 +128,6 @@ def test_an_encoder_too_slow_to_probe_is_refused_before_it_is_loaded(app, monkey
         ui._probe_plan.clear()
 
 
-
 def test_the_app_opens_on_the_narrowest_amortised_image_encoder_shipped():
     # The shipped folder, as the app lists it: images before audio, the hypernetwork before
     # FiLM before plain, the narrowest (fastest on a CPU) first.
