@@ -41,7 +41,7 @@ from amortinv import data as datasets
 from amortinv.baselines import baseline_scores, baselines, raw_input_score
 from amortinv.data import Dataset, Split, adapt_channels
 from amortinv.invariance import VectorLike
-from amortinv.models import Encoder, fast_bf16
+from amortinv.models import Encoder, Inputs, fast_bf16
 from amortinv.readout import fit_linear, score
 from amortinv.selection import GRADIENT, Features, Selection, candidates, choose, corner_name
 from amortinv.settings import check_settings, setting
@@ -128,6 +128,10 @@ class Result:
     #: Seconds from the start to the selected vector's test score: preparing, learning,
     #: selecting, scoring (``seconds`` adds the baselines).
     select_seconds: float | None = None
+    #: Every candidate's validation score, by name, and why the selected one was kept
+    #: (:meth:`amortinv.selection.Selection.reason`).
+    val_scores: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
 
     def to_json(self) -> dict:
         return {"task": self.task_name, "metric": self.metric, "learned": self.learned,
@@ -139,7 +143,9 @@ class Result:
                 "baselines": {k: round(v, 4) for k, v in self.baselines.items()},
                 "precision": self.precision, "seconds": round(self.seconds, 1),
                 "select_seconds": None if self.select_seconds is None
-                else round(self.select_seconds, 1)}
+                else round(self.select_seconds, 1),
+                "val_scores": {k: round(v, 4) for k, v in self.val_scores.items()},
+                "reason": self.reason}
 
 
 class TaskMismatch(ValueError):
@@ -279,6 +285,7 @@ def _learn(encoder: Encoder, task: Task, config: DownstreamConfig,
     g = torch.Generator().manual_seed(config.seed)  # the batches
     init = torch.Generator().manual_seed(config.seed)  # the readout's initial weights
     x_train = encoder.to_input(task.train.x)
+    x_val = encoder.reusable(task.val.x)  # scored every eval_every steps
     y_train = _targets(task, task.train.y)
     readout = Readout(encoder.feature_dim, task.data.num_outputs, init).to(encoder.device)
     vector = VectorParameter(len(space), config.init, config.parameterisation
@@ -289,7 +296,8 @@ def _learn(encoder: Encoder, task: Task, config: DownstreamConfig,
     batch = min(config.batch_size, len(x_train))
     bf16 = effective_precision(encoder, config) == "bf16"
     if config.warmup or config.standardise == "start":
-        z_start = encoder.features(task.train.x, vector().detach(), precision=config.precision)
+        z_start = encoder.features(Inputs(x_train), vector().detach(),
+                                   precision=config.precision)
         _warm_up(readout, opt_readout, z_start, y_train, task, config, g)
         if config.standardise == "start":
             readout.norm.running_mean.copy_(z_start.mean(0))
@@ -319,7 +327,7 @@ def _learn(encoder: Encoder, task: Task, config: DownstreamConfig,
         current = space.to_dict(vector().detach())
         state = State(step, current, float(loss.detach()))
         if step % config.eval_every == 0 or step == config.steps:
-            state.val_score = _readout_score(encoder, task, readout, vector().detach(),
+            state.val_score = _readout_score(encoder, task, x_val, readout, vector().detach(),
                                              config.precision)
             if state.val_score > best.best_score:
                 best.best_score, best.best_vector, stale = state.val_score, current, 0
@@ -360,10 +368,12 @@ def _targets(task: Task, y: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _readout_score(encoder: Encoder, task: Task, readout: Readout, vector: torch.Tensor,
-                   precision: str = "fp32") -> float:
+def _readout_score(encoder: Encoder, task: Task, x_val: np.ndarray | torch.Tensor | Inputs,
+                   readout: Readout, vector: torch.Tensor, precision: str = "fp32") -> float:
+    """The jointly trained readout's score on the validation split ``x_val``
+    (:meth:`Encoder.reusable`) at ``vector``."""
     readout.eval()
-    z = encoder.features(task.val.x, vector, precision=precision)
+    z = encoder.features(x_val, vector, precision=precision)
     out = readout(z.to(encoder.device)).cpu()
     pred = out.argmax(1).numpy() if task.classification else out.numpy()
     return score(pred, task.val.y, task.classification)
@@ -480,4 +490,6 @@ def fit(encoder: Encoder, task: Task | Dataset | str, config: DownstreamConfig |
                   time.perf_counter() - start, selected=chosen.vector, selected_name=chosen.name,
                   selected_score=outcome.selected_score, selected_val=chosen.val_score,
                   rounded=selection.rounded, precision=effective_precision(encoder, config),
-                  select_seconds=select_seconds)
+                  select_seconds=select_seconds,
+                  val_scores={k: c.val_score for k, c in selection.candidates.items()},
+                  reason=selection.reason())

@@ -34,13 +34,20 @@ GRADIENT_TOLERANCE = 1e-4
 
 def score(pred: np.ndarray, y: np.ndarray, classification: bool) -> float:
     """Top-1 accuracy for classification, R² (averaged over outputs) for regression."""
+    return float(points(pred, y, classification).mean())
+
+
+def points(pred: np.ndarray, y: np.ndarray, classification: bool) -> np.ndarray:
+    """Each example's share of :func:`score`, so that their mean is the score: 1 or 0 for a
+    right or wrong class; for regression, 1 - N x (squared error / total sum of squares),
+    averaged over outputs. Their spread gives a score's standard error (and, paired, that
+    of the difference of two readouts' scores on the same examples)."""
     if classification:
-        return float((pred == y).mean())
+        return (pred == y).astype(np.float64)
     y = y.reshape(len(y), -1)
     pred = pred.reshape(len(pred), -1)
-    ss_res = ((y - pred) ** 2).sum(0)
     ss_tot = ((y - y.mean(0)) ** 2).sum(0)
-    return float(np.mean(1 - ss_res / np.maximum(ss_tot, 1e-12)))
+    return 1 - (len(y) * (y - pred) ** 2 / np.maximum(ss_tot, 1e-12)).mean(1)
 
 
 def standardise(z_train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
@@ -63,6 +70,8 @@ class LinearReadout:
     classes: int | None
     strength: float
     val_score: float
+    #: Each validation example's share of ``val_score`` (:func:`points`).
+    val_points: np.ndarray
 
     def predict(self, z: torch.Tensor) -> np.ndarray:
         """Predicted classes (classification) or values (regression) for features ``z``."""
@@ -102,9 +111,10 @@ def fit_readout(z_train: torch.Tensor, y_train: np.ndarray, z_val: torch.Tensor,
         else:
             weight = ridge_weights(a_train, y_train, strength)
             pred = (a_val @ weight).cpu().numpy()
-        val = score(pred, y_val, classes is not None)
+        shares = points(pred, y_val, classes is not None)
+        val = float(shares.mean())
         if best is None or val >= best.val_score:  # a tie goes to the weaker strength, as before
-            best = LinearReadout(mean, std, weight, classes, strength, val)
+            best = LinearReadout(mean, std, weight, classes, strength, val, shares)
     return best
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 #: The columns before the baselines' (which follow in alphabetical order), then ``error``.
 FIELDS = ["task", "needs", "metric", "learned", "learned_score", "val_score", "selected_name",
           "selected", "selected_score", "selected_val", "rounded", "precision",
-          "select_seconds", "seconds"]
-_JSON = ("learned", "selected")
-_TEXT = ("task", "needs", "metric", "selected_name", "rounded", "precision", "error")
+          "select_seconds", "seconds", "reason", "val_scores"]
+_JSON = ("learned", "selected", "val_scores")
+_TEXT = ("task", "needs", "metric", "selected_name", "rounded", "precision", "reason", "error")
 
 #: The targets of issue 10, in points of the metric (accuracy or R²).
 SELECTED_BELOW_ORACLE = 0.01
@@ -41,7 +41,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
             if "error" in r:
                 writer.writerow([r["task"], *[""] * (len(FIELDS) - 1 + len(keys)), r["error"]])
                 continue
-            cells = [json.dumps(r[k]) if k in _JSON else r.get(k, "") for k in FIELDS]
+            cells = [json.dumps(r.get(k, {})) if k in _JSON else r.get(k, "") for k in FIELDS]
             writer.writerow([*cells, *[r["baselines"].get(k, "") for k in keys], ""])
 
 
@@ -190,6 +190,46 @@ def targets(rows: Iterable[dict], checks=misses) -> str:
             continue
         lines.append(f"- {target}: " + ("met on every task" if not missed
                                          else "missed on " + "; ".join(missed)))
+    return "\n".join(lines) + "\n"
+
+
+def best_on_validation(row: dict) -> str:
+    """The candidate the earlier rule kept: the best validation score (``val_scores``; a tie
+    goes to the gradient vector, then to the corner met first)."""
+    scores = row["val_scores"]
+    best = "gradient"
+    for name, value in scores.items():
+        if value > scores[best]:
+            best = name
+    return best
+
+
+def candidate_test_score(row: dict, name: str) -> float:
+    """A candidate's test score: the gradient-learned vector's or a corner's."""
+    return row["learned_score"] if name == "gradient" else row["baselines"][name]
+
+
+def rules_table(suites: dict[str, list[dict]]) -> str:
+    """The one-standard-error rule (the suite's ``selected``) against the best candidate on
+    validation (:func:`best_on_validation`), both scored on the test split of the same runs:
+    per suite, the mean score, the tasks within 1 point of the oracle corner and those below
+    all ones. Rows without validation scores (older files) are left out."""
+    lines = ["| suite | tasks | rule | mean test score | within 0.01 of the oracle "
+             "| below all ones |", "|---|---|---|---|---|---|"]
+    for suite, rows in suites.items():
+        rows = [r for r in rows if "error" not in r and r.get("val_scores")]
+        if not rows:
+            continue
+        for rule, scores in (
+                ("best on validation", [candidate_test_score(r, best_on_validation(r))
+                                        for r in rows]),
+                ("one standard error", [r["selected_score"] for r in rows])):
+            near = sum(s >= oracle(r)[1] - SELECTED_BELOW_ORACLE - 1e-9
+                       for s, r in zip(scores, rows, strict=True))
+            below = sum(s < r["baselines"]["all_ones"] - 1e-9
+                        for s, r in zip(scores, rows, strict=True))
+            lines.append(f"| {suite} | {len(rows)} | {rule} | {sum(scores) / len(rows):.3f} | "
+                         f"{near} | {below} |")
     return "\n".join(lines) + "\n"
 
 

@@ -8,9 +8,17 @@ vector a task gets is chosen among
 - its rounding to a corner (one of the corners below, named in :attr:`Selection.rounded`),
 - every corner of the space (the baselines need their features anyway),
 
-each scored the same way: a linear readout fitted on the training split, its L2 strength and
-the candidate both chosen on the validation split (:func:`amortinv.readout.fit_readout`). The
-test split is not read here: a candidate's fitted readout scores it afterwards
+each scored the same way: a linear readout fitted on the training split, its L2 strength
+chosen on the validation split (:func:`amortinv.readout.fit_readout`).
+
+The candidate is chosen on the validation split too, with the one-standard-error rule
+(Breiman et al., 1984): the candidate with the best validation score wins only if all ones,
+then the gradient vector, scores more than one standard error of that best score below it
+(:func:`noise`). Otherwise the first of those within the margin is kept: all ones (the
+encoder's standard invariances) before the gradient vector. On validation splits of a few
+hundred examples, 17 or 33 candidates differ mostly by noise, and the best of them on
+validation is biased upward by it; a change from the standard invariances has to be shown,
+not guessed. The test split is not read here: a candidate's fitted readout scores it afterwards
 (:meth:`Candidate.test_score`), once per vector that is reported.
 
 Features are computed once per vector and split (:class:`Features`), so the selection, the
@@ -23,17 +31,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from amortinv.invariance import InvarianceSpace, VectorLike
 from amortinv.readout import LinearReadout, fit_readout
 
 if TYPE_CHECKING:
-    from amortinv.models import Encoder
+    from amortinv.models import Encoder, Inputs
     from amortinv.task import Task
 
 #: The candidate name of the gradient path's best vector.
 GRADIENT = "gradient"
+#: Kept, in this order, when within one standard error of the best validation score.
+PREFERRED = ("all_ones", GRADIENT)
 
 
 class Features:
@@ -45,12 +56,18 @@ class Features:
     def __init__(self, encoder: Encoder, task: Task, precision: str = "fp32"):
         self.encoder, self.task, self.precision = encoder, task, precision
         self._cache: dict[tuple[tuple[float, ...], str], torch.Tensor] = {}
+        # each split, converted once where that pays (Encoder.reusable)
+        self._inputs: dict[str, np.ndarray | torch.Tensor | Inputs] = {}
 
     def __call__(self, vector: VectorLike | float, split: str) -> torch.Tensor:
         key = (tuple(self.encoder.space.vector(vector).tolist()), split)
         if key not in self._cache:
-            data = {"train": self.task.train, "val": self.task.val, "test": self.task.test}[split]
-            self._cache[key] = self.encoder.features(data.x, key[0], precision=self.precision)
+            if split not in self._inputs:
+                data = {"train": self.task.train, "val": self.task.val,
+                        "test": self.task.test}[split]
+                self._inputs[split] = self.encoder.reusable(data.x)
+            self._cache[key] = self.encoder.features(self._inputs[split], key[0],
+                                                     precision=self.precision)
         return self._cache[key]
 
     def splits(self, vector: VectorLike | float) -> tuple[torch.Tensor, torch.Tensor,
@@ -84,10 +101,34 @@ class Selection:
     chosen: Candidate
     #: The corner the gradient vector rounds to (each value to 0 or 1).
     rounded: str
+    #: The candidate with the best validation score (``chosen`` unless it was within noise).
+    best: Candidate
 
     @property
     def gradient(self) -> Candidate:
         return self.candidates[GRADIENT]
+
+    def reason(self, readable: bool = False) -> str:
+        """Why ``chosen`` was kept, in a sentence with the validation scores and the margin
+        (``readable``: the app's names, as in :func:`corner_name`)."""
+        label = readable_name if readable else str
+        best, chosen = self.best, self.chosen
+        text = f"{label(chosen.name)} ({chosen.val_score:.3f} on validation)"
+        if best is not chosen:
+            return (f"{text} kept: {label(best.name)} was ahead by "
+                    f"{best.val_score - chosen.val_score:.3f}, within one standard error of "
+                    f"its score ({noise(best):.3f})")
+        passed = []  # the preferred candidates before it, below the margin
+        for name in PREFERRED:
+            if name not in self.candidates or self.candidates[name] is chosen:
+                break
+            passed.append(self.candidates[name])
+        if not passed:
+            return f"{text}: the best on validation"
+        below = " and ".join(f"{label(c.name)} by {chosen.val_score - c.val_score:.3f}"
+                             for c in passed)
+        return (f"{text}: the best on validation, ahead of {below}, more than one standard "
+                f"error of its score ({noise(best):.3f})")
 
 
 def corner_name(space: InvarianceSpace, corner: VectorLike, readable: bool = False) -> str:
@@ -133,15 +174,35 @@ def candidates(features: Features, gradient: VectorLike, with_corners: bool = Tr
         yield Candidate(name, vector, readout)
 
 
+def noise(candidate: Candidate) -> float:
+    """One standard error of ``candidate``'s validation score: from the spread of each
+    validation example's share of it (:func:`amortinv.readout.points`); for an accuracy, the
+    binomial one with a pseudo-count of one right and one wrong, so that a perfect score (a
+    task whose validation split is too easy to tell candidates apart) still has its noise."""
+    shares = candidate.readout.val_points
+    n = len(shares)
+    if n < 2:
+        return 0.0
+    if candidate.readout.classes is not None:
+        p = (shares.sum() + 1) / (n + 2)
+        return float(np.sqrt(p * (1 - p) / n))
+    return float(shares.std(ddof=1) / np.sqrt(n))
+
+
 def choose(fitted: dict[str, Candidate], space: InvarianceSpace) -> Selection:
-    """The candidate with the best validation score; a tie goes to the gradient vector, then
-    to the corner met first (all ones before fewer groups on)."""
+    """The one-standard-error rule (see the module's docstring): the first of
+    :data:`PREFERRED` whose validation score is within one standard error of the best one,
+    else the best (a tie goes to the gradient vector, then to the corner met first)."""
     gradient = fitted[GRADIENT]
     best = gradient
     for candidate in fitted.values():
         if candidate.val_score > best.val_score:
             best = candidate
-    return Selection(dict(fitted), best, corner_name(space, rounded(space, gradient.vector)))
+    margin = best.val_score - noise(best)
+    chosen = next((fitted[name] for name in PREFERRED
+                   if name in fitted and fitted[name].val_score >= margin), best)
+    return Selection(dict(fitted), chosen, corner_name(space, rounded(space, gradient.vector)),
+                     best)
 
 
 def select(features: Features, gradient: VectorLike, with_corners: bool = True) -> Selection:

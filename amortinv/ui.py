@@ -23,7 +23,7 @@ import amortinv
 import amortinv.data as data
 from amortinv import checkpoint
 from amortinv.augment import LogMel, make_augment
-from amortinv.models import Encoder
+from amortinv.models import Encoder, Inputs
 from amortinv.models.cost import checkpoint_cost, probe_plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -317,13 +317,23 @@ def probe_features(path: str, mtime: float, dataset: str, vector: tuple[float, .
     kNN and linear probe) at one vector, cached per (checkpoint, dataset, vector). Computed
     in bfloat16 where the CPU does that natively (twice as fast; a picture, not a score)."""
     encoder = load_encoder(path, mtime)
+    test, train = probe_inputs(path, mtime, dataset)
+    return {"test": encoder.features(test, list(vector), precision="bf16").numpy(),
+            "train": encoder.features(train, list(vector), precision="bf16").numpy()}
+
+
+@st.cache_resource(show_spinner="Preparing the examples…", max_entries=8)
+def probe_inputs(path: str, mtime: float, dataset: str
+                 ) -> tuple[np.ndarray | Inputs, np.ndarray | Inputs]:
+    """The test and training examples :func:`probe_features` encodes, ready to be encoded at
+    every vector the sliders reach (:meth:`Encoder.reusable`: audio as log-mel spectrograms,
+    computed once instead of on every move). Shared, read-only, by every session."""
+    encoder = load_encoder(path, mtime)
     ds = adapted(dataset, encoder.config.in_channels)
     modality = encoder.config.modality
     points = probe_points(Path(path))[0]
-    test = ds.test.x[:points]
-    train = ds.train.x[:round(points * PROBE_TRAIN_POINTS[modality] / PROBE_POINTS[modality])]
-    return {"test": encoder.features(test, list(vector), precision="bf16").numpy(),
-            "train": encoder.features(train, list(vector), precision="bf16").numpy()}
+    train = round(points * PROBE_TRAIN_POINTS[modality] / PROBE_POINTS[modality])
+    return encoder.reusable(ds.test.x[:points]), encoder.reusable(ds.train.x[:train])
 
 
 def show_image_grid(images: np.ndarray, captions: list[str] | None = None,

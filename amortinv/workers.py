@@ -154,7 +154,8 @@ def learning_job(encoder: Encoder, task: Task | Dataset | str, config: Downstrea
     while selecting, then ``test``). The result fills in as they come: ``learned`` (the
     gradient vector, {group: value}), ``val_scores`` and ``scores`` ({name: score}; the
     gradient vector is :data:`amortinv.downstream.GRADIENT`, corners by name), then
-    ``selected`` (vector), ``selected_name`` and ``rounded`` once the selection is made.
+    ``selected`` (vector), ``selected_name``, ``rounded`` and ``reason`` (why it was kept, a
+    sentence) once the selection is made.
 
     :meth:`Job.stop` ends the learning early: the best vector so far is still selected from
     and scored. :meth:`Job.cancel` ends the job."""
@@ -175,7 +176,7 @@ def learning_job(encoder: Encoder, task: Task | Dataset | str, config: Downstrea
         for record in assess(encoder, prepared, last.vector, config, plain):
             if isinstance(record, Selection):
                 job.set_result(selected=record.chosen.vector, selected_name=record.chosen.name,
-                               rounded=record.rounded)
+                               rounded=record.rounded, reason=record.reason(readable=True))
                 continue
             scores[record.split][record.name] = record.score
             job.set_result(val_scores=dict(scores["val"]), scores=dict(scores["test"]))

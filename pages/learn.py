@@ -152,6 +152,8 @@ def draw(snapshot) -> None:
         scores, chosen = result.get("scores", {}), result.get("selected_name")
         st.subheader(f"The learned vectors against the alternatives ({metric} on the test "
                      "split)")
+        if result.get("reason"):
+            st.caption(f"**Selected:** {result['reason']}.")
         left, right = st.columns([3, 2])
         if scores:
             shown, colours = charts.learn_scores(scores, chosen)
@@ -164,10 +166,12 @@ def draw(snapshot) -> None:
         right.caption(
             f"**{charts.GRADIENT_LABEL}**: where gradient descent on the vector ended (the "
             "best point of its path on the validation split). **selected**: the vector kept "
-            "for the task, chosen on the validation split among that vector and every corner; "
-            "each is scored with a fresh linear readout. **Corners** switch each group fully "
-            "on (1) or off (0): 'crop + flip' = crop and flip at 1, the rest at 0; 'all ones' "
-            "is standard SimCLR-style invariance. **plain**: the encoder trained without a "
+            "for the task, chosen on the validation split among that vector and every corner "
+            "(each scored with a fresh linear readout); the best there wins only if it beats "
+            "all ones, then the gradient-learned vector, by more than one standard error of "
+            "the difference. **Corners** switch each group fully on (1) or off (0): 'crop + "
+            "flip' = crop and flip at 1, the rest at 0; 'all ones' is standard SimCLR-style "
+            "invariance. **plain**: the encoder trained without a "
             "vector on the same data. **raw input**: the same readout on pixels or log-mel "
             "spectrograms.")
 

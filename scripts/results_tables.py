@@ -113,14 +113,26 @@ def _vector(text: str) -> str:
 #: The colour suite's two halves (run side by side on the two cores).
 COLOUR = ("downstream-colour-a", "downstream-colour-b")
 
+#: The grey-image suite's halves: on the app's width-8 encoder, and on width 16 (the plain
+#: encoder's width).
+IMAGES = ("downstream-images-a", "downstream-images-b")
+IMAGES_W16 = ("downstream-images-w16-a", "downstream-images-w16-b")
+
 #: Block name -> the function that renders it.
 BLOCKS = {
-    "images": lambda: suite_table("downstream-images-a", "downstream-images-b"),
-    "images-targets": lambda: suite_targets("downstream-images-a", "downstream-images-b"),
+    "images": lambda: suite_table(*IMAGES),
+    "images-targets": lambda: suite_targets(*IMAGES),
+    "images-w16": lambda: suite_table(*IMAGES_W16),
+    "images-w16-targets": lambda: suite_targets(*IMAGES_W16),
     "audio": lambda: suite_table("downstream-audio"),
     "audio-targets": lambda: suite_targets("downstream-audio")
     + results.targets(suite_rows("downstream-audio"), results.audio_misses),
     "film": lambda: suite_table("downstream-film"),
+    "rules": lambda: results.rules_table({
+        "grey images (width 8)": suite_rows(*IMAGES),
+        "grey images (width 16)": suite_rows(*IMAGES_W16),
+        "colour images": suite_rows(*COLOUR), "audio": suite_rows("downstream-audio"),
+        "FiLM": suite_rows("downstream-film")}),
     "colour": lambda: suite_table(*COLOUR),
     "colour-targets": lambda: suite_targets(*COLOUR)
     + results.targets(suite_rows(*COLOUR), results.colour_misses),

@@ -207,8 +207,12 @@ def test_stop_still_scores_what_was_learned_and_cancel_ends_it(page, server):
     expect(page.get_by_text("scoring on the test split")).to_be_visible(timeout=LONG)
     expect(page.get_by_text("learning stopped early by you")).to_be_visible(timeout=LONG)
     bars = page.locator(".js-plotly-plot .ytick text")
-    for label in ("plain", "raw input", "all ones", "gradient-learned"):
+    # all ones has its bar, named "selected (all ones)" when the rule kept it
+    for label in ("plain", "raw input", r"(selected \()?all ones\)?", "gradient-learned"):
         expect(bars.filter(has_text=re.compile(f"^{label}$"))).to_have_count(1)
+    # Why the selected vector was kept, with its validation score
+    expect(page.get_by_text(re.compile(r"Selected: .+ \(\d\.\d{3} on validation\)"))
+           ).to_be_visible()
     page.mouse.move(0, 0)  # no tooltip in the picture
     page.screenshot(path=SHOTS / "learn.png", full_page=True)
     # Cancel, as a user leaving would: the job ends at once, without its comparison.

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from amortinv.invariance import AUDIO, GREY, RGB, InvalidInvarianceVector
-from amortinv.models import ConditionedResNet, Encoder, ModelConfig
+from amortinv.models import ConditionedResNet, Encoder, Inputs, ModelConfig
 from amortinv.models.conditioning import FiLMBatchNorm2d, HyperConv2d
 
 
@@ -114,6 +114,25 @@ def test_audio_encoder_takes_waveforms():
     assert z.shape == (3, enc.feature_dim) and torch.isfinite(z).all()
     with pytest.raises(ValueError, match="audio"):
         Encoder(ModelConfig(modality="image"), AUDIO)
+
+
+def test_audio_converted_once_gives_the_same_features_in_any_batches():
+    enc = Encoder(ModelConfig(modality="audio", width=4, stem="imagenet", bases=2), AUDIO)
+    waves = np.random.default_rng(1).standard_normal((5, 16000)).astype(np.float32) * 0.1
+    ready = enc.reusable(waves, batch_size=2)  # log-mel spectrograms, in three batches
+    assert isinstance(ready, Inputs) and len(ready) == 5
+    assert ready.tensor.shape[:2] == (5, enc.config.mel.n_mels)
+    assert enc.reusable(ready) is ready
+    for vector in (0.0, 1.0):
+        assert torch.allclose(enc.features(ready, vector, batch_size=3),
+                              enc.features(waves, vector), atol=1e-5)
+    # the spectrograms are computed in fp32 at either precision: the same features either way
+    assert torch.equal(enc.features(ready, 1.0, precision="bf16"),
+                       enc.features(waves, 1.0, precision="bf16"))
+    images = Encoder(ModelConfig(in_channels=1, image_size=8, width=4), GREY)
+    pixels = np.zeros((2, 1, 8, 8), np.uint8)
+    assert enc.reusable(waves[:0]).tensor.shape[0] == 0
+    assert images.reusable(pixels) is pixels  # images stay uint8: converting them is cheap
 
 
 def test_bands_keep_where_in_frequency_a_pattern_lies():

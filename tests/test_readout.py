@@ -1,10 +1,12 @@
 """The linear readouts' solvers reach the optimum that their scores depend on."""
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
+from amortinv import readout
 from amortinv.readout import _with_intercept, fit_readout, logistic_weights, standardise
 
 
@@ -43,3 +45,15 @@ def test_fit_readout_picks_its_strength_on_validation_and_scores_test():
     assert readout.val_score > 0.9  # digits are nearly linearly separable in pixels
     assert readout.score(x_test, y_test) > 0.85
     assert readout.strength in (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+def test_each_examples_share_averages_to_the_score():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(50, 2))
+    pred = y + rng.normal(scale=0.5, size=(50, 2))
+    shares = readout.points(pred, y, classification=False)
+    assert shares.shape == (50,)
+    assert shares.mean() == pytest.approx(readout.score(pred, y, classification=False))
+    assert 0 < readout.score(pred, y, classification=False) < 1
+    labels, guesses = np.array([0, 1, 2, 1]), np.array([0, 2, 2, 1])
+    assert readout.points(guesses, labels, classification=True).tolist() == [1, 0, 1, 1]

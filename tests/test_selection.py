@@ -2,13 +2,15 @@
 split, among the gradient vector and every corner; each vector is encoded once."""
 
 import numpy as np
+import pytest
 import torch
 
-from amortinv import results
+from amortinv import results, selection
 from amortinv.data import Dataset, Split
 from amortinv.downstream import GRADIENT, DownstreamConfig, assess, fit, prepare
 from amortinv.invariance import GREY
-from amortinv.selection import Features, corner_name, corners, rounded, select
+from amortinv.readout import LinearReadout
+from amortinv.selection import Candidate, Features, corner_name, corners, rounded, select
 
 
 def sided_task(n_train=400, n_test=200, seed=0) -> Dataset:
@@ -50,10 +52,59 @@ def test_selection_uses_validation_only_and_picks_what_the_task_needs(mirror_enc
     assert id(task.test.x) not in {x for x, _ in counting.calls}  # the test split is unread
     assert set(selection.candidates) == {GRADIENT} | set(corners(GREY))
     chosen = selection.chosen
+    assert chosen is selection.best  # far ahead of all ones and the gradient vector
     assert chosen.val_score == max(c.val_score for c in selection.candidates.values())
     assert chosen.vector["flip"] == 0.0  # the blob's side needs flip sensitivity
     assert selection.rounded == "all_ones"  # 0.5 rounds up: the standard invariance
     assert selection.gradient.val_score < 0.7 < chosen.val_score
+
+
+def candidate(name: str, right: list[int]) -> Candidate:
+    """A candidate whose readout got the validation examples ``right`` (1) or wrong (0)."""
+    shares = np.array(right, dtype=np.float64)
+    readout = LinearReadout(torch.zeros(1), torch.ones(1), torch.zeros(2, 2), 2, 1.0,
+                            float(shares.mean()), shares)
+    return Candidate(name, dict.fromkeys(GREY.names, 0.5), readout)
+
+
+def test_the_best_on_validation_must_beat_all_ones_then_the_gradient_by_its_noise():
+    base = [1] * 80 + [0] * 20                       # 0.80 on 100 validation examples
+    ahead = [0] * 10 + [1] * 83 + [0] * 7            # 0.83
+    far = [1] * 95 + [0] * 5                         # 0.95
+    rule = selection.choose
+
+    # 0.03 ahead of all ones, whose score is within one standard error (0.038) of the best
+    within = rule({GRADIENT: candidate(GRADIENT, base), "all_ones": candidate("all_ones", base),
+                   "crop": candidate("crop", ahead)}, GREY)
+    assert within.best.name == "crop" and within.chosen.name == "all_ones"
+    assert selection.noise(within.best) == pytest.approx(0.0381, abs=1e-4)
+    assert within.reason() == ("all_ones (0.800 on validation) kept: crop was ahead by 0.030, "
+                               "within one standard error of its score (0.038)")
+
+    # all ones far behind, the gradient vector within noise: the gradient vector
+    low = [1] * 50 + [0] * 50
+    gradient = rule({GRADIENT: candidate(GRADIENT, [1] * 81 + [0] * 19),
+                     "all_ones": candidate("all_ones", low), "crop": candidate("crop", ahead)},
+                    GREY)
+    assert gradient.chosen.name == GRADIENT
+
+    # far ahead of both: the best
+    clear = rule({GRADIENT: candidate(GRADIENT, base), "all_ones": candidate("all_ones", base),
+                  "crop": candidate("crop", far)}, GREY)
+    assert clear.chosen is clear.best and clear.chosen.name == "crop"
+    assert clear.reason(readable=True) == (
+        "crop (0.950 on validation): the best on validation, ahead of all ones by 0.150 and "
+        "gradient by 0.150, more than one standard error of its score (0.024)")
+    assert gradient.reason().startswith("gradient (0.810 on validation) kept: crop was ahead")
+    alone = rule({GRADIENT: candidate(GRADIENT, base), "all_ones": candidate("all_ones", far)},
+                 GREY)
+    assert alone.reason() == "all_ones (0.950 on validation): the best on validation"
+
+    # a perfect validation score is not certain: its noise is about one example in 100
+    perfect = rule({GRADIENT: candidate(GRADIENT, [1] * 100),
+                    "all_ones": candidate("all_ones", [1] * 99 + [0])}, GREY)
+    assert selection.noise(perfect.best) == pytest.approx(0.0099, abs=1e-4)
+    assert perfect.chosen.name == GRADIENT  # 0.010 behind: just outside it
 
 
 def test_each_vector_and_split_is_encoded_once_and_the_test_split_scored_after(mirror_encoder):
@@ -95,8 +146,9 @@ def test_results_files_round_trip_and_say_where_targets_are_missed(tmp_path):
            "learned_score": 0.70, "val_score": 0.7, "selected_name": "all_ones",
            "selected": {"crop": 1.0}, "selected_score": 0.745, "selected_val": 0.8,
            "rounded": "all_zeros", "precision": "fp32", "select_seconds": 75.0,
-           "seconds": 200.0, "baselines": {"all_ones": 0.745, "all_zeros": 0.76,
-                                           "raw_linear": 0.5}}
+           "seconds": 200.0, "reason": "all_ones (0.800 on validation): the best",
+           "val_scores": {"gradient": 0.7, "all_ones": 0.8, "all_zeros": 0.79},
+           "baselines": {"all_ones": 0.745, "all_zeros": 0.76, "raw_linear": 0.5}}
     path = tmp_path / "r.csv"
     results.write_csv(path, [row, {"task": "broken", "error": "no data"}])
     back = results.read_csv(path)
@@ -145,3 +197,22 @@ def test_the_audio_targets_count_tasks_against_plain_and_name_those_below_raw():
     text = results.targets(rows[:1], results.audio_misses)
     assert "- selected >= plain on at least half the tasks: missed (0 of 1)" in text
     assert "- gradient-learned > raw log-mel: met on every task" in text
+
+
+def test_the_rules_table_scores_both_rules_from_the_same_files():
+    def row(task, val, test, selected):
+        return {"task": task, "learned_score": test["gradient"], "selected_score": selected,
+                "val_scores": val, "baselines": {k: v for k, v in test.items() if k != "gradient"}}
+
+    rows = [  # the best on validation (crop) is unlucky on test; the rule kept all ones
+        row("a", {"gradient": 0.80, "all_ones": 0.81, "crop": 0.82},
+            {"gradient": 0.79, "all_ones": 0.80, "crop": 0.70}, selected=0.80),
+        row("b", {"gradient": 0.90, "all_ones": 0.70, "crop": 0.90},  # a tie: the gradient
+            {"gradient": 0.88, "all_ones": 0.60, "crop": 0.90}, selected=0.88)]
+    assert results.best_on_validation(rows[0]) == "crop"
+    assert results.best_on_validation(rows[1]) == GRADIENT
+    lines = results.rules_table({"s": rows, "old files": [{"task": "c", "baselines": {}}]}
+                                ).splitlines()
+    assert lines[2] == "| s | 2 | best on validation | 0.790 | 0 | 1 |"
+    assert lines[3] == "| s | 2 | one standard error | 0.840 | 1 | 0 |"
+    assert len(lines) == 4  # rows without validation scores are left out

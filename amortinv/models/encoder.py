@@ -160,6 +160,18 @@ class Encoder(nn.Module):
                              "them as uint8")
         return x
 
+    @torch.no_grad()
+    def reusable(self, x: np.ndarray | torch.Tensor | Inputs, batch_size: int = 512
+                 ) -> np.ndarray | torch.Tensor | Inputs:
+        """``x`` made ready to be encoded at many vectors (:meth:`features` takes it): audio
+        is turned into log-mel spectrograms once (:class:`Inputs`), which otherwise cost
+        about as much as a small encoder on every call; images are returned as they are
+        (their conversion is a division, and uint8 is a quarter of the memory)."""
+        if self.config.modality != "audio" or isinstance(x, Inputs):
+            return x
+        parts = [self.to_input(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        return Inputs(torch.cat(parts) if parts else torch.zeros(0, device=self.device))
+
     def forward(self, x: torch.Tensor, invariance: torch.Tensor) -> torch.Tensor:
         """Augmentation-domain batch and one vector -> features ``(B, feature_dim)``."""
         cfg = self.config
@@ -172,9 +184,10 @@ class Encoder(nn.Module):
         return self.backbone(x, invariance)
 
     @torch.no_grad()
-    def features(self, x: np.ndarray | torch.Tensor, invariance: VectorLike | float,
+    def features(self, x: np.ndarray | torch.Tensor | Inputs, invariance: VectorLike | float,
                  batch_size: int = 512, precision: str = "fp32") -> torch.Tensor:
-        """Features of raw inputs at one invariance vector, in eval mode, on the CPU.
+        """Features of raw inputs (or :class:`Inputs`, converted already) at one invariance
+        vector, in eval mode, on the CPU.
 
         ``invariance`` is a named dict (every group of :attr:`space`), a sequence or tensor in
         the space's order, or one number for all groups; it is validated first.
@@ -188,15 +201,36 @@ class Encoder(nn.Module):
         bf16 = precision == "bf16" and fast_bf16(self.device)
         was_training = self.training
         self.eval()
+        out = []
         try:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
-                out = [self(self.to_input(x[i:i + batch_size]), vector).float().cpu()
-                       for i in range(0, len(x), batch_size)]
+            for i in range(0, len(x), batch_size):
+                batch = self._batch(x, i, batch_size)  # in fp32 (log-mel) whatever the precision
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+                    out.append(self(batch, vector).float().cpu())
         finally:
             self.train(was_training)
         if not out:
             return torch.zeros(0, self.feature_dim)
         return torch.cat(out)
+
+
+    def _batch(self, x: np.ndarray | torch.Tensor | Inputs, start: int, size: int
+               ) -> torch.Tensor:
+        """Examples ``start:start + size`` of ``x`` in the augmentation domain."""
+        if isinstance(x, Inputs):
+            return x.tensor[start:start + size].to(self.device)
+        return self.to_input(x[start:start + size])
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Raw data already in an encoder's augmentation domain (:meth:`Encoder.reusable`), so
+    that encoding it at many vectors converts it once."""
+
+    tensor: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.tensor)
 
 
 def fast_bf16(device: torch.device | str = "cpu") -> bool:
