@@ -145,8 +145,9 @@ def corner_name(space: InvarianceSpace, corner: VectorLike, readable: bool = Fal
 
 
 def readable_name(name: str) -> str:
-    """A results-file key as the app writes it: ``crop+flip`` -> ``crop + flip``."""
-    return name.replace("_", " ").replace("+", " + ")
+    """A results-file key as the app writes it: ``crop+flip`` -> ``crop + flip``,
+    ``gradient`` -> ``gradient-learned``."""
+    return "gradient-learned" if name == GRADIENT else name.replace("_", " ").replace("+", " + ")
 
 
 def corners(space: InvarianceSpace) -> dict[str, dict[str, float]]:

@@ -94,7 +94,7 @@ def test_the_best_on_validation_must_beat_all_ones_then_the_gradient_by_its_nois
     assert clear.chosen is clear.best and clear.chosen.name == "crop"
     assert clear.reason(readable=True) == (
         "crop (0.950 on validation): the best on validation, ahead of all ones by 0.150 and "
-        "gradient by 0.150, more than one standard error of its score (0.024)")
+        "gradient-learned by 0.150, more than one standard error of its score (0.024)")
     assert gradient.reason().startswith("gradient (0.810 on validation) kept: crop was ahead")
     alone = rule({GRADIENT: candidate(GRADIENT, base), "all_ones": candidate("all_ones", far)},
                  GREY)
