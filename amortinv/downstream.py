@@ -25,6 +25,7 @@ encoder, subsampled, validation carved out); :func:`fit` runs everything;
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import math
 import threading
@@ -182,6 +183,18 @@ def prepare(encoder: Encoder, dataset: str | Dataset, config: DownstreamConfig) 
     n_val = round(config.max_train * config.val_fraction) if config.max_train else 0
     return Task(data, cap(train, config.max_train), cap(val, n_val),
                 cap(data.test, config.max_test), note)
+
+
+def held_out_task(encoder: Encoder, name: str, config: DownstreamConfig,
+                  fraction: float = 0.2, cap: int = 2000) -> Task:
+    """Registry task ``name`` with a held-out part of its training split (``fraction`` of it,
+    at most ``cap`` examples, stratified by class) in place of its test split, which is never
+    read: for studies that choose defaults without the test split."""
+    full = datasets.get(name)
+    keep, held = Dataset.validation_indices(full, fraction, seed=1000)
+    held = held[:cap] if len(held) > cap else held
+    return prepare(encoder, dataclasses.replace(full, train=full.train.take(keep),
+                                                test=full.train.take(held)), config)
 
 
 def check_modality(encoder: Encoder, name: str, modality: str) -> None:

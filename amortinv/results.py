@@ -209,27 +209,52 @@ def candidate_test_score(row: dict, name: str) -> float:
     return row["learned_score"] if name == "gradient" else row["baselines"][name]
 
 
+#: The header of the tables that compare selection rules.
+_RULES_HEADER = ["| suite | tasks | rule | mean score | within 0.01 of the oracle "
+                 "| below all ones |", "|---|---|---|---|---|---|"]
+
+
+def _rule_line(suite: str, rule: str, scores: list[float], oracles: list[float],
+               all_ones: list[float]) -> str:
+    """One rule on one suite: the mean score of its choices, how many are within 1 point of
+    the oracle corner and how many below all ones."""
+    near = sum(s >= o - SELECTED_BELOW_ORACLE - 1e-9 for s, o in zip(scores, oracles,
+                                                                     strict=True))
+    below = sum(s < a - 1e-9 for s, a in zip(scores, all_ones, strict=True))
+    return (f"| {suite} | {len(scores)} | {rule} | {sum(scores) / len(scores):.3f} | {near} | "
+            f"{below} |")
+
+
 def rules_table(suites: dict[str, list[dict]]) -> str:
     """The one-standard-error rule (the suite's ``selected``) against the best candidate on
     validation (:func:`best_on_validation`), both scored on the test split of the same runs:
     per suite, the mean score, the tasks within 1 point of the oracle corner and those below
     all ones. Rows without validation scores (older files) are left out."""
-    lines = ["| suite | tasks | rule | mean test score | within 0.01 of the oracle "
-             "| below all ones |", "|---|---|---|---|---|---|"]
+    lines = list(_RULES_HEADER)
     for suite, rows in suites.items():
         rows = [r for r in rows if "error" not in r and r.get("val_scores")]
         if not rows:
             continue
-        for rule, scores in (
-                ("best on validation", [candidate_test_score(r, best_on_validation(r))
-                                        for r in rows]),
-                ("one standard error", [r["selected_score"] for r in rows])):
-            near = sum(s >= oracle(r)[1] - SELECTED_BELOW_ORACLE - 1e-9
-                       for s, r in zip(scores, rows, strict=True))
-            below = sum(s < r["baselines"]["all_ones"] - 1e-9
-                        for s, r in zip(scores, rows, strict=True))
-            lines.append(f"| {suite} | {len(rows)} | {rule} | {sum(scores) / len(rows):.3f} | "
-                         f"{near} | {below} |")
+        oracles = [oracle(r)[1] for r in rows]
+        ones = [r["baselines"]["all_ones"] for r in rows]
+        lines.append(_rule_line(suite, "best on validation", [
+            candidate_test_score(r, best_on_validation(r)) for r in rows], oracles, ones))
+        lines.append(_rule_line(suite, "one standard error",
+                                [r["selected_score"] for r in rows], oracles, ones))
+    return "\n".join(lines) + "\n"
+
+
+def selection_study_table(rows: list[dict]) -> str:
+    """``scripts/study_selection.py``'s rows (CSV strings) summarised like
+    :func:`rules_table`, on the held-out part of each task's training split."""
+    lines = list(_RULES_HEADER)
+    for suite in dict.fromkeys(r["suite"] for r in rows):
+        mine = [r for r in rows if r["suite"] == suite]
+        oracles = [float(r["oracle_score"]) for r in mine]
+        ones = [float(r["all_ones_score"]) for r in mine]
+        for rule, key in (("best on validation", "best_score"),
+                          ("one standard error", "one_se_score")):
+            lines.append(_rule_line(suite, rule, [float(r[key]) for r in mine], oracles, ones))
     return "\n".join(lines) + "\n"
 
 

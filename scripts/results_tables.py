@@ -136,6 +136,8 @@ BLOCKS = {
     "colour": lambda: suite_table(*COLOUR),
     "colour-targets": lambda: suite_targets(*COLOUR)
     + results.targets(suite_rows(*COLOUR), results.colour_misses),
+    "selection-study": lambda: results.selection_study_table(
+        list(csv.DictReader((RESULTS / "selection-study.csv").open()))),
     "study": study,
     "study-fp32": study_fp32,
     "clamp-sigmoid": clamp_sigmoid,

@@ -32,9 +32,7 @@ from pathlib import Path
 import torch
 
 import amortinv
-import amortinv.data as data
 from amortinv import results
-from amortinv.data import Dataset
 from amortinv.downstream import (
     DownstreamConfig,
     Readout,
@@ -42,8 +40,8 @@ from amortinv.downstream import (
     _targets,
     _warm_up,
     frozen,
+    held_out_task,
     learn,
-    prepare,
     task_loss,
 )
 from amortinv.models import Encoder
@@ -91,17 +89,6 @@ FIELDS = ["task", "variant", "seed", "steps_run", "learn_seconds", "vector", "pa
           "gradient_val", "gradient_holdout", "rounded", "selected", "selected_val",
           "selected_holdout", "oracle", "oracle_holdout", "all_ones_holdout", "line_t", "line_val",
           "line_holdout"]
-
-
-def study_task(encoder: Encoder, name: str, config: DownstreamConfig, fraction: float,
-               cap: int) -> Task:
-    """``name`` with a held-out part of its training split in place of its test split."""
-    full = data.get(name)
-    keep, held = Dataset.validation_indices(full, fraction, seed=1000)
-    held = held[:cap] if len(held) > cap else held
-    dataset = dataclasses.replace(full, train=full.train.take(keep),
-                                  test=full.train.take(held))
-    return prepare(encoder, dataset, config)
 
 
 def corner_scores(features: Features, cache: Path) -> dict[str, dict]:
@@ -307,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         measured = list(csv.DictReader(grads.open())) if grads.exists() else []
         for name in args.tasks:
             config = DownstreamConfig(precision=args.precision, **PAPER)
-            task = study_task(encoder, name, config, args.holdout, args.max_holdout)
+            task = held_out_task(encoder, name, config, args.holdout, args.max_holdout)
             measured = [r for r in measured if r["task"] != name] + gradients(encoder, task,
                                                                               config)
             with grads.open("w", newline="") as f:
@@ -319,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.tasks:
         for seed in args.seeds:
             base = DownstreamConfig(seed=seed, precision=args.precision, **PAPER)
-            task = study_task(encoder, name, base, args.holdout, args.max_holdout)
+            task = held_out_task(encoder, name, base, args.holdout, args.max_holdout)
             cache = out.parent / f"{out.name}.corners-{name}-{seed}-{args.precision}.json"
             corner = corner_scores(Features(encoder, task, args.precision), cache)
             assert set(corner) == set(corners(encoder.space))

@@ -216,3 +216,31 @@ def test_the_rules_table_scores_both_rules_from_the_same_files():
     assert lines[2] == "| s | 2 | best on validation | 0.790 | 0 | 1 |"
     assert lines[3] == "| s | 2 | one standard error | 0.840 | 1 | 0 |"
     assert len(lines) == 4  # rows without validation scores are left out
+
+
+def test_the_selection_study_is_summarised_per_suite_and_rule():
+    def row(suite, best, one_se, ones, oracle):
+        return {"suite": suite, "best_score": str(best), "one_se_score": str(one_se),
+                "all_ones_score": str(ones), "oracle_score": str(oracle)}
+
+    lines = results.selection_study_table([row("grey", 0.70, 0.80, 0.80, 0.805),
+                                           row("grey", 0.90, 0.88, 0.85, 0.90),
+                                           row("audio", 0.50, 0.50, 0.60, 0.60)]).splitlines()
+    assert lines[2:] == ["| grey | 2 | best on validation | 0.800 | 1 | 1 |",
+                         "| grey | 2 | one standard error | 0.840 | 1 | 0 |",
+                         "| audio | 1 | best on validation | 0.500 | 0 | 1 |",
+                         "| audio | 1 | one standard error | 0.500 | 0 | 1 |"]
+
+
+def test_a_held_out_task_never_reads_the_test_split(mirror_encoder):
+    from amortinv import data
+    from amortinv.downstream import held_out_task
+
+    full = data.get("sklearn-digits")  # 1,797 real 8 x 8 digits, bundled with scikit-learn
+    task = held_out_task(mirror_encoder(8), "sklearn-digits", DownstreamConfig(), cap=100)
+    assert len(task.test) == 100
+    train_rows = {x.tobytes() for x in full.train.x}
+    test_rows = {x.tobytes() for x in full.test.x}
+    held = {x.tobytes() for x in task.test.x}
+    assert held <= train_rows and not held & test_rows - train_rows
+    assert not held & {x.tobytes() for x in task.train.x}  # held out from what is learned

@@ -1,0 +1,91 @@
+"""The study behind the selection rule, on validation data only: each suite task's TEST split
+is never read.
+
+    python scripts/study_selection.py --checkpoint checkpoints/fmnist-hyper4-w8-cpu \\
+        --tasks fashion-mnist fmnist-flip --suite "grey images" --out docs/results/selection-study
+
+Each task's training split is cut in two (:func:`amortinv.downstream.held_out_task`): a
+held-out part (a fifth, at most 2,000 examples) stands in for the test split, and the rest is
+the task as the suite sees it. The vector is learned with the defaults; every candidate (the
+gradient vector and every corner) gets its readout as in the suite, and the two rules choose
+on the validation split:
+
+- ``best``: the best validation score (the rule before the one-standard-error rule);
+- ``one-se``: :func:`amortinv.selection.choose` (all ones, then the gradient vector, unless
+  the best beats them by more than one standard error).
+
+Both choices, all ones and the best corner on the held-out part (an oracle) are scored there.
+OUT.csv gets a row per task (appended, so suites can run in pieces; a task already there is
+skipped, as is one too small to hold a part out); ``python scripts/results_tables.py``
+summarises it in docs/DOWNSTREAM.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import amortinv
+from amortinv.downstream import DownstreamConfig, TaskMismatch, held_out_task, learn
+from amortinv.selection import GRADIENT, Features, candidates, choose
+
+FIELDS = ["suite", "task", "held_out", "best", "best_score", "one_se", "one_se_score",
+          "all_ones_score", "oracle", "oracle_score", "seconds"]
+
+
+def study(encoder, name: str, suite: str, config: DownstreamConfig) -> dict:
+    """One task's row: both rules' choices scored on the held-out part."""
+    start = time.perf_counter()
+    task = held_out_task(encoder, name, config)
+    *_, last = learn(encoder, task, config)
+    features = Features(encoder, task, config.precision)
+    fitted = {c.name: c for c in candidates(features, last.vector)}
+    selection = choose(fitted, encoder.space)
+    held = {n: c.test_score(features) for n, c in fitted.items()}
+    corners = {n: v for n, v in held.items() if n != GRADIENT}
+    oracle = max(corners, key=corners.get)
+    return {"suite": suite, "task": name, "held_out": len(task.test),
+            "best": selection.best.name, "best_score": round(held[selection.best.name], 4),
+            "one_se": selection.chosen.name,
+            "one_se_score": round(held[selection.chosen.name], 4),
+            "all_ones_score": round(held["all_ones"], 4), "oracle": oracle,
+            "oracle_score": round(corners[oracle], 4),
+            "seconds": round(time.perf_counter() - start, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--tasks", nargs="+", required=True)
+    parser.add_argument("--suite", required=True, help="the suite's name in the summary")
+    parser.add_argument("--out", default="docs/results/selection-study")
+    args = parser.parse_args(argv)
+    encoder = amortinv.load(args.checkpoint)
+    out = Path(args.out).with_suffix(".csv")
+    done = set()
+    if out.exists():
+        done = {(r["suite"], r["task"]) for r in csv.DictReader(out.open())}
+    for name in args.tasks:
+        if (args.suite, name) in done:
+            continue
+        try:
+            row = study(encoder, name, args.suite, DownstreamConfig())
+        except TaskMismatch as err:  # too small to hold a part out: say so, go on
+            print(f"{name}: skipped: {err}", file=sys.stderr, flush=True)
+            continue
+        print(row, flush=True)
+        new = not out.exists()
+        with out.open("a", newline="") as f:
+            writer = csv.DictWriter(f, FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
