@@ -40,8 +40,8 @@ def score(pred: np.ndarray, y: np.ndarray, classification: bool) -> float:
 def points(pred: np.ndarray, y: np.ndarray, classification: bool) -> np.ndarray:
     """Each example's share of :func:`score`, so that their mean is the score: 1 or 0 for a
     right or wrong class; for regression, 1 - N x (squared error / total sum of squares),
-    averaged over outputs. Their spread gives a score's standard error (and, paired, that
-    of the difference of two readouts' scores on the same examples)."""
+    averaged over outputs. Their spread gives the score's standard error
+    (:func:`amortinv.selection.noise`)."""
     if classification:
         return (pred == y).astype(np.float64)
     y = y.reshape(len(y), -1)

@@ -13,6 +13,8 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from amortinv.selection import best_name
+
 #: The columns before the baselines' (which follow in alphabetical order), then ``error``.
 FIELDS = ["task", "needs", "metric", "learned", "learned_score", "val_score", "selected_name",
           "selected", "selected_score", "selected_val", "rounded", "precision",
@@ -194,14 +196,9 @@ def targets(rows: Iterable[dict], checks=misses) -> str:
 
 
 def best_on_validation(row: dict) -> str:
-    """The candidate the earlier rule kept: the best validation score (``val_scores``; a tie
-    goes to the gradient vector, then to the corner met first)."""
-    scores = row["val_scores"]
-    best = "gradient"
-    for name, value in scores.items():
-        if value > scores[best]:
-            best = name
-    return best
+    """The candidate the earlier rule kept: the best validation score (``val_scores``), as
+    :func:`amortinv.selection.best_name` picks it."""
+    return best_name(row["val_scores"])
 
 
 def candidate_test_score(row: dict, name: str) -> float:

@@ -27,7 +27,7 @@ test scores and the kNN baselines share them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -190,15 +190,22 @@ def noise(candidate: Candidate) -> float:
     return float(shares.std(ddof=1) / np.sqrt(n))
 
 
+def best_name(val_scores: Mapping[str, float]) -> str:
+    """The candidate with the best validation score, by name (the earlier rule's choice); a
+    tie goes to the gradient vector, then to the candidate met first."""
+    best = GRADIENT
+    for name, value in val_scores.items():
+        if value > val_scores[best]:
+            best = name
+    return best
+
+
 def choose(fitted: dict[str, Candidate], space: InvarianceSpace) -> Selection:
     """The one-standard-error rule (see the module's docstring): the first of
     :data:`PREFERRED` whose validation score is within one standard error of the best one,
     else the best (a tie goes to the gradient vector, then to the corner met first)."""
     gradient = fitted[GRADIENT]
-    best = gradient
-    for candidate in fitted.values():
-        if candidate.val_score > best.val_score:
-            best = candidate
+    best = fitted[best_name({name: c.val_score for name, c in fitted.items()})]
     margin = best.val_score - noise(best)
     chosen = next((fitted[name] for name in PREFERRED
                    if name in fitted and fitted[name].val_score >= margin), best)

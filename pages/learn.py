@@ -169,7 +169,7 @@ def draw(snapshot) -> None:
             "for the task, chosen on the validation split among that vector and every corner "
             "(each scored with a fresh linear readout); the best there wins only if it beats "
             "all ones, then the gradient-learned vector, by more than one standard error of "
-            "the difference. **Corners** switch each group fully on (1) or off (0): 'crop + "
+            "its validation score. **Corners** switch each group fully on (1) or off (0): 'crop + "
             "flip' = crop and flip at 1, the rest at 0; 'all ones' is standard SimCLR-style "
             "invariance. **plain**: the encoder trained without a "
             "vector on the same data. **raw input**: the same readout on pixels or log-mel "
