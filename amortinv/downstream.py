@@ -69,7 +69,10 @@ class DownstreamConfig:
     batch_size: int = setting(256, minimum=1)
     lr_readout: float = setting(0.01, above=0)
     lr_invariance: float = setting(0.1, minimum=0)  # the paper: 0.01
-    init: float = setting(0.5, minimum=0, maximum=1)
+    init: float = setting(0.5, minimum=0, maximum=1)  # every value's start (start="init")
+    #: where the vector starts: "corner", the corner that scores best on the validation split
+    #: (a readout fitted on its features, as in the selection); "init", ``init`` everywhere
+    start: str = setting("init", choices=("corner", "init"))
     parameterisation: str = setting("clamp", choices=("clamp", "sigmoid"))  # clamp: paper
     regression_loss: str = setting("l1", choices=("l1", "mse"))  # l1: paper
     val_fraction: float = setting(0.1, above=0, below=1)
@@ -233,13 +236,13 @@ class Readout(nn.Module):
 class VectorParameter(nn.Module):
     """The learnable invariance vector: clamped values (paper) or sigmoid of logits."""
 
-    def __init__(self, k: int, init: float, parameterisation: str):
+    def __init__(self, init: torch.Tensor, parameterisation: str):
         super().__init__()
         if parameterisation not in ("clamp", "sigmoid"):
             raise ValueError(f"parameterisation must be 'clamp' or 'sigmoid', "
                              f"got {parameterisation!r}")
         self.sigmoid = parameterisation == "sigmoid"
-        start = torch.full((k,), float(init))
+        start = init.detach().float().clone()
         self.raw = nn.Parameter(torch.logit(start.clamp(1e-4, 1 - 1e-4)) if self.sigmoid
                                 else start)
 
@@ -261,8 +264,15 @@ def task_loss(task: Task, out: torch.Tensor, y: torch.Tensor, regression_loss: s
 
 
 def learn(encoder: Encoder, task: Task, config: DownstreamConfig | None = None,
-          stop: threading.Event | None = None) -> Iterator[State]:
+          stop: threading.Event | None = None, start: VectorLike | None = None
+          ) -> Iterator[State]:
     """Learn the readout and the invariance vector jointly; yield a :class:`State` per step.
+
+    The vector starts at ``start`` if given, else at ``config.init`` everywhere (callers that
+    start at the best corner, ``config.start == "corner"``, pass it: :func:`fit` does). The
+    start is the path's first point: after the readout's warm-up (``config.warmup``) it is
+    scored on the validation split, so the path's best vector is never worse there than the
+    start.
 
     Stops after ``config.steps`` steps, on early stopping, when ``stop`` is set, or when the
     caller stops iterating. The last state has ``done=True`` and the selected vector.
@@ -274,7 +284,7 @@ def learn(encoder: Encoder, task: Task, config: DownstreamConfig | None = None,
     """
     config = config or DownstreamConfig()
     with frozen(encoder):
-        yield from _learn(encoder, task, config, stop)
+        yield from _learn(encoder, task, config, stop, start)
 
 
 @contextlib.contextmanager
@@ -293,7 +303,7 @@ def frozen(module: nn.Module) -> Iterator[nn.Module]:
 
 
 def _learn(encoder: Encoder, task: Task, config: DownstreamConfig,
-           stop: threading.Event | None) -> Iterator[State]:
+           stop: threading.Event | None, start: VectorLike | None) -> Iterator[State]:
     space = encoder.space
     g = torch.Generator().manual_seed(config.seed)  # the batches
     init = torch.Generator().manual_seed(config.seed)  # the readout's initial weights
@@ -301,8 +311,8 @@ def _learn(encoder: Encoder, task: Task, config: DownstreamConfig,
     x_val = encoder.reusable(task.val.x)  # scored every eval_every steps
     y_train = _targets(task, task.train.y)
     readout = Readout(encoder.feature_dim, task.data.num_outputs, init).to(encoder.device)
-    vector = VectorParameter(len(space), config.init, config.parameterisation
-                             ).to(encoder.device)
+    first = space.vector(config.init if start is None else start)
+    vector = VectorParameter(first, config.parameterisation).to(encoder.device)
     opt_readout = torch.optim.Adam(readout.parameters(), lr=config.lr_readout)
     opt_vector = torch.optim.Adam(vector.parameters(), lr=config.lr_invariance,
                                   weight_decay=0.0)
@@ -316,6 +326,10 @@ def _learn(encoder: Encoder, task: Task, config: DownstreamConfig,
             readout.norm.running_mean.copy_(z_start.mean(0))
             readout.norm.running_var.copy_(z_start.var(0))
     best = State(0, {}, float("nan"))
+    if config.warmup:  # the start, scored by a readout that already fits it
+        best.best_vector = space.to_dict(vector().detach())
+        best.best_score = _readout_score(encoder, task, x_val, readout, vector().detach(),
+                                         config.precision)
     stale = 0
     for step in range(1, config.steps + 1):
         if stop is not None and stop.is_set():
