@@ -17,10 +17,11 @@ from amortinv.selection import best_name
 
 #: The columns before the baselines' (which follow in alphabetical order), then ``error``.
 FIELDS = ["task", "needs", "metric", "learned", "learned_score", "val_score", "selected_name",
-          "selected", "selected_score", "selected_val", "rounded", "precision",
+          "selected", "selected_score", "selected_val", "rounded", "start", "precision",
           "select_seconds", "seconds", "reason", "val_scores"]
 _JSON = ("learned", "selected", "val_scores")
-_TEXT = ("task", "needs", "metric", "selected_name", "rounded", "precision", "reason", "error")
+_TEXT = ("task", "needs", "metric", "selected_name", "rounded", "start", "precision", "reason",
+         "error")
 
 #: The targets of issue 10, in points of the metric (accuracy or R²).
 SELECTED_BELOW_ORACLE = 0.01

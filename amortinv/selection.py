@@ -161,12 +161,12 @@ def rounded(space: InvarianceSpace, vector: VectorLike) -> dict[str, float]:
     return space.to_dict((space.vector(vector) >= 0.5).float())
 
 
-def candidates(features: Features, gradient: VectorLike, with_corners: bool = True
+def candidates(features: Features, gradient: VectorLike | None, with_corners: bool = True
                ) -> Iterator[Candidate]:
-    """Fit each candidate's readout: the gradient vector first, then every corner; yields them
-    as they are fitted (each a few seconds: an app can show progress)."""
+    """Fit each candidate's readout: the gradient vector first (``None``: none), then every
+    corner; yields them as they are fitted (each a few seconds: an app can show progress)."""
     space, task = features.encoder.space, features.task
-    pool = {GRADIENT: space.to_dict(space.vector(gradient))}
+    pool = {} if gradient is None else {GRADIENT: space.to_dict(space.vector(gradient))}
     if with_corners:
         pool |= corners(space)
     for name, vector in pool.items():

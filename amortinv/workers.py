@@ -18,14 +18,23 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from amortinv.data import Dataset
-from amortinv.downstream import DownstreamConfig, Scored, State, Task, assess, learn, prepare
+from amortinv.downstream import (
+    DownstreamConfig,
+    Scored,
+    State,
+    Task,
+    assess,
+    corner_start,
+    learn,
+    prepare,
+)
 from amortinv.models import Encoder
-from amortinv.selection import Selection
+from amortinv.selection import Features, Selection, corner_name
 
 __all__ = ["PLAIN", "RAW", "Job", "Scored", "Snapshot", "learning_job", "pretraining_job"]
 
@@ -150,10 +159,13 @@ def learning_job(encoder: Encoder, task: Task | Dataset | str, config: Downstrea
 
     A task given by name or as a dataset is prepared in the job (a first use may decode or
     render data for a while): the result's ``task``, ``metric`` and ``note`` are set then.
-    Records are the learning's :class:`State` s, then one :class:`Scored` per score (``val``
-    while selecting, then ``test``). The result fills in as they come: ``learned`` (the
-    gradient vector, {group: value}), ``val_scores`` and ``scores`` ({name: score}; the
-    gradient vector is :data:`amortinv.downstream.GRADIENT`, corners by name), then
+    Records are, where ``config.start`` is ``corner``, a :class:`Scored` per corner on the
+    validation split (:func:`amortinv.downstream.corner_start`: the best one is where the
+    vector starts, the result's ``start``, by name), then the learning's :class:`State` s, then one
+    :class:`Scored` per score (``val`` while selecting, then ``test``). The result fills in
+    as they come: ``val_scores`` and ``scores`` ({name: score}; the gradient vector is
+    :data:`amortinv.downstream.GRADIENT`, corners by name), ``learned`` (the gradient vector,
+    {group: value}) once learning ends, then
     ``selected`` (vector), ``selected_name``, ``rounded`` and ``reason`` (why it was kept, a
     sentence) once the selection is made.
 
@@ -163,24 +175,42 @@ def learning_job(encoder: Encoder, task: Task | Dataset | str, config: Downstrea
     def work(stop: threading.Event) -> Iterator[State | Scored]:
         prepared = task if isinstance(task, Task) else prepare(encoder, task, config)
         job.set_result(task=prepared.data.name, metric=prepared.metric, note=prepared.note,
-                       steps=config.steps, learning_since=time.perf_counter())
+                       steps=config.steps)
+        scores: dict[str, dict[str, float]] = {"val": {}, "test": {}}
+
+        def published(run: Generator) -> Generator[Scored, None, Any]:
+            """``run``'s scores, each put in the result as it comes; returns what ``run``
+            returns."""
+            while True:
+                try:
+                    record = next(run)
+                except StopIteration as end:
+                    return end.value
+                if isinstance(record, Selection):
+                    job.set_result(selected=record.chosen.vector,
+                                   selected_name=record.chosen.name, rounded=record.rounded,
+                                   reason=record.reason(readable=True))
+                    continue
+                scores[record.split][record.name] = record.score
+                job.set_result(**{"val_scores" if record.split == "val" else "scores":
+                                  dict(scores[record.split])})
+                yield record
+
+        features = Features(encoder, prepared, config.precision)
+        begin, fitted = yield from published(corner_start(encoder, prepared, config, features))
+        job.set_result(start=begin and corner_name(encoder.space, begin),
+                       learning_since=time.perf_counter())
         last = None
-        for state in learn(encoder, prepared, config, stop=stop):
+        for state in learn(encoder, prepared, config, stop=stop, start=begin,
+                           features=features):
             last = state
             yield state
         job.set_result(stopped_early=stop.is_set())
         if last is None:  # stopped before the first step
             return
-        scores: dict[str, dict[str, float]] = {"val": {}, "test": {}}
-        job.set_result(learned=last.vector, val_scores={}, scores={})
-        for record in assess(encoder, prepared, last.vector, config, plain):
-            if isinstance(record, Selection):
-                job.set_result(selected=record.chosen.vector, selected_name=record.chosen.name,
-                               rounded=record.rounded, reason=record.reason(readable=True))
-                continue
-            scores[record.split][record.name] = record.score
-            job.set_result(val_scores=dict(scores["val"]), scores=dict(scores["test"]))
-            yield record
+        job.set_result(learned=last.vector)
+        yield from published(assess(encoder, prepared, last.vector, config, plain,
+                                    features=features, fitted=fitted))
 
     label = task.data.name if isinstance(task, Task) else getattr(task, "name", task)
     job = Job(work, name=f"learn-{label}", alive=alive)

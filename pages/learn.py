@@ -62,7 +62,7 @@ else:
     task = uploaded_task()
 
 with st.expander("Settings", expanded=False):
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4, c5 = st.columns(5)
     defaults = DownstreamConfig()
     steps = c1.number_input("steps", 10, 2000, defaults.steps, 10, key="learn-steps",
                             help="At most this many steps: learning stops early when the "
@@ -76,8 +76,13 @@ with st.expander("Settings", expanded=False):
     param = c4.selectbox("parameterisation", ["clamp", "sigmoid"], key="learn-param",
                          help="clamp: i clipped to [0, 1] after each step (the paper); "
                          "sigmoid: i = sigmoid(logits)")
+    starts = {"corner": "the best corner", "init": f"{defaults.init:g} everywhere (the paper)"}
+    start = c5.selectbox("start of i", list(starts), format_func=starts.get, key="learn-start",
+                         help="the best corner: every corner is scored on the validation split "
+                              "first (the selection needs those scores anyway) and i starts "
+                              f"at the best one; {starts['init']}: between the corners.")
 config = DownstreamConfig(steps=int(steps), max_train=int(max_train), lr_invariance=lr,
-                          parameterisation=param, max_test=2000)
+                          parameterisation=param, start=start, max_test=2000)
 
 job = st.session_state.get("learn-job")
 running = bool(job and job.running)
@@ -94,8 +99,9 @@ if b2.button("Stop learning", disabled=not running or job.stopping,
 if b3.button("Cancel", disabled=not running, help="End the job, scores and all."):
     job.cancel()
 
-def status(snapshot, states, scored) -> None:
-    """One progress bar: preparing, then learning (step of at most N), then scoring."""
+def status(snapshot, opening, states, scored) -> None:
+    """One progress bar: preparing, then scoring the corners for the start (``opening``), then
+    learning (step of at most N), then scoring."""
     result, seconds = snapshot.result, snapshot.seconds
     name = result.get("task", "the task")
     total = result.get("steps", config.steps)
@@ -108,8 +114,13 @@ def status(snapshot, states, scored) -> None:
         how = "learning stopped early by you" if result.get("stopped_early") else "done"
         st.progress(1.0, text=f"**{name}**: {how}, {len(learning)} learning steps, everything "
                               f"scored in {seconds:.0f} s")
-    elif not states:
+    elif not states and not opening:
         st.progress(0.0, text=f"**{name}**: preparing the data… {seconds:.0f} s")
+    elif not states:
+        last, corners = opening[-1], len(space.corners(min_on=0))
+        st.progress(last.done / corners, text=f"**{name}**: choosing where i starts, corner "
+                                              f"{last.done} of {corners} scored on the "
+                                              f"validation split · {seconds:.0f} s")
     elif not scored and not states[-1].done:
         step = learning[-1].step
         elapsed = time.perf_counter() - result.get("learning_since", time.perf_counter())
@@ -128,12 +139,15 @@ def status(snapshot, states, scored) -> None:
 
 
 def draw(snapshot) -> None:
-    states = [r for r in snapshot.records if not isinstance(r, Scored)]
-    scored = [r for r in snapshot.records if isinstance(r, Scored)]
+    records = snapshot.records
+    first = next((k for k, r in enumerate(records) if not isinstance(r, Scored)), len(records))
+    opening = records[:first]  # the corners scored for the start, before learning
+    states = [r for r in records[first:] if not isinstance(r, Scored)]
+    scored = [r for r in records[first:] if isinstance(r, Scored)]
     result = snapshot.result
     metric = result.get("metric", "score")
     st.session_state["learn-history"] = [s.vector for s in states if not s.done]
-    status(snapshot, states, scored)
+    status(snapshot, opening, states, scored)
     if result.get("note"):
         st.caption(f":material/info: {result['note']}")
     learning = [s for s in states if not s.done]
@@ -165,7 +179,10 @@ def draw(snapshot) -> None:
             charts.GRADIENT_LABEL: charts.GRADIENT, charts.selected_label(chosen): charts.LEARNED}))
         right.caption(
             f"**{charts.GRADIENT_LABEL}**: where gradient descent on the vector ended (the "
-            "best point of its path on the validation split). **selected**: the vector kept "
+            "best point of its path on the validation split"
+            + (f", which started at {charts.score_label(start)}, the best corner there"
+               if (start := result.get("start")) else "")
+            + "). **selected**: the vector kept "
             "for the task, chosen on the validation split among that vector and every corner "
             "(each scored with a fresh linear readout); the best there wins only if it beats "
             "all ones, then the gradient-learned vector, by more than one standard error of "

@@ -29,7 +29,14 @@ import time
 from pathlib import Path
 
 import amortinv
-from amortinv.downstream import DownstreamConfig, TaskMismatch, held_out_task, learn
+from amortinv.downstream import (
+    DownstreamConfig,
+    TaskMismatch,
+    corner_start,
+    finish,
+    held_out_task,
+    learn,
+)
 from amortinv.selection import GRADIENT, Features, candidates, choose
 
 FIELDS = ["suite", "task", "held_out", "best", "best_score", "one_se", "one_se_score",
@@ -40,9 +47,10 @@ def study(encoder, name: str, suite: str, config: DownstreamConfig) -> dict:
     """One task's row: both rules' choices scored on the held-out part."""
     start = time.perf_counter()
     task = held_out_task(encoder, name, config)
-    *_, last = learn(encoder, task, config)
     features = Features(encoder, task, config.precision)
-    fitted = {c.name: c for c in candidates(features, last.vector)}
+    begin, fitted = finish(corner_start(encoder, task, config, features))
+    *_, last = learn(encoder, task, config, start=begin, features=features)
+    fitted |= {c.name: c for c in candidates(features, last.vector, with_corners=not fitted)}
     selection = choose(fitted, encoder.space)
     held = {n: c.test_score(features) for n, c in fitted.items()}
     corners = {n: v for n, v in held.items() if n != GRADIENT}

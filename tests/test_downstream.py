@@ -38,7 +38,7 @@ def small_encoder():
 def test_learning_moves_toward_sensitivity_on_a_task_that_needs_it(parameterisation,
                                                                    mirror_encoder):
     config = DownstreamConfig(steps=80, max_train=1000, lr_invariance=0.05, eval_every=20,
-                              patience=10, parameterisation=parameterisation)
+                              patience=10, parameterisation=parameterisation, start="init")
     task = prepare(mirror_encoder(), "fmnist-flip", config)
     states = list(learn(mirror_encoder(), task, config))
     final = states[-1]

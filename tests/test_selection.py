@@ -7,7 +7,7 @@ import torch
 
 from amortinv import results, selection
 from amortinv.data import Dataset, Split
-from amortinv.downstream import GRADIENT, DownstreamConfig, assess, fit, prepare
+from amortinv.downstream import GRADIENT, DownstreamConfig, assess, fit, learn, prepare
 from amortinv.invariance import GREY
 from amortinv.readout import LinearReadout
 from amortinv.selection import Candidate, Features, corner_name, corners, rounded, select
@@ -141,11 +141,35 @@ def test_fit_reports_the_gradient_vector_and_the_selected_one(mirror_encoder):
     assert result.rounded == corner_name(GREY, rounded(GREY, result.learned))
 
 
+def test_the_vector_starts_at_the_best_corner_on_validation_and_moves_from_there(
+        mirror_encoder):
+    enc = mirror_encoder(8)
+    config = DownstreamConfig(steps=20, eval_every=5)  # start="corner"
+    result = fit(enc, sided_task(), config, with_baselines=False)
+    on_corners = {k: v for k, v in result.val_scores.items() if k != GRADIENT}
+    assert set(on_corners) == set(corners(GREY))
+    assert result.start == max(on_corners, key=on_corners.get)
+    # The task needs the blob's side: only corners with flip off can tell it.
+    assert "flip" not in result.start.split("+") and result.start != "all_ones"
+    assert result.learned["flip"] < 0.2  # nothing pulls it back toward mirror invariance
+
+
+def test_learning_starts_where_it_is_told_and_keeps_its_start_when_nothing_beats_it(
+        mirror_encoder):
+    enc = mirror_encoder(8)
+    config = DownstreamConfig(steps=10, eval_every=5, lr_invariance=0.0)
+    task = prepare(enc, sided_task(), config)
+    corner = {"crop": 1.0, "flip": 0.0, "color": 1.0, "blur": 0.0}
+    states = list(learn(enc, task, config, start=corner))
+    assert states[0].vector == corner and states[-1].vector == corner
+    assert states[-1].best_score > 0.9  # a readout that fits the task scored it
+
+
 def test_results_files_round_trip_and_say_where_targets_are_missed(tmp_path):
     row = {"task": "t", "needs": "n", "metric": "accuracy", "learned": {"crop": 0.2},
            "learned_score": 0.70, "val_score": 0.7, "selected_name": "all_ones",
            "selected": {"crop": 1.0}, "selected_score": 0.745, "selected_val": 0.8,
-           "rounded": "all_zeros", "precision": "fp32", "select_seconds": 75.0,
+           "rounded": "all_zeros", "start": "all_ones", "precision": "fp32", "select_seconds": 75.0,
            "seconds": 200.0, "reason": "all_ones (0.800 on validation): the best",
            "val_scores": {"gradient": 0.7, "all_ones": 0.8, "all_zeros": 0.79},
            "baselines": {"all_ones": 0.745, "all_zeros": 0.76, "raw_linear": 0.5}}

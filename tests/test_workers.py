@@ -19,7 +19,7 @@ def small_encoder(conditioning: str = "hyper"):
 
 def test_learning_job_runs_in_the_background_selects_and_scores_the_comparison():
     enc, plain = small_encoder(), small_encoder("none")
-    config = DownstreamConfig(steps=6, eval_every=3, max_train=300)
+    config = DownstreamConfig(steps=6, eval_every=3, max_train=300, start="init")
     task = prepare(enc, "sklearn-digits", config)
     job = learning_job(enc, task, config, plain=plain).start()
     job.join(120)
@@ -93,6 +93,27 @@ def test_pretraining_job_streams_the_log_and_saves_when_ended(tmp_path, end):
 def wait_for_steps(job, n: int) -> None:
     while len([r for r in job.snapshot().records if not isinstance(r, Scored)]) < n:
         time.sleep(0.02)
+
+
+def test_a_corner_start_scores_the_corners_first_and_learns_from_the_best_one():
+    enc = small_encoder()
+    config = DownstreamConfig(steps=4, eval_every=2, max_train=300)  # start="corner"
+    job = learning_job(enc, prepare(enc, "sklearn-digits", config), config).start()
+    job.join(120)
+    snap = job.snapshot()
+    assert snap.error is None
+    first = next(k for k, r in enumerate(snap.records) if not isinstance(r, Scored))
+    opening = snap.records[:first]  # every corner on validation, before the first step
+    corners = {corner_name(GREY, c) for c in GREY.corners(min_on=0)}
+    assert {r.name for r in opening} == corners and {r.split for r in opening} == {"val"}
+    assert [r.done for r in opening] == list(range(1, 17)) and opening[0].total == 17
+    best = max(opening, key=lambda r: r.score)  # a tie: the corner met first
+    assert snap.result["start"] == best.name
+    # The corners' readouts are reused: after learning, only the gradient vector is fitted.
+    after = [r for r in snap.records[first:] if isinstance(r, Scored) and r.split == "val"]
+    assert [(r.name, r.done, r.total) for r in after] == [(GRADIENT, 17, 17)]
+    assert set(snap.result["val_scores"]) == {GRADIENT} | corners
+    assert snap.result["val_scores"][best.name] == best.score
 
 
 def test_stop_ends_the_learning_but_still_scores_what_was_learned():

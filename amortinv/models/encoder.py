@@ -187,7 +187,7 @@ class Encoder(nn.Module):
     def features(self, x: np.ndarray | torch.Tensor | Inputs, invariance: VectorLike | float,
                  batch_size: int = 512, precision: str = "fp32") -> torch.Tensor:
         """Features of raw inputs (or :class:`Inputs`, converted already) at one invariance
-        vector, in eval mode, on the CPU.
+        vector, in eval mode (each module's mode is restored afterwards), on the CPU.
 
         ``invariance`` is a named dict (every group of :attr:`space`), a sequence or tensor in
         the space's order, or one number for all groups; it is validated first.
@@ -199,7 +199,7 @@ class Encoder(nn.Module):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         vector = self.space.vector(invariance).to(self.device)
         bf16 = precision == "bf16" and fast_bf16(self.device)
-        was_training = self.training
+        modes = [(m, m.training) for m in self.modules()]  # a caller's mix is given back
         self.eval()
         out = []
         try:
@@ -208,7 +208,8 @@ class Encoder(nn.Module):
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
                     out.append(self(batch, vector).float().cpu())
         finally:
-            self.train(was_training)
+            for module, training in modes:
+                module.training = training
         if not out:
             return torch.zeros(0, self.feature_dim)
         return torch.cat(out)
