@@ -194,11 +194,16 @@ def draw(snapshot) -> None:
 
 
 if job is not None:
-    # Every second while the vector moves; every 3 s while scoring, when only the progress
-    # line and the bars change: each redraw costs the CPU the scoring runs on.
-    ui.follow(job, draw, "learn-was-running",
-              every=lambda snapshot: 3.0 if "learned" in snapshot.result else 1.0)
+    # Every second while the vector moves; every 3 s while preparing and scoring (the corners
+    # before learning, everything after), when only the progress line and the bars change:
+    # each redraw costs the CPU the work runs on.
+    def every(snapshot) -> float:
+        moving = "learning_since" in snapshot.result and "learned" not in snapshot.result
+        return 1.0 if moving else 3.0
+
+    ui.follow(job, draw, "learn-was-running", every=every)
 else:
-    st.info("Choose a task and press **Start**: the readout and the invariance vector are "
-            "learned together; each group's value is drawn as it moves, then the result is "
-            "scored against every fixed corner, the plain encoder and the raw input.")
+    st.info("Choose a task and press **Start**: every corner is scored on the validation "
+            "split and the invariance vector starts at the best one; then the readout and the "
+            "vector are learned together, each group's value drawn as it moves, and the result "
+            "is scored against every fixed corner, the plain encoder and the raw input.")

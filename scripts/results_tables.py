@@ -48,8 +48,11 @@ STUDY = ["learner-study-fmnist-position", "learner-study-fmnist-flip",
          "learner-study-fmnist-brightness", "learner-study-fmnist-scale", "learner-study-more",
          "learner-study-audio"]
 STUDY_FP32 = ["learner-study-fp32"]
-#: The defaults chosen (DownstreamConfig's) are this variant of the study.
+#: The defaults chosen in rounds 2 and 3; round 5 (STUDY_CORNER) starts them at the best
+#: corner on validation, which DownstreamConfig's defaults now do (CORNER).
 DEFAULT = "lr0.1-warm-nostop"
+STUDY_CORNER = ["learner-study-corner-start", "learner-study-corner-start-audio"]
+CORNER = "lr0.1-warm-nostop-corner"
 RESTARTS = ["lr0.1-nostop", "lr0.1-nostop-init0.25", "lr0.1-nostop-init0.75"]
 
 
@@ -63,7 +66,13 @@ def study() -> str:
     rows = study_rows(STUDY)
     rows += results.restarts(rows, RESTARTS, "restarts (0.5, 0.25, 0.75)")
     table = results.study_table(rows)
-    return table.replace(f"| {DEFAULT} |", f"| **{DEFAULT}** (the defaults) |")
+    return table.replace(f"| {DEFAULT} |", f"| **{DEFAULT}** (the defaults, from 0.5) |")
+
+
+def study_corner() -> str:
+    """Round 5: the defaults from 0.5 and from the best corner on validation."""
+    table = results.study_table(study_rows(STUDY_CORNER))
+    return table.replace(f"| {CORNER} |", f"| **{CORNER}** (the defaults) |")
 
 
 def study_fp32() -> str:
@@ -139,6 +148,7 @@ BLOCKS = {
     "selection-study": lambda: results.selection_study_table(
         list(csv.DictReader((RESULTS / "selection-study.csv").open()))),
     "study": study,
+    "study-corner": study_corner,
     "study-fp32": study_fp32,
     "clamp-sigmoid": clamp_sigmoid,
     "gradients": gradients,
