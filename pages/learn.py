@@ -77,7 +77,7 @@ with st.expander("Settings", expanded=False):
                          help="clamp: i clipped to [0, 1] after each step (the paper); "
                          "sigmoid: i = sigmoid(logits)")
     starts = {"corner": "the best corner", "init": f"{defaults.init:g} everywhere (the paper)"}
-    start = c5.selectbox("start of i", list(starts), format_func=starts.get, key="learn-start",
+    start = c5.selectbox("initial i", list(starts), format_func=starts.get, key="learn-start",
                          help="the best corner: every corner is scored on the validation split "
                               "first (the selection needs those scores anyway) and i starts "
                               f"at the best one; {starts['init']}: between the corners.")

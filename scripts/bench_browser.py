@@ -106,7 +106,7 @@ def learn(page) -> tuple[float, dict]:
     from playwright.sync_api import expect
 
     open_page(page, "Learn invariances")
-    start = page.get_by_role("button", name="Start")
+    start = page.get_by_role("button", name="Start", exact=True)
 
     def ready():
         expect(page.get_by_text("everything scored in")).to_be_visible(timeout=LONG)

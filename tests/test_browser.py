@@ -169,7 +169,7 @@ def test_bad_uploads_are_refused_at_once_by_their_own_name(page, server, tmp_pat
     expect(page.get_by_text("notes.zip holds no image or audio file")).to_be_visible(
         timeout=LONG)
     expect(page.get_by_text("/tmp/")).to_have_count(0)  # no temporary paths shown
-    expect(page.get_by_role("button", name="Start")).to_be_disabled()
+    expect(page.get_by_role("button", name="Start", exact=True)).to_be_disabled()
     page.get_by_text("from the registry").click()
     idle(page, LONG)
 
@@ -194,7 +194,7 @@ def start_learning(page, server, steps: int, examples: int, task: str | None = N
         box.fill(str(value))
         box.press("Enter")
         idle(page, LONG)
-    page.get_by_role("button", name="Start").click()
+    page.get_by_role("button", name="Start", exact=True).click()
     expect(page.get_by_text("learning, step")).to_be_visible(timeout=LONG)
 
 
