@@ -69,9 +69,9 @@ def study() -> str:
     return table.replace(f"| {DEFAULT} |", f"| **{DEFAULT}** (the defaults, from 0.5) |")
 
 
-def study_corner() -> str:
+def study_corner(names: list[str]) -> str:
     """Round 5: the defaults from 0.5 and from the best corner on validation."""
-    table = results.study_table(study_rows(STUDY_CORNER))
+    table = results.study_table(study_rows(names))
     return table.replace(f"| {CORNER} |", f"| **{CORNER}** (the defaults) |")
 
 
@@ -148,7 +148,8 @@ BLOCKS = {
     "selection-study": lambda: results.selection_study_table(
         list(csv.DictReader((RESULTS / "selection-study.csv").open()))),
     "study": study,
-    "study-corner": study_corner,
+    "study-corner": lambda: study_corner(STUDY_CORNER),
+    "study-corner-colour": lambda: study_corner(["learner-study-corner-start-colour"]),
     "study-fp32": study_fp32,
     "clamp-sigmoid": clamp_sigmoid,
     "gradients": gradients,
