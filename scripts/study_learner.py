@@ -45,7 +45,15 @@ from amortinv.downstream import (
     task_loss,
 )
 from amortinv.models import Encoder
-from amortinv.selection import GRADIENT, Features, candidates, corner_name, corners, rounded
+from amortinv.selection import (
+    GRADIENT,
+    Features,
+    candidates,
+    corner_name,
+    corners,
+    noise,
+    rounded,
+)
 
 #: The paper's settings, which every variant starts from (so a variant means the same run
 #: whatever DownstreamConfig's defaults are).
@@ -90,12 +98,18 @@ VARIANTS: dict[str, dict] = {
     # validation (the selection's corners, scored before learning instead of after)
     "lr0.1-warm-nostop-corner": dict(lr_invariance=0.1, patience=1000, warmup=200,
                                      start="corner"),
+    # round 6: the best corner only when it beats the start at 0.5 by more than one standard
+    # error of its validation score (the selection's rule), else 0.5 (CLEAR)
+    "lr0.1-warm-nostop-clear": dict(lr_invariance=0.1, patience=1000, warmup=200,
+                                    start="corner"),
 }
+#: Variants that leave 0.5 for the best corner only when it is clearly ahead on validation.
+CLEAR = {"lr0.1-warm-nostop-clear"}
 
 FIELDS = ["task", "variant", "seed", "steps_run", "learn_seconds", "vector", "path_val",
           "gradient_val", "gradient_holdout", "rounded", "selected", "selected_val",
           "selected_holdout", "oracle", "oracle_holdout", "all_ones_holdout", "line_t", "line_val",
-          "line_holdout"]
+          "line_holdout", "start"]
 
 
 def corner_scores(features: Features, cache: Path) -> dict[str, dict]:
@@ -114,6 +128,12 @@ def run(encoder: Encoder, task: Task, variant: str, config: DownstreamConfig,
         corner: dict[str, dict], paths: Path) -> dict:
     begin = corners(encoder.space)[max(corner, key=lambda k: corner[k]["val"])] \
         if config.start == "corner" else config.init
+    if variant in CLEAR:
+        scored = Features(encoder, task, config.precision)
+        ahead, centre = (next(candidates(scored, v, with_corners=False))
+                         for v in (begin, config.init))
+        if ahead.val_score - noise(ahead) <= centre.val_score:
+            begin = config.init
     start = time.perf_counter()
     states = list(learn(encoder, task, config, start=begin))
     seconds = time.perf_counter() - start
@@ -145,7 +165,9 @@ def run(encoder: Encoder, task: Task, variant: str, config: DownstreamConfig,
         "selected_holdout": round(gradient_holdout if chosen == GRADIENT
                                   else corner[chosen]["holdout"], 4),
         "oracle": oracle, "oracle_holdout": round(corner[oracle]["holdout"], 4),
-        "all_ones_holdout": round(corner["all_ones"]["holdout"], 4)} | line
+        "all_ones_holdout": round(corner["all_ones"]["holdout"], 4),
+        "start": f"{begin:g}" if isinstance(begin, float) else corner_name(encoder.space, begin)
+    } | line
 
 
 def line_search(features: Features, start: float | dict[str, float], end: dict[str, float],
