@@ -332,7 +332,7 @@ def _learn(encoder: Encoder, task: Task, config: DownstreamConfig,
     g = torch.Generator().manual_seed(config.seed)  # the batches
     init = torch.Generator().manual_seed(config.seed)  # the readout's initial weights
     x_train = encoder.to_input(task.train.x)
-    x_val = encoder.reusable(task.val.x)  # scored every eval_every steps
+    x_val = features.inputs("val")  # scored every eval_every steps
     y_train = _targets(task, task.train.y)
     readout = Readout(encoder.feature_dim, task.data.num_outputs, init).to(encoder.device)
     first = space.vector(config.init if start is None else start)

@@ -62,13 +62,17 @@ class Features:
     def __call__(self, vector: VectorLike | float, split: str) -> torch.Tensor:
         key = (tuple(self.encoder.space.vector(vector).tolist()), split)
         if key not in self._cache:
-            if split not in self._inputs:
-                data = {"train": self.task.train, "val": self.task.val,
-                        "test": self.task.test}[split]
-                self._inputs[split] = self.encoder.reusable(data.x)
-            self._cache[key] = self.encoder.features(self._inputs[split], key[0],
+            self._cache[key] = self.encoder.features(self.inputs(split), key[0],
                                                      precision=self.precision)
         return self._cache[key]
+
+    def inputs(self, split: str) -> np.ndarray | torch.Tensor | Inputs:
+        """The split's examples as they are encoded (:meth:`Encoder.reusable`), converted once
+        (the learner's validation scores use them too)."""
+        if split not in self._inputs:
+            data = {"train": self.task.train, "val": self.task.val, "test": self.task.test}[split]
+            self._inputs[split] = self.encoder.reusable(data.x)
+        return self._inputs[split]
 
     def splits(self, vector: VectorLike | float) -> tuple[torch.Tensor, torch.Tensor,
                                                           torch.Tensor]:

@@ -214,7 +214,6 @@ class Encoder(nn.Module):
             return torch.zeros(0, self.feature_dim)
         return torch.cat(out)
 
-
     def _batch(self, x: np.ndarray | torch.Tensor | Inputs, start: int, size: int
                ) -> torch.Tensor:
         """Examples ``start:start + size`` of ``x`` in the augmentation domain."""
