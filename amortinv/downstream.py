@@ -9,7 +9,8 @@ stages:
    [0, 1] after each step; or ``i = sigmoid(logits)``). The defaults differ from the paper
    where a study on validation data showed the paper's vector barely moving or settling
    between corners (:class:`DownstreamConfig`): ``i`` starts at the corner that scores best on
-   the validation split (:func:`corner_start`; the paper starts at 0.5). Every
+   the validation split when it is clearly ahead of 0.5 there, else at 0.5 as in the paper
+   (:func:`corner_start`). Every
    ``eval_every`` steps the vector is scored on a validation split carved from the training
    data and the best point of the path is kept. A generator: it yields the live state, so an
    app can draw it and stop it.
@@ -43,7 +44,7 @@ from torch import nn
 from amortinv import data as datasets
 from amortinv.baselines import baseline_scores, baselines, raw_input_score
 from amortinv.data import Dataset, Split, adapt_channels
-from amortinv.invariance import VectorLike
+from amortinv.invariance import InvarianceSpace, VectorLike
 from amortinv.models import Encoder, Inputs, fast_bf16
 from amortinv.readout import fit_linear, score
 from amortinv.selection import (
@@ -54,6 +55,7 @@ from amortinv.selection import (
     candidates,
     choose,
     corner_name,
+    noise,
 )
 from amortinv.settings import check_settings, setting
 from amortinv.task import Task
@@ -76,7 +78,9 @@ class DownstreamConfig:
     learning runs its whole budget (``patience`` covers it) with the path's best vector kept.
     Started at 0.5 the vector settled between corners, which the encoder was never trained
     on, and trailed the best corner by 2 to 6 points on some tasks: it now starts at the best
-    corner on validation and moves from there."""
+    corner on validation when that corner is clearly ahead of 0.5 there (``start="clear"``),
+    and moves from there. Always starting at the best corner held it near a corner picked by
+    noise on tasks with small validation splits."""
 
     steps: int = setting(150, minimum=1)
     batch_size: int = setting(256, minimum=1)
@@ -84,8 +88,10 @@ class DownstreamConfig:
     lr_invariance: float = setting(0.1, minimum=0)  # the paper: 0.01
     init: float = setting(0.5, minimum=0, maximum=1)  # every value's start (start="init")
     #: where the vector starts: "corner", the corner that scores best on the validation split
-    #: (a readout fitted on its features, as in the selection); "init", ``init`` everywhere
-    start: str = setting("corner", choices=("corner", "init"))
+    #: (a readout fitted on its features, as in the selection); "clear", that corner only if it
+    #: beats ``init`` everywhere by more than one standard error there, else ``init``;
+    #: "init", ``init`` everywhere (:func:`corner_start`)
+    start: str = setting("clear", choices=("clear", "corner", "init"))
     parameterisation: str = setting("clamp", choices=("clamp", "sigmoid"))  # clamp: paper
     regression_loss: str = setting("l1", choices=("l1", "mse"))  # l1: paper
     val_fraction: float = setting(0.1, above=0, below=1)
@@ -149,8 +155,8 @@ class Result:
     #: (:meth:`amortinv.selection.Selection.reason`).
     val_scores: dict[str, float] = field(default_factory=dict)
     reason: str = ""
-    #: The corner the gradient path started at, by name (``config.start == "corner"``: the
-    #: best on validation); "" when it started at ``config.init``.
+    #: Where the gradient path started (:func:`start_name`): a corner by name, or
+    #: ``config.init`` (every value there) as a number.
     start: str = ""
 
     def to_json(self) -> dict:
@@ -284,10 +290,11 @@ def learn(encoder: Encoder, task: Task, config: DownstreamConfig | None = None,
           features: Features | None = None) -> Iterator[State]:
     """Learn the readout and the invariance vector jointly; yield a :class:`State` per step.
 
-    The vector starts at ``start`` if given; else where ``config.start`` says: the corner that
-    scores best on the validation split (:func:`corner_start`: callers that go on to the
-    selection, as :func:`fit` does, score the corners themselves and pass the best, so that
-    their readouts serve both) or ``config.init`` everywhere. The start is the path's first
+    The vector starts at ``start`` if given; else where ``config.start`` says
+    (:func:`corner_start`: the corner that scores best on the validation split, when clearly
+    ahead, or ``config.init`` everywhere; callers that go on to the selection, as :func:`fit`
+    does, score the corners themselves and pass the start, so that the corners' readouts
+    serve both). The start is the path's first
     point: after the readout's warm-up (``config.warmup``) it is scored on the validation
     split, so the path's best vector is never worse there than the start. ``features`` (the
     task's :class:`~amortinv.selection.Features`, as the selection uses them) saves encoding
@@ -472,12 +479,18 @@ class Assessment:
 def corner_start(encoder: Encoder, task: Task, config: DownstreamConfig,
                  features: Features | None = None
                  ) -> Generator[Scored, None, tuple[dict[str, float] | None, dict[str, Candidate]]]:
-    """Where :func:`learn` starts the vector (``config.start``). ``corner``: every corner's
-    readout is fitted and scored on the validation split, as in the selection (a
-    :class:`Scored` is yielded for each), and the best one is the start; returns (that
-    corner, the corners' :class:`~amortinv.selection.Candidate` s by name, for :func:`assess`
-    to reuse). ``init``: nothing is fitted; returns (None, {}): ``config.init`` everywhere."""
-    if config.start != "corner":
+    """Where :func:`learn` starts the vector (``config.start``); returns (the start corner, or
+    None for ``config.init`` everywhere; the corners' :class:`~amortinv.selection.Candidate` s
+    by name, for :func:`assess` to reuse).
+
+    ``clear`` and ``corner``: every corner's readout is fitted and scored on the validation
+    split, as in the selection (a :class:`Scored` is yielded for each). ``corner`` starts at
+    the best one. ``clear`` fits ``config.init`` everywhere too and starts at the best corner
+    only if it beats that by more than one standard error of its validation score (the
+    selection's rule, :func:`amortinv.selection.noise`): on a small validation split the best
+    corner is often best by chance, and a start there held the vector near a wrong corner.
+    ``init``: nothing is fitted; returns (None, {})."""
+    if config.start == "init":
         return None, {}
     features = features or Features(encoder, task, config.precision)
     total = 2 ** len(encoder.space) + 1  # the gradient vector's score comes after learning
@@ -486,7 +499,17 @@ def corner_start(encoder: Encoder, task: Task, config: DownstreamConfig,
         fitted[candidate.name] = candidate
         yield Scored(done, total, candidate.name, "val", candidate.val_score)
     best = max(fitted.values(), key=lambda c: c.val_score)  # a tie: the corner met first
+    if config.start == "clear":
+        centre = next(candidates(features, config.init, with_corners=False))
+        if best.val_score - noise(best) <= centre.val_score:
+            return None, fitted
     return best.vector, fitted
+
+
+def start_name(space: InvarianceSpace, start: dict[str, float] | None,
+               config: DownstreamConfig) -> str:
+    """Where the vector started, in words: the start corner's name, or ``config.init``."""
+    return f"{config.init:g}" if start is None else corner_name(space, start)
 
 
 def assess(encoder: Encoder, task: Task, learned: VectorLike, config: DownstreamConfig,
@@ -569,7 +592,7 @@ def fit(encoder: Encoder, task: Task | Dataset | str, config: DownstreamConfig |
                   select_seconds=select_seconds,
                   val_scores={k: c.val_score for k, c in selection.candidates.items()},
                   reason=selection.reason(),
-                  start="" if begin is None else corner_name(encoder.space, begin))
+                  start=start_name(encoder.space, begin, config))
 
 
 def finish(run: Generator):

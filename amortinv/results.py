@@ -223,9 +223,17 @@ def _rule_line(suite: str, rule: str, scores: list[float], oracles: list[float],
             f"{below} |")
 
 
+#: The rules of ``scripts/study_selection.py``'s files, by column; the last two are in the
+#: files of the round after the clear start only.
+_STUDY_RULES = (("best on validation", "best_score"), ("one standard error", "one_se_score"),
+                ("one standard error, gradient vector first", "gradient_first_score"),
+                ("the gradient-learned vector, no selection", "gradient_score"))
+
+
 def rules_table(suites: dict[str, list[dict]]) -> str:
     """The one-standard-error rule (the suite's ``selected``) against the best candidate on
-    validation (:func:`best_on_validation`), both scored on the test split of the same runs:
+    validation (:func:`best_on_validation`) and the gradient-learned vector kept without a
+    selection, all scored on the test split of the same runs:
     per suite, the mean score, the tasks within 1 point of the oracle corner and those below
     all ones. Rows without validation scores (older files) are left out."""
     lines = list(_RULES_HEADER)
@@ -239,20 +247,24 @@ def rules_table(suites: dict[str, list[dict]]) -> str:
             candidate_test_score(r, best_on_validation(r)) for r in rows], oracles, ones))
         lines.append(_rule_line(suite, "one standard error",
                                 [r["selected_score"] for r in rows], oracles, ones))
+        lines.append(_rule_line(suite, _STUDY_RULES[-1][0],
+                                [r["learned_score"] for r in rows], oracles, ones))
     return "\n".join(lines) + "\n"
 
 
 def selection_study_table(rows: list[dict]) -> str:
     """``scripts/study_selection.py``'s rows (CSV strings) summarised like
-    :func:`rules_table`, on the held-out part of each task's training split."""
+    :func:`rules_table`, on the held-out part of each task's training split: every rule whose
+    column the rows have."""
     lines = list(_RULES_HEADER)
     for suite in dict.fromkeys(r["suite"] for r in rows):
         mine = [r for r in rows if r["suite"] == suite]
         oracles = [float(r["oracle_score"]) for r in mine]
         ones = [float(r["all_ones_score"]) for r in mine]
-        for rule, key in (("best on validation", "best_score"),
-                          ("one standard error", "one_se_score")):
-            lines.append(_rule_line(suite, rule, [float(r[key]) for r in mine], oracles, ones))
+        for rule, key in _STUDY_RULES:
+            if all(r.get(key) for r in mine):
+                lines.append(_rule_line(suite, rule, [float(r[key]) for r in mine], oracles,
+                                        ones))
     return "\n".join(lines) + "\n"
 
 

@@ -107,6 +107,8 @@ class Selection:
     rounded: str
     #: The candidate with the best validation score (``chosen`` unless it was within noise).
     best: Candidate
+    #: The candidates kept before the best when within its noise, in order (:func:`choose`).
+    preferred: tuple[str, ...] = PREFERRED
 
     @property
     def gradient(self) -> Candidate:
@@ -123,7 +125,7 @@ class Selection:
                     f"{best.val_score - chosen.val_score:.3f}, within one standard error of "
                     f"its score ({noise(best):.3f})")
         passed = []  # the preferred candidates before it, below the margin
-        for name in PREFERRED:
+        for name in self.preferred:
             if name not in self.candidates or self.candidates[name] is chosen:
                 break
             passed.append(self.candidates[name])
@@ -204,17 +206,18 @@ def best_name(val_scores: Mapping[str, float]) -> str:
     return best
 
 
-def choose(fitted: dict[str, Candidate], space: InvarianceSpace) -> Selection:
-    """The one-standard-error rule (see the module's docstring): the first of
-    :data:`PREFERRED` whose validation score is within one standard error of the best one,
-    else the best (a tie goes to the gradient vector, then to the corner met first)."""
+def choose(fitted: dict[str, Candidate], space: InvarianceSpace,
+           preferred: tuple[str, ...] = PREFERRED) -> Selection:
+    """The one-standard-error rule (see the module's docstring): the first of ``preferred``
+    whose validation score is within one standard error of the best one, else the best (a tie
+    goes to the gradient vector, then to the corner met first)."""
     gradient = fitted[GRADIENT]
     best = fitted[best_name({name: c.val_score for name, c in fitted.items()})]
     margin = best.val_score - noise(best)
-    chosen = next((fitted[name] for name in PREFERRED
+    chosen = next((fitted[name] for name in preferred
                    if name in fitted and fitted[name].val_score >= margin), best)
     return Selection(dict(fitted), chosen, corner_name(space, rounded(space, gradient.vector)),
-                     best)
+                     best, preferred)
 
 
 def select(features: Features, gradient: VectorLike, with_corners: bool = True) -> Selection:

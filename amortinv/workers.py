@@ -32,9 +32,10 @@ from amortinv.downstream import (
     corner_start,
     learn,
     prepare,
+    start_name,
 )
 from amortinv.models import Encoder
-from amortinv.selection import Features, Selection, corner_name
+from amortinv.selection import Features, Selection
 
 __all__ = ["PLAIN", "RAW", "Job", "Scored", "Snapshot", "learning_job", "pretraining_job"]
 
@@ -159,14 +160,14 @@ def learning_job(encoder: Encoder, task: Task | Dataset | str, config: Downstrea
 
     A task given by name or as a dataset is prepared in the job (a first use may decode or
     render data for a while): the result's ``task``, ``metric`` and ``note`` are set then.
-    Records are, where ``config.start`` is ``corner``, a :class:`Scored` per corner on the
-    validation split (:func:`amortinv.downstream.corner_start`: the best one is where the
-    vector starts, the result's ``start``, by name), then the learning's :class:`State` s, then one
-    :class:`Scored` per score (``val`` while selecting, then ``test``). The result fills in
-    as they come: ``val_scores`` and ``scores`` ({name: score}; the gradient vector is
-    :data:`amortinv.downstream.GRADIENT`, corners by name), ``learned`` (the gradient vector,
-    {group: value}) once learning ends, then
-    ``selected`` (vector), ``selected_name``, ``rounded`` and ``reason`` (why it was kept, a
+    Records are, unless ``config.start`` is ``init``, a :class:`Scored` per corner on the
+    validation split (:func:`amortinv.downstream.corner_start` chooses the start from them: the
+    result's ``start``, a corner's name or the value everywhere), then the learning's
+    :class:`State` s, then one :class:`Scored` per score (``val`` while selecting, then
+    ``test``). The result fills in as they come: ``val_scores`` and ``scores`` ({name:
+    score}; the gradient vector is :data:`amortinv.downstream.GRADIENT`, corners by name),
+    ``learned`` (the gradient vector, {group: value}) once learning ends, then ``selected``
+    (vector), ``selected_name``, ``rounded`` and ``reason`` (why it was kept, a
     sentence) once the selection is made.
 
     :meth:`Job.stop` ends the learning early: the best vector so far is still selected from
@@ -198,7 +199,7 @@ def learning_job(encoder: Encoder, task: Task | Dataset | str, config: Downstrea
 
         features = Features(encoder, prepared, config.precision)
         begin, fitted = yield from published(corner_start(encoder, prepared, config, features))
-        job.set_result(start=begin and corner_name(encoder.space, begin),
+        job.set_result(start=start_name(encoder.space, begin, config),
                        learning_since=time.perf_counter())
         last = None
         for state in learn(encoder, prepared, config, stop=stop, start=begin,

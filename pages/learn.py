@@ -8,6 +8,7 @@ import streamlit as st
 from amortinv import charts, ui
 from amortinv.data.uploads import UploadError, load_zip
 from amortinv.downstream import DownstreamConfig
+from amortinv.selection import corners
 from amortinv.workers import Scored, learning_job
 
 encoder, dataset, path, _ = ui.page("Learn invariances", with_dataset=False)
@@ -76,11 +77,16 @@ with st.expander("Settings", expanded=False):
     param = c4.selectbox("parameterisation", ["clamp", "sigmoid"], key="learn-param",
                          help="clamp: i clipped to [0, 1] after each step (the paper); "
                          "sigmoid: i = sigmoid(logits)")
-    starts = {"corner": "the best corner", "init": f"{defaults.init:g} everywhere (the paper)"}
+    starts = {"clear": f"the best corner, if clearly ahead of {defaults.init:g}",
+              "corner": "the best corner", "init": f"{defaults.init:g} everywhere (the paper)"}
     start = c5.selectbox("initial i", list(starts), format_func=starts.get, key="learn-start",
-                         help="the best corner: every corner is scored on the validation split "
-                              "first (the selection needs those scores anyway) and i starts "
-                              f"at the best one; {starts['init']}: between the corners.")
+                         help="Every corner is scored on the validation split first (the "
+                              "selection needs those scores anyway). **the best corner, if "
+                              f"clearly ahead**: i starts at the best one only if it beats "
+                              f"{defaults.init:g} everywhere by more than one standard error "
+                              f"there, else at {defaults.init:g}; **the best corner**: always "
+                              f"there; **{starts['init']}**: between the corners, nothing "
+                              "scored first.")
 config = DownstreamConfig(steps=int(steps), max_train=int(max_train), lr_invariance=lr,
                           parameterisation=param, start=start, max_test=2000)
 
@@ -117,10 +123,10 @@ def status(snapshot, opening, states, scored) -> None:
     elif not states and not opening:
         st.progress(0.0, text=f"**{name}**: preparing the data… {seconds:.0f} s")
     elif not states:
-        last, corners = opening[-1], len(space.corners(min_on=0))
-        st.progress(last.done / corners, text=f"**{name}**: choosing where i starts, corner "
-                                              f"{last.done} of {corners} scored on the "
-                                              f"validation split · {seconds:.0f} s")
+        last, count = opening[-1], len(space.corners(min_on=0))
+        st.progress(last.done / count, text=f"**{name}**: choosing where i starts, corner "
+                                            f"{last.done} of {count} scored on the "
+                                            f"validation split · {seconds:.0f} s")
     elif not scored and not states[-1].done:
         step = learning[-1].step
         elapsed = time.perf_counter() - result.get("learning_since", time.perf_counter())
@@ -136,6 +142,17 @@ def status(snapshot, opening, states, scored) -> None:
         after = f" (last: {charts.score_label(last.name)})" if last else ""
         st.progress(done / of, text=f"**{name}**: {what}, {done} of {of}{after} · "
                                     f"{seconds:.0f} s")
+
+
+def started(start: str | None, scored_first: bool) -> str:
+    """Where the gradient path started, as a clause of the caption under the comparison."""
+    if not start:
+        return ""
+    if start in corners(space):
+        return f", which started at {charts.score_label(start)}, the best corner there"
+    why = ("no corner beat it there by more than one standard error" if scored_first
+           else "the paper's start")
+    return f", which started at {start} everywhere ({why})"
 
 
 def draw(snapshot) -> None:
@@ -180,8 +197,7 @@ def draw(snapshot) -> None:
         right.caption(
             f"**{charts.GRADIENT_LABEL}**: where gradient descent on the vector ended (the "
             "best point of its path on the validation split"
-            + (f", which started at {charts.score_label(start)}, the best corner there"
-               if (start := result.get("start")) else "")
+            + started(result.get("start"), scored_first=bool(opening))
             + "). **selected**: the vector kept "
             "for the task, chosen on the validation split among that vector and every corner "
             "(each scored with a fresh linear readout); the best there wins only if it beats "
@@ -204,6 +220,7 @@ if job is not None:
     ui.follow(job, draw, "learn-was-running", every=every)
 else:
     st.info("Choose a task and press **Start**: every corner is scored on the validation "
-            "split and the invariance vector starts at the best one; then the readout and the "
+            "split and the invariance vector starts at the best one if it is clearly ahead of "
+            f"{DownstreamConfig().init:g} everywhere; then the readout and the "
             "vector are learned together, each group's value drawn as it moves, and the result "
             "is scored against every fixed corner, the plain encoder and the raw input.")

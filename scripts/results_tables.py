@@ -48,11 +48,12 @@ STUDY = ["learner-study-fmnist-position", "learner-study-fmnist-flip",
          "learner-study-fmnist-brightness", "learner-study-fmnist-scale", "learner-study-more",
          "learner-study-audio"]
 STUDY_FP32 = ["learner-study-fp32"]
-#: The defaults chosen in rounds 2 and 3; round 5 (STUDY_CORNER) starts them at the best
-#: corner on validation, which DownstreamConfig's defaults now do (CORNER).
+#: The defaults chosen in rounds 2 and 3; rounds 5 and 6 (STUDY_CORNER) start them at the
+#: best corner on validation, always (round 5) or only when it is clearly ahead of 0.5 (round
+#: 6, CLEAR), which DownstreamConfig's defaults now do.
 DEFAULT = "lr0.1-warm-nostop"
 STUDY_CORNER = ["learner-study-corner-start", "learner-study-corner-start-audio"]
-CORNER = "lr0.1-warm-nostop-corner"
+CLEAR = "lr0.1-warm-nostop-clear"
 RESTARTS = ["lr0.1-nostop", "lr0.1-nostop-init0.25", "lr0.1-nostop-init0.75"]
 
 
@@ -70,9 +71,10 @@ def study() -> str:
 
 
 def study_corner(names: list[str]) -> str:
-    """Round 5: the defaults from 0.5 and from the best corner on validation."""
+    """Rounds 5 and 6: the defaults from 0.5, from the best corner on validation, and from
+    that corner only when it is clearly ahead."""
     table = results.study_table(study_rows(names))
-    return table.replace(f"| {CORNER} |", f"| **{CORNER}** (the defaults) |")
+    return table.replace(f"| {CLEAR} |", f"| **{CLEAR}** (the defaults) |")
 
 
 def study_fp32() -> str:
@@ -147,6 +149,8 @@ BLOCKS = {
     + results.targets(suite_rows(*COLOUR), results.colour_misses),
     "selection-study": lambda: results.selection_study_table(
         list(csv.DictReader((RESULTS / "selection-study.csv").open()))),
+    "selection-study-clear": lambda: results.selection_study_table(
+        list(csv.DictReader((RESULTS / "selection-study-clear.csv").open()))),
     "study": study,
     "study-corner": lambda: study_corner(STUDY_CORNER),
     "study-corner-colour": lambda: study_corner(["learner-study-corner-start-colour"]),

@@ -98,13 +98,11 @@ VARIANTS: dict[str, dict] = {
     # validation (the selection's corners, scored before learning instead of after)
     "lr0.1-warm-nostop-corner": dict(lr_invariance=0.1, patience=1000, warmup=200,
                                      start="corner"),
-    # round 6: the best corner only when it beats the start at 0.5 by more than one standard
-    # error of its validation score (the selection's rule), else 0.5 (CLEAR)
+    # round 6 (adopted: the defaults): the best corner only when it beats the start at 0.5 by
+    # more than one standard error of its validation score (the selection's rule), else 0.5
     "lr0.1-warm-nostop-clear": dict(lr_invariance=0.1, patience=1000, warmup=200,
-                                    start="corner"),
+                                    start="clear"),
 }
-#: Variants that leave 0.5 for the best corner only when it is clearly ahead on validation.
-CLEAR = {"lr0.1-warm-nostop-clear"}
 
 FIELDS = ["task", "variant", "seed", "steps_run", "learn_seconds", "vector", "path_val",
           "gradient_val", "gradient_holdout", "rounded", "selected", "selected_val",
@@ -127,8 +125,8 @@ def corner_scores(features: Features, cache: Path) -> dict[str, dict]:
 def run(encoder: Encoder, task: Task, variant: str, config: DownstreamConfig,
         corner: dict[str, dict], paths: Path) -> dict:
     begin = corners(encoder.space)[max(corner, key=lambda k: corner[k]["val"])] \
-        if config.start == "corner" else config.init
-    if variant in CLEAR:
+        if config.start != "init" else config.init
+    if config.start == "clear":  # downstream.corner_start's rule, from the cached corners
         scored = Features(encoder, task, config.precision)
         ahead, centre = (next(candidates(scored, v, with_corners=False))
                          for v in (begin, config.init))

@@ -7,14 +7,17 @@ is never read.
 Each task's training split is cut in two (:func:`amortinv.downstream.held_out_task`): a
 held-out part (a fifth, at most 2,000 examples) stands in for the test split, and the rest is
 the task as the suite sees it. The vector is learned with the defaults; every candidate (the
-gradient vector and every corner) gets its readout as in the suite, and the two rules choose
+gradient vector and every corner) gets its readout as in the suite, and three rules choose
 on the validation split:
 
 - ``best``: the best validation score (the rule before the one-standard-error rule);
 - ``one-se``: :func:`amortinv.selection.choose` (all ones, then the gradient vector, unless
-  the best beats them by more than one standard error).
+  the best beats them by more than one standard error);
+- ``gradient-first``: the same rule with the gradient vector before all ones.
 
-Both choices, all ones and the best corner on the held-out part (an oracle) are scored there.
+Every choice, the gradient vector, all ones and the best corner on the held-out part (an
+oracle) are scored there; ``start`` says where the vector started
+(:func:`amortinv.downstream.start_name`).
 OUT.csv gets a row per task (appended, so suites can run in pieces; a task already there is
 skipped, as is one too small to hold a part out); ``python scripts/results_tables.py``
 summarises it in docs/DOWNSTREAM.md.
@@ -36,11 +39,15 @@ from amortinv.downstream import (
     finish,
     held_out_task,
     learn,
+    start_name,
 )
 from amortinv.selection import GRADIENT, Features, candidates, choose
 
 FIELDS = ["suite", "task", "held_out", "best", "best_score", "one_se", "one_se_score",
-          "all_ones_score", "oracle", "oracle_score", "seconds"]
+          "all_ones_score", "oracle", "oracle_score", "seconds", "gradient_score",
+          "gradient_first", "gradient_first_score", "start"]
+#: The rule studied beside the default one: the gradient vector kept before all ones.
+GRADIENT_FIRST = (GRADIENT, "all_ones")
 
 
 def study(encoder, name: str, suite: str, config: DownstreamConfig) -> dict:
@@ -52,6 +59,7 @@ def study(encoder, name: str, suite: str, config: DownstreamConfig) -> dict:
     *_, last = learn(encoder, task, config, start=begin, features=features)
     fitted |= {c.name: c for c in candidates(features, last.vector, with_corners=not fitted)}
     selection = choose(fitted, encoder.space)
+    other = choose(fitted, encoder.space, GRADIENT_FIRST).chosen.name
     held = {n: c.test_score(features) for n, c in fitted.items()}
     corners = {n: v for n, v in held.items() if n != GRADIENT}
     oracle = max(corners, key=corners.get)
@@ -61,7 +69,10 @@ def study(encoder, name: str, suite: str, config: DownstreamConfig) -> dict:
             "one_se_score": round(held[selection.chosen.name], 4),
             "all_ones_score": round(held["all_ones"], 4), "oracle": oracle,
             "oracle_score": round(corners[oracle], 4),
-            "seconds": round(time.perf_counter() - start, 1)}
+            "seconds": round(time.perf_counter() - start, 1),
+            "gradient_score": round(held[GRADIENT], 4), "gradient_first": other,
+            "gradient_first_score": round(held[other], 4),
+            "start": start_name(encoder.space, begin, config)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -89,6 +89,11 @@ def test_learning_runs_live_and_ends_with_scores(app):
     assert len(at.session_state["learn-history"]) == 10
     assert set(at.session_state["learned-vector"]) == {"crop", "flip", "color", "blur"}
     assert set(at.session_state["selected-vector"]) == {"crop", "flip", "color", "blur"}
+    # The caption under the comparison says where the vector started, and why there.
+    caption = next(c.value for c in at.caption if "where gradient descent" in c.value)
+    start = snap.result["start"]
+    assert (f"started at {start} everywhere (no corner beat it" in caption if start == "0.5"
+            else "the best corner there" in caption)
 
 
 def test_invariance_map_draws_scores_for_every_transform(app):

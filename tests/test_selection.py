@@ -7,7 +7,16 @@ import torch
 
 from amortinv import results, selection
 from amortinv.data import Dataset, Split
-from amortinv.downstream import GRADIENT, DownstreamConfig, assess, fit, learn, prepare
+from amortinv.downstream import (
+    GRADIENT,
+    DownstreamConfig,
+    assess,
+    corner_start,
+    finish,
+    fit,
+    learn,
+    prepare,
+)
 from amortinv.invariance import GREY
 from amortinv.readout import LinearReadout
 from amortinv.selection import Candidate, Features, corner_name, corners, rounded, select
@@ -144,7 +153,7 @@ def test_fit_reports_the_gradient_vector_and_the_selected_one(mirror_encoder):
 def test_the_vector_starts_at_the_best_corner_on_validation_and_moves_from_there(
         mirror_encoder):
     enc = mirror_encoder(8)
-    config = DownstreamConfig(steps=20, eval_every=5)  # start="corner"
+    config = DownstreamConfig(steps=20, eval_every=5, start="corner")
     result = fit(enc, sided_task(), config, with_baselines=False)
     on_corners = {k: v for k, v in result.val_scores.items() if k != GRADIENT}
     assert set(on_corners) == set(corners(GREY))
@@ -152,6 +161,29 @@ def test_the_vector_starts_at_the_best_corner_on_validation_and_moves_from_there
     # The task needs the blob's side: only corners with flip off can tell it.
     assert "flip" not in result.start.split("+") and result.start != "all_ones"
     assert result.learned["flip"] < 0.2  # nothing pulls it back toward mirror invariance
+
+
+def test_the_default_start_leaves_init_only_for_a_corner_clearly_ahead_of_it(mirror_encoder):
+    enc = mirror_encoder(8)
+    config = DownstreamConfig()
+    assert config.start == "clear"
+    task = prepare(enc, sided_task(), config)
+    features = Features(enc, task, config.precision)
+    # At 0.5 the image is only a quarter mirrored and still tells the sides apart: no corner
+    # is clearly ahead of it, so the vector starts there.
+    begin, fitted = finish(corner_start(enc, task, config, features))
+    assert begin is None and set(fitted) == set(corners(GREY))
+    # Every value at 1 is mirror-symmetric, blind to the side: the best corner (flip off) is
+    # far ahead of it and the vector starts there.
+    blind = DownstreamConfig(init=1.0)
+    begin, _ = finish(corner_start(enc, task, blind, features))
+    best = max(fitted.values(), key=lambda c: c.val_score)
+    assert begin == best.vector and begin["flip"] == 0.0
+    assert fitted["all_ones"].val_score < best.val_score - selection.noise(best)
+    # "corner" always starts at the best corner; "init" scores nothing first.
+    assert finish(corner_start(enc, task, DownstreamConfig(start="corner"), features))[0] == \
+        best.vector
+    assert finish(corner_start(enc, task, DownstreamConfig(start="init"), features)) == (None, {})
 
 
 def test_learning_starts_where_it_is_told_and_keeps_its_start_when_nothing_beats_it(
@@ -223,7 +255,7 @@ def test_the_audio_targets_count_tasks_against_plain_and_name_those_below_raw():
     assert "- gradient-learned > raw log-mel: met on every task" in text
 
 
-def test_the_rules_table_scores_both_rules_from_the_same_files():
+def test_the_rules_table_scores_every_rule_from_the_same_files():
     def row(task, val, test, selected):
         return {"task": task, "learned_score": test["gradient"], "selected_score": selected,
                 "val_scores": val, "baselines": {k: v for k, v in test.items() if k != "gradient"}}
@@ -239,7 +271,8 @@ def test_the_rules_table_scores_both_rules_from_the_same_files():
                                 ).splitlines()
     assert lines[2] == "| s | 2 | best on validation | 0.790 | 0 | 1 |"
     assert lines[3] == "| s | 2 | one standard error | 0.840 | 1 | 0 |"
-    assert len(lines) == 4  # rows without validation scores are left out
+    assert lines[4] == "| s | 2 | the gradient-learned vector, no selection | 0.835 | 1 | 1 |"
+    assert len(lines) == 5  # rows without validation scores are left out
 
 
 def test_the_selection_study_is_summarised_per_suite_and_rule():
@@ -254,6 +287,12 @@ def test_the_selection_study_is_summarised_per_suite_and_rule():
                          "| grey | 2 | one standard error | 0.840 | 1 | 0 |",
                          "| audio | 1 | best on validation | 0.500 | 0 | 1 |",
                          "| audio | 1 | one standard error | 0.500 | 0 | 1 |"]
+    # The later round's files add the gradient-first rule and the gradient vector alone.
+    later = [row("grey", 0.70, 0.80, 0.80, 0.805) | {"gradient_first_score": "0.79",
+                                                     "gradient_score": "0.79"}]
+    lines = results.selection_study_table(later).splitlines()
+    assert lines[4:] == ["| grey | 1 | one standard error, gradient vector first | 0.790 | 0 | 1 |",
+                         "| grey | 1 | the gradient-learned vector, no selection | 0.790 | 0 | 1 |"]
 
 
 def test_a_held_out_task_never_reads_the_test_split(mirror_encoder):

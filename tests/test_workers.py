@@ -44,6 +44,7 @@ def test_learning_job_runs_in_the_background_selects_and_scores_the_comparison()
     assert set(snap.result["learned"]) == set(GREY.names)
     assert set(snap.result["selected"]) == set(GREY.names)
     assert snap.result["task"] == "sklearn-digits" and snap.result["metric"] == "accuracy"
+    assert snap.result["start"] == "0.5"  # config.init everywhere, as the paper starts
 
 
 def test_stop_ends_a_job_early_and_two_jobs_do_not_share_state():
@@ -97,7 +98,7 @@ def wait_for_steps(job, n: int) -> None:
 
 def test_a_corner_start_scores_the_corners_first_and_learns_from_the_best_one():
     enc = small_encoder()
-    config = DownstreamConfig(steps=4, eval_every=2, max_train=300)  # start="corner"
+    config = DownstreamConfig(steps=4, eval_every=2, max_train=300, start="corner")
     job = learning_job(enc, prepare(enc, "sklearn-digits", config), config).start()
     job.join(120)
     snap = job.snapshot()
