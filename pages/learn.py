@@ -77,16 +77,16 @@ with st.expander("Settings", expanded=False):
     param = c4.selectbox("parameterisation", ["clamp", "sigmoid"], key="learn-param",
                          help="clamp: i clipped to [0, 1] after each step (the paper); "
                          "sigmoid: i = sigmoid(logits)")
-    starts = {"clear": f"the best corner, if clearly ahead of {defaults.init:g}",
-              "corner": "the best corner", "init": f"{defaults.init:g} everywhere (the paper)"}
+    starts = {"clear": "best corner if clear", "corner": "best corner",
+              "init": f"{defaults.init:g} (the paper)"}
     start = c5.selectbox("initial i", list(starts), format_func=starts.get, key="learn-start",
                          help="Every corner is scored on the validation split first (the "
-                              "selection needs those scores anyway). **the best corner, if "
-                              f"clearly ahead**: i starts at the best one only if it beats "
+                              "selection needs those scores anyway). **best corner if "
+                              "clear**: i starts at the best one only if it beats "
                               f"{defaults.init:g} everywhere by more than one standard error "
-                              f"there, else at {defaults.init:g}; **the best corner**: always "
-                              f"there; **{starts['init']}**: between the corners, nothing "
-                              "scored first.")
+                              f"there, else at {defaults.init:g}; **best corner**: always "
+                              f"there; **{starts['init']}**: {defaults.init:g} everywhere, "
+                              "between the corners, nothing scored first.")
 config = DownstreamConfig(steps=int(steps), max_train=int(max_train), lr_invariance=lr,
                           parameterisation=param, start=start, max_test=2000)
 
