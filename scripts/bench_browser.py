@@ -14,6 +14,7 @@ Starts the app as `make run` does (`python -m amortinv.serve` from the project f
   settings, from Start to the final comparison (every corner, plain, raw) drawn.
 
     python scripts/bench_browser.py [--moves 8] [--out docs/results/bench-browser.json]
+    python scripts/bench_browser.py --only-learning     # Learn alone, printed, not written
 
 Prints one JSON object, with the encoder the app opened on (``encoder``, from Home's card).
 Run it on an idle machine: `uptime` before and after is recorded.
@@ -132,6 +133,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--moves", type=int, default=8, help="slider moves per projection")
     parser.add_argument("--skip-learning", action="store_true")
+    parser.add_argument("--only-learning", action="store_true",
+                        help="open Home, then time Learn alone (no pages, no sliders)")
     parser.add_argument("--out", default="", help="also write the JSON here")
     args = parser.parse_args()
     load_before = os.getloadavg()
@@ -148,6 +151,12 @@ def main() -> None:
 
             first = timed(lambda: page.goto(url), home_ready)
             encoder = page.locator("li", has_text="file:").first.inner_text()
+            if args.only_learning:
+                seconds, status = learn(page)
+                print(json.dumps({"learn_s": seconds, **status,
+                                  "encoder": encoder.split(":", 1)[1].strip(),
+                                  "load_before": [round(x, 2) for x in load_before]}))
+                return
             cold = {title: open_page(page, title) for title in PAGES if title != "Home"}
             warm = {title: open_page(page, title) for title in PAGES}
             open_page(page, "Probe features")
