@@ -55,7 +55,7 @@ from amortinv.selection import (
     candidates,
     choose,
     corner_name,
-    noise,
+    within_noise,
 )
 from amortinv.settings import check_settings, setting
 from amortinv.task import Task
@@ -487,7 +487,7 @@ def corner_start(encoder: Encoder, task: Task, config: DownstreamConfig,
     split, as in the selection (a :class:`Scored` is yielded for each). ``corner`` starts at
     the best one. ``clear`` fits ``config.init`` everywhere too and starts at the best corner
     only if it beats that by more than one standard error of its validation score (the
-    selection's rule, :func:`amortinv.selection.noise`): on a small validation split the best
+    selection's rule, :func:`amortinv.selection.within_noise`): on a small validation split the best
     corner is often best by chance, and a start there held the vector near a wrong corner.
     ``init``: nothing is fitted; returns (None, {})."""
     if config.start == "init":
@@ -501,7 +501,7 @@ def corner_start(encoder: Encoder, task: Task, config: DownstreamConfig,
     best = max(fitted.values(), key=lambda c: c.val_score)  # a tie: the corner met first
     if config.start == "clear":
         centre = next(candidates(features, config.init, with_corners=False))
-        if best.val_score - noise(best) <= centre.val_score:
+        if within_noise(best, centre):
             return None, fitted
     return best.vector, fitted
 

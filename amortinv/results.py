@@ -223,11 +223,13 @@ def _rule_line(suite: str, rule: str, scores: list[float], oracles: list[float],
             f"{below} |")
 
 
+#: The gradient-learned vector kept as it is, as a rule in the tables beside the selection's.
+_NO_SELECTION = "the gradient-learned vector, no selection"
 #: The rules of ``scripts/study_selection.py``'s files, by column; the last two are in the
 #: files of the round after the clear start only.
 _STUDY_RULES = (("best on validation", "best_score"), ("one standard error", "one_se_score"),
                 ("one standard error, gradient vector first", "gradient_first_score"),
-                ("the gradient-learned vector, no selection", "gradient_score"))
+                (_NO_SELECTION, "gradient_score"))
 
 
 def rules_table(suites: dict[str, list[dict]]) -> str:
@@ -247,7 +249,7 @@ def rules_table(suites: dict[str, list[dict]]) -> str:
             candidate_test_score(r, best_on_validation(r)) for r in rows], oracles, ones))
         lines.append(_rule_line(suite, "one standard error",
                                 [r["selected_score"] for r in rows], oracles, ones))
-        lines.append(_rule_line(suite, _STUDY_RULES[-1][0],
+        lines.append(_rule_line(suite, _NO_SELECTION,
                                 [r["learned_score"] for r in rows], oracles, ones))
     return "\n".join(lines) + "\n"
 

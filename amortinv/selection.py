@@ -196,6 +196,13 @@ def noise(candidate: Candidate) -> float:
     return float(shares.std(ddof=1) / np.sqrt(n))
 
 
+def within_noise(best: Candidate, other: Candidate) -> bool:
+    """Whether ``other``'s validation score is within one standard error of ``best``'s
+    (:func:`noise`): the test of the one-standard-error rule, here and where the learner
+    chooses its start (:func:`amortinv.downstream.corner_start`)."""
+    return other.val_score >= best.val_score - noise(best)
+
+
 def best_name(val_scores: Mapping[str, float]) -> str:
     """The candidate with the best validation score, by name (the earlier rule's choice); a
     tie goes to the gradient vector, then to the candidate met first."""
@@ -213,9 +220,8 @@ def choose(fitted: dict[str, Candidate], space: InvarianceSpace,
     goes to the gradient vector, then to the corner met first)."""
     gradient = fitted[GRADIENT]
     best = fitted[best_name({name: c.val_score for name, c in fitted.items()})]
-    margin = best.val_score - noise(best)
     chosen = next((fitted[name] for name in preferred
-                   if name in fitted and fitted[name].val_score >= margin), best)
+                   if name in fitted and within_noise(best, fitted[name])), best)
     return Selection(dict(fitted), chosen, corner_name(space, rounded(space, gradient.vector)),
                      best, preferred)
 

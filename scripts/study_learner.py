@@ -42,6 +42,7 @@ from amortinv.downstream import (
     frozen,
     held_out_task,
     learn,
+    start_name,
     task_loss,
 )
 from amortinv.models import Encoder
@@ -51,8 +52,8 @@ from amortinv.selection import (
     candidates,
     corner_name,
     corners,
-    noise,
     rounded,
+    within_noise,
 )
 
 #: The paper's settings, which every variant starts from (so a variant means the same run
@@ -130,7 +131,7 @@ def run(encoder: Encoder, task: Task, variant: str, config: DownstreamConfig,
         scored = Features(encoder, task, config.precision)
         ahead, centre = (next(candidates(scored, v, with_corners=False))
                          for v in (begin, config.init))
-        if ahead.val_score - noise(ahead) <= centre.val_score:
+        if within_noise(ahead, centre):
             begin = config.init
     start = time.perf_counter()
     states = list(learn(encoder, task, config, start=begin))
@@ -164,7 +165,7 @@ def run(encoder: Encoder, task: Task, variant: str, config: DownstreamConfig,
                                   else corner[chosen]["holdout"], 4),
         "oracle": oracle, "oracle_holdout": round(corner[oracle]["holdout"], 4),
         "all_ones_holdout": round(corner["all_ones"]["holdout"], 4),
-        "start": f"{begin:g}" if isinstance(begin, float) else corner_name(encoder.space, begin)
+        "start": start_name(encoder.space, None if isinstance(begin, float) else begin, config)
     } | line
 
 
