@@ -9,7 +9,7 @@ import streamlit as st
 from amortinv.projection import warm_up_umap
 
 st.set_page_config(page_title="amortinv", page_icon="🔀", layout="wide")
-warm_up_umap()  # umap-learn imports and compiles in the background (~15 s) while pages load
+warm_up_umap()  # umap-learn compiles in the background (~15 s) while pages load
 
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

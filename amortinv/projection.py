@@ -103,7 +103,7 @@ class Projector:
         return xy
 
     def _umap(self, z: torch.Tensor) -> np.ndarray:
-        import umap  # slow to import (~15 s): warm_up_umap() does it in the background
+        import umap  # slow to import (~2 s): warm_up_umap() does it when the server starts
 
         k = min(self.n_neighbors, len(z) - 1)
         idx, dist = knn_graph(z, k + 1)
@@ -134,9 +134,12 @@ class _quiet:
 
 
 def warm_up_umap(block: bool = False) -> threading.Event:
-    """Import umap-learn and compile its kernels on tiny data, in a background thread (the
+    """Import umap-learn, then compile its kernels on tiny data in a background thread (the
     first real fit would otherwise take ~15 s more). Returns an event set when ready.
 
+    The import (~2 s) runs in the caller's thread: imported from a thread of its own, it once
+    deadlocked against the server's own imports (umap-learn's scikit-learn and Streamlit's
+    plotly both import narwhals; Python raised ``_DeadlockError`` and the app did not start).
     The thread runs at the lowest scheduling priority, so on a small machine the pages a user
     is waiting for go first."""
 
@@ -147,6 +150,8 @@ def warm_up_umap(block: bool = False) -> threading.Event:
         _UMAP_READY.set()
 
     if _WARMING.acquire(blocking=False):  # the first caller starts it; later ones share it
+        import umap  # noqa: F401  (see above: never two threads importing at once)
+
         thread = threading.Thread(target=work, daemon=True, name="umap-warm-up")
         thread.start()
         # A daemon thread killed in the middle of numba's compilation aborts the interpreter

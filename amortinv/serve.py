@@ -3,8 +3,9 @@
 The same server as ``streamlit run app.py`` (same ``.streamlit/config.toml``, same options),
 started so that the first visitor does not wait for imports: Streamlit runs every page in the
 server's own process, so the libraries the pages need (torch, plotly, the models, the
-downstream code: about 2 s on 2 cores) are imported here while the server starts, and UMAP's
-one-off compilation begins in the background (:func:`amortinv.projection.warm_up_umap`).
+downstream code: about 2 s on 2 cores) and umap-learn (2 s more) are imported here while the
+server starts, and UMAP's one-off compilation begins in the background
+(:func:`amortinv.projection.warm_up_umap`).
 ``amortinv.ui`` and the pages are left to the first run: Streamlit's caches are made when a
 script first runs inside the server.
 

@@ -37,7 +37,8 @@ from amortinv.downstream import (
 from amortinv.models import Encoder
 from amortinv.selection import Features, Selection
 
-__all__ = ["PLAIN", "RAW", "Job", "Scored", "Snapshot", "learning_job", "pretraining_job"]
+__all__ = ["PLAIN", "RAW", "STAGES", "Job", "Laps", "Scored", "Snapshot", "assessed_stage",
+           "learning_job", "pretraining_job"]
 
 
 @dataclass
@@ -147,6 +148,34 @@ class Job:
 PLAIN = "plain"
 #: The score name of the raw-input floor (a linear readout on pixels or log-mel).
 RAW = "raw_linear"
+#: A learning job's stages, in order, as its result's ``stages`` names them.
+STAGES = ("preparing", "start", "learning", "selection", "test scores", "baselines")
+
+
+class Laps:
+    """Seconds spent per stage, summed as a job's records arrive: ``lap(stage)`` charges the
+    time since the previous lap to ``stage``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def __call__(self, stage: str) -> dict[str, float]:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._clock
+        self._clock = now
+        return dict(self.seconds)
+
+
+def assessed_stage(record: Scored | Selection) -> str:
+    """The stage of :func:`amortinv.downstream.assess` that ``record`` ends: ``selection``
+    (validation scores, the selection), ``test scores`` (the vectors and corners on the test
+    split) or ``baselines`` (the plain encoder, the raw input, kNN)."""
+    if not isinstance(record, Scored) or record.split == "val":
+        return "selection"
+    if record.name == PLAIN or record.name.startswith(("raw", "knn")):
+        return "baselines"
+    return "test scores"
 
 
 def learning_job(encoder: Encoder, task: Task | Dataset | str, config: DownstreamConfig,
@@ -168,25 +197,29 @@ def learning_job(encoder: Encoder, task: Task | Dataset | str, config: Downstrea
     score}; the gradient vector is :data:`amortinv.downstream.GRADIENT`, corners by name),
     ``learned`` (the gradient vector, {group: value}) once learning ends, then ``selected``
     (vector), ``selected_name``, ``rounded`` and ``reason`` (why it was kept, a
-    sentence) once the selection is made.
+    sentence) once the selection is made, and ``stages``: seconds so far per stage
+    (:data:`STAGES`), where the time went.
 
     :meth:`Job.stop` ends the learning early: the best vector so far is still selected from
     and scored. :meth:`Job.cancel` ends the job."""
 
     def work(stop: threading.Event) -> Iterator[State | Scored]:
+        laps = Laps()
         prepared = task if isinstance(task, Task) else prepare(encoder, task, config)
         job.set_result(task=prepared.data.name, metric=prepared.metric, note=prepared.note,
-                       steps=config.steps)
+                       steps=config.steps, stages=laps("preparing"))
         scores: dict[str, dict[str, float]] = {"val": {}, "test": {}}
 
-        def published(run: Generator) -> Generator[Scored, None, Any]:
-            """``run``'s scores, each put in the result as it comes; returns what ``run``
-            returns."""
+        def published(run: Generator, stage: Callable[[Scored | Selection], str]
+                      ) -> Generator[Scored, None, Any]:
+            """``run``'s scores, each put in the result as it comes, its time charged to
+            ``stage(record)``; returns what ``run`` returns."""
             while True:
                 try:
                     record = next(run)
                 except StopIteration as end:
                     return end.value
+                job.set_result(stages=laps(stage(record)))
                 if isinstance(record, Selection):
                     job.set_result(selected=record.chosen.vector,
                                    selected_name=record.chosen.name, rounded=record.rounded,
@@ -198,20 +231,22 @@ def learning_job(encoder: Encoder, task: Task | Dataset | str, config: Downstrea
                 yield record
 
         features = Features(encoder, prepared, config.precision)
-        begin, fitted = yield from published(corner_start(encoder, prepared, config, features))
-        job.set_result(start=start_name(encoder.space, begin, config),
+        begin, fitted = yield from published(corner_start(encoder, prepared, config, features),
+                                             lambda _: "start")
+        job.set_result(start=start_name(encoder.space, begin, config), stages=laps("start"),
                        learning_since=time.perf_counter())
         last = None
         for state in learn(encoder, prepared, config, stop=stop, start=begin,
                            features=features):
             last = state
+            job.set_result(stages=laps("learning"))
             yield state
         job.set_result(stopped_early=stop.is_set())
         if last is None:  # stopped before the first step
             return
         job.set_result(learned=last.vector)
         yield from published(assess(encoder, prepared, last.vector, config, plain,
-                                    features=features, fitted=fitted))
+                                    features=features, fitted=fitted), assessed_stage)
 
     label = task.data.name if isinstance(task, Task) else getattr(task, "name", task)
     job = Job(work, name=f"learn-{label}", alive=alive)

@@ -9,7 +9,7 @@ from amortinv import charts, ui
 from amortinv.data.uploads import UploadError, load_zip
 from amortinv.downstream import DownstreamConfig
 from amortinv.selection import corners
-from amortinv.workers import Scored, learning_job
+from amortinv.workers import STAGES, Scored, learning_job
 
 encoder, dataset, path, _ = ui.page("Learn invariances", with_dataset=False)
 space = encoder.space
@@ -120,6 +120,7 @@ def status(snapshot, opening, states, scored) -> None:
         how = "learning stopped early by you" if result.get("stopped_early") else "done"
         st.progress(1.0, text=f"**{name}**: {how}, {len(learning)} learning steps, everything "
                               f"scored in {seconds:.0f} s")
+        st.caption(f"Where the time went: {spent(result.get('stages', {}))}.")
     elif not states and not opening:
         st.progress(0.0, text=f"**{name}**: preparing the data… {seconds:.0f} s")
     elif not states:
@@ -142,6 +143,17 @@ def status(snapshot, opening, states, scored) -> None:
         after = f" (last: {charts.score_label(last.name)})" if last else ""
         st.progress(done / of, text=f"**{name}**: {what}, {done} of {of}{after} · "
                                     f"{seconds:.0f} s")
+
+
+STAGE_LABELS = dict(zip(STAGES, ("preparing the data", "corners for the start", "learning",
+                                 "selection on validation", "test scores",
+                                 "baselines (plain, raw input, kNN)"), strict=True))
+
+
+def spent(stages: dict[str, float]) -> str:
+    """A job's seconds per stage, in words."""
+    return " · ".join(f"{STAGE_LABELS[stage]} {stages[stage]:.{1 if stages[stage] < 10 else 0}f} s"
+                      for stage in STAGES if stage in stages)
 
 
 def started(start: str | None, scored_first: bool) -> str:

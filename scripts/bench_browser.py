@@ -115,7 +115,8 @@ def learn(page) -> tuple[float, dict]:
 
     seconds = timed(start.click, ready)
     text = page.get_by_text("everything scored in").inner_text()
-    return seconds, {"status": text.strip()}
+    spent = page.get_by_text("Where the time went").inner_text()
+    return seconds, {"status": text.strip(), "stages": spent.strip()}
 
 
 def _cpu_model() -> str:

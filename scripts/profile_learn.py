@@ -5,13 +5,13 @@ one to compute.
     python scripts/profile_learn.py [--checkpoint checkpoints/fmnist-hyper4-w8-cpu]
         [--plain checkpoints/fmnist-plain-cpu] [--task fashion-mnist]
 
-Prints one JSON object: ``stages`` (seconds per stage, in the main thread: preparing, the
-start's corners and 0.5, learning, the selection, the test scores, each baseline),
-``main_s`` (their sum), ``job_thread_s`` (the whole job in a Job thread, the main thread having
-computed before, as the app's server threads do) and ``lone_thread_s`` (the start's corners
-alone, in a thread while the main thread has computed nothing, against ``lone_main_s``, the
-same in the main thread of a fresh process). Settings are the Learn page's defaults
-(``max_test=2000``). Run it on an idle machine; the browser's figure is
+Prints one JSON object: ``stages`` (seconds per stage, in the main thread, named as the Learn
+page's job names them, :data:`amortinv.workers.STAGES`, each baseline apart), ``main_s``
+(their sum), ``job_thread`` (the whole job in a Job thread, the main thread having computed
+before, as the app's server threads do: ``s`` and the job's own ``stages``) and
+``lone_thread_s`` (the start's corners alone, in a thread while the main thread has computed
+nothing, against ``lone_main_s``, the same in the main thread of a fresh process). Settings are
+the Learn page's defaults (``max_test=2000``). Run it on an idle machine; the browser's figure is
 ``scripts/bench_browser.py``'s ``learn_s``.
 """
 
@@ -47,47 +47,28 @@ print(json.dumps(round(out["s"], 1)))
 
 def stages(checkpoint: str, plain: str, task: str) -> dict[str, float]:
     import amortinv
-    from amortinv.downstream import (
-        DownstreamConfig,
-        Scored,
-        assess,
-        corner_start,
-        finish,
-        learn,
-        prepare,
-    )
+    from amortinv.downstream import DownstreamConfig, assess, corner_start, finish, learn, prepare
     from amortinv.selection import Features
+    from amortinv.workers import Laps, assessed_stage
 
     encoder, baseline = amortinv.load(checkpoint), amortinv.load(plain)
     config = DownstreamConfig(max_test=2000)
-    out: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        out[stage] = round(out.get(stage, 0.0) + now - clock, 2)
-        clock = now
-
+    lap = Laps()
     prepared = prepare(encoder, task, config)
-    lap("prepare")
+    lap("preparing")
     features = Features(encoder, prepared, config.precision)
     begin, fitted = finish(corner_start(encoder, prepared, config, features))
-    lap("start: corners and 0.5")
+    lap("start")
     *_, last = learn(encoder, prepared, config, start=begin, features=features)
     lap("learning")
     for record in assess(encoder, prepared, last.vector, config, baseline, features=features,
                          fitted=fitted):
-        if not isinstance(record, Scored) or record.split == "val":
-            lap("selection")
-        elif record.name == "plain" or record.name.startswith(("knn", "raw")):
-            lap(f"baseline: {record.name}")
-        else:
-            lap("test scores: gradient, selected, corners")
-    return out
+        stage = assessed_stage(record)
+        timed = lap(stage if stage != "baselines" else f"baseline: {record.name}")
+    return {stage: round(seconds, 2) for stage, seconds in timed.items()}
 
 
-def job_thread(checkpoint: str, plain: str, task: str) -> float:
+def job_thread(checkpoint: str, plain: str, task: str) -> dict:
     import amortinv
     from amortinv.downstream import DownstreamConfig
     from amortinv.workers import learning_job
@@ -96,9 +77,11 @@ def job_thread(checkpoint: str, plain: str, task: str) -> float:
     clock = time.perf_counter()
     job = learning_job(encoder, task, DownstreamConfig(max_test=2000), plain=baseline).start()
     job.join()
-    if job.snapshot().error:
-        raise SystemExit(job.snapshot().error)
-    return round(time.perf_counter() - clock, 1)
+    snapshot = job.snapshot()
+    if snapshot.error:
+        raise SystemExit(snapshot.error)
+    return {"s": round(time.perf_counter() - clock, 1),
+            "stages": {k: round(v, 2) for k, v in snapshot.result["stages"].items()}}
 
 
 def fresh(mode: str, checkpoint: str, task: str) -> float:
@@ -117,7 +100,7 @@ def main() -> None:
     args = parser.parse_args()
     timed = stages(args.checkpoint, args.plain, args.task)
     result = {"stages": timed, "main_s": round(sum(timed.values()), 1),
-              "job_thread_s": job_thread(args.checkpoint, args.plain, args.task),
+              "job_thread": job_thread(args.checkpoint, args.plain, args.task),
               "lone_main_s": fresh("main", args.checkpoint, args.task),
               "lone_thread_s": fresh("thread", args.checkpoint, args.task)}
     print(json.dumps(result))

@@ -94,6 +94,11 @@ def test_learning_runs_live_and_ends_with_scores(app):
     start = snap.result["start"]
     assert (f"started at {start} everywhere (no corner beat it" in caption if start == "0.5"
             else "the best corner there" in caption)
+    # Under the finished bar: where the job's time went, stage by stage, as the job timed it.
+    spent = next(c.value for c in at.caption if c.value.startswith("Where the time went"))
+    stages = snap.result["stages"]
+    assert "corners for the start" in spent and "learning" in spent and "baselines" in spent
+    assert f"learning {stages['learning']:.{1 if stages['learning'] < 10 else 0}f} s" in spent
 
 
 def test_invariance_map_draws_scores_for_every_transform(app):

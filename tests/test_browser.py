@@ -206,6 +206,8 @@ def test_stop_still_scores_what_was_learned_and_cancel_ends_it(page, server):
     # between changes too fast to be waited for).
     expect(page.get_by_text("scoring on the test split")).to_be_visible(timeout=LONG)
     expect(page.get_by_text("learning stopped early by you")).to_be_visible(timeout=LONG)
+    expect(page.get_by_text(re.compile(r"Where the time went: .*learning [\d.]+ s"))
+           ).to_be_visible()
     bars = page.locator(".js-plotly-plot .ytick text")
     # all ones has its bar, named "selected (all ones)" when the rule kept it
     for label in ("plain", "raw input", r"(selected \()?all ones\)?", "gradient-learned"):

@@ -8,7 +8,7 @@ from amortinv.downstream import GRADIENT, DownstreamConfig, corner_name, evaluat
 from amortinv.invariance import GREY
 from amortinv.models import Encoder, ModelConfig
 from amortinv.pretrain import Trainer, preset
-from amortinv.workers import PLAIN, RAW, Job, Scored, learning_job, pretraining_job
+from amortinv.workers import PLAIN, RAW, STAGES, Job, Scored, learning_job, pretraining_job
 
 
 def small_encoder(conditioning: str = "hyper"):
@@ -45,6 +45,10 @@ def test_learning_job_runs_in_the_background_selects_and_scores_the_comparison()
     assert set(snap.result["selected"]) == set(GREY.names)
     assert snap.result["task"] == "sklearn-digits" and snap.result["metric"] == "accuracy"
     assert snap.result["start"] == "0.5"  # config.init everywhere, as the paper starts
+    # Where the time went: every stage, in order, summing to the job's own clock.
+    stages = snap.result["stages"]
+    assert list(stages) == list(STAGES) and all(s >= 0 for s in stages.values())
+    assert 0.8 * snap.seconds - 0.5 <= sum(stages.values()) <= snap.seconds
 
 
 def test_stop_ends_a_job_early_and_two_jobs_do_not_share_state():
