@@ -225,11 +225,12 @@ def _rule_line(suite: str, rule: str, scores: list[float], oracles: list[float],
 
 #: The gradient-learned vector kept as it is, as a rule in the tables beside the selection's.
 _NO_SELECTION = "the gradient-learned vector, no selection"
-#: The rules of ``scripts/study_selection.py``'s files, by column; the last two are in the
-#: files of the round after the clear start only.
+#: The rules of ``scripts/study_selection.py``'s files, by column; the last three are in the
+#: files of the rounds after the clear start only, the paired rule in the last round's.
 _STUDY_RULES = (("best on validation", "best_score"), ("one standard error", "one_se_score"),
                 ("one standard error, gradient vector first", "gradient_first_score"),
-                (_NO_SELECTION, "gradient_score"))
+                (_NO_SELECTION, "gradient_score"),
+                ("one standard error of the difference (paired)", "paired_score"))
 
 
 def rules_table(suites: dict[str, list[dict]]) -> str:

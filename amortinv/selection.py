@@ -196,11 +196,27 @@ def noise(candidate: Candidate) -> float:
     return float(shares.std(ddof=1) / np.sqrt(n))
 
 
-def within_noise(best: Candidate, other: Candidate) -> bool:
+def paired_noise(best: Candidate, other: Candidate) -> float:
+    """One standard error of the difference between two candidates' validation scores, example
+    by example: both readouts score the same validation examples, so what they get right or
+    wrong together is no evidence either way. For accuracies, with a pseudo-count of one
+    disagreement each way (as :func:`noise`'s), so that two candidates that never disagree
+    still have a margin."""
+    diff = best.readout.val_points - other.readout.val_points
+    if best.readout.classes is not None:
+        diff = np.concatenate([diff, [1.0, -1.0]])
+    if len(diff) < 2:
+        return 0.0
+    return float(diff.std(ddof=1) / np.sqrt(len(diff)))
+
+
+def within_noise(best: Candidate, other: Candidate, paired: bool = False) -> bool:
     """Whether ``other``'s validation score is within one standard error of ``best``'s
     (:func:`noise`): the test of the one-standard-error rule, here and where the learner
-    chooses its start (:func:`amortinv.downstream.corner_start`)."""
-    return other.val_score >= best.val_score - noise(best)
+    chooses its start (:func:`amortinv.downstream.corner_start`). ``paired``: within one
+    standard error of their difference (:func:`paired_noise`)."""
+    margin = paired_noise(best, other) if paired else noise(best)
+    return other.val_score >= best.val_score - margin
 
 
 def best_name(val_scores: Mapping[str, float]) -> str:
@@ -214,14 +230,15 @@ def best_name(val_scores: Mapping[str, float]) -> str:
 
 
 def choose(fitted: dict[str, Candidate], space: InvarianceSpace,
-           preferred: tuple[str, ...] = PREFERRED) -> Selection:
+           preferred: tuple[str, ...] = PREFERRED, paired: bool = False) -> Selection:
     """The one-standard-error rule (see the module's docstring): the first of ``preferred``
     whose validation score is within one standard error of the best one, else the best (a tie
-    goes to the gradient vector, then to the corner met first)."""
+    goes to the gradient vector, then to the corner met first). ``paired``: the standard
+    error of the difference, example by example (:func:`within_noise`)."""
     gradient = fitted[GRADIENT]
     best = fitted[best_name({name: c.val_score for name, c in fitted.items()})]
     chosen = next((fitted[name] for name in preferred
-                   if name in fitted and within_noise(best, fitted[name])), best)
+                   if name in fitted and within_noise(best, fitted[name], paired)), best)
     return Selection(dict(fitted), chosen, corner_name(space, rounded(space, gradient.vector)),
                      best, preferred)
 

@@ -151,6 +151,8 @@ BLOCKS = {
         list(csv.DictReader((RESULTS / "selection-study.csv").open()))),
     "selection-study-clear": lambda: results.selection_study_table(
         list(csv.DictReader((RESULTS / "selection-study-clear.csv").open()))),
+    "selection-study-paired": lambda: results.selection_study_table(
+        list(csv.DictReader((RESULTS / "selection-study-paired.csv").open()))),
     "study": study,
     "study-corner": lambda: study_corner(STUDY_CORNER),
     "study-corner-colour": lambda: study_corner(["learner-study-corner-start-colour"]),

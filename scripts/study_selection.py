@@ -13,7 +13,9 @@ on the validation split:
 - ``best``: the best validation score (the rule before the one-standard-error rule);
 - ``one-se``: :func:`amortinv.selection.choose` (all ones, then the gradient vector, unless
   the best beats them by more than one standard error);
-- ``gradient-first``: the same rule with the gradient vector before all ones.
+- ``gradient-first``: the same rule with the gradient vector before all ones;
+- ``paired``: the one-standard-error rule with the standard error of each difference, example
+  by example (:func:`amortinv.selection.paired_noise`), in place of the best score's own.
 
 Every choice, the gradient vector, all ones and the best corner on the held-out part (an
 oracle) are scored there; ``start`` says where the vector started
@@ -45,7 +47,7 @@ from amortinv.selection import GRADIENT, Features, candidates, choose
 
 FIELDS = ["suite", "task", "held_out", "best", "best_score", "one_se", "one_se_score",
           "all_ones_score", "oracle", "oracle_score", "seconds", "gradient_score",
-          "gradient_first", "gradient_first_score", "start"]
+          "gradient_first", "gradient_first_score", "start", "paired", "paired_score"]
 #: The rule studied beside the default one: the gradient vector kept before all ones.
 GRADIENT_FIRST = (GRADIENT, "all_ones")
 
@@ -60,6 +62,7 @@ def study(encoder, name: str, suite: str, config: DownstreamConfig) -> dict:
     fitted |= {c.name: c for c in candidates(features, last.vector, with_corners=not fitted)}
     selection = choose(fitted, encoder.space)
     other = choose(fitted, encoder.space, GRADIENT_FIRST).chosen.name
+    paired = choose(fitted, encoder.space, paired=True).chosen.name
     held = {n: c.test_score(features) for n, c in fitted.items()}
     corners = {n: v for n, v in held.items() if n != GRADIENT}
     oracle = max(corners, key=corners.get)
@@ -72,7 +75,8 @@ def study(encoder, name: str, suite: str, config: DownstreamConfig) -> dict:
             "seconds": round(time.perf_counter() - start, 1),
             "gradient_score": round(held[GRADIENT], 4), "gradient_first": other,
             "gradient_first_score": round(held[other], 4),
-            "start": start_name(encoder.space, begin, config)}
+            "start": start_name(encoder.space, begin, config), "paired": paired,
+            "paired_score": round(held[paired], 4)}
 
 
 def main(argv: list[str] | None = None) -> int:

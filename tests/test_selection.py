@@ -116,6 +116,25 @@ def test_the_best_on_validation_must_beat_all_ones_then_the_gradient_by_its_nois
     assert perfect.chosen.name == GRADIENT  # 0.010 behind: just outside it
 
 
+def test_the_paired_rule_weighs_a_lead_by_the_examples_the_candidates_disagree_on():
+    base = [1] * 80 + [0] * 20                       # all ones: 0.80
+    consistent = [1] * 83 + [0] * 17                 # right wherever all ones is, and on 3 more
+    shuffled = [0] * 10 + [1] * 83 + [0] * 7         # the same 0.83, right on other examples
+    for ahead, switches in ((consistent, True), (shuffled, False)):
+        fitted = {GRADIENT: candidate(GRADIENT, base), "all_ones": candidate("all_ones", base),
+                  "crop": candidate("crop", ahead)}
+        # Unpaired, both leads are within the best score's own standard error (0.038).
+        assert selection.choose(fitted, GREY).chosen.name == "all_ones"
+        paired = selection.choose(fitted, GREY, paired=True).chosen.name
+        assert paired == ("crop" if switches else "all_ones"), ahead
+    assert selection.paired_noise(candidate("crop", consistent), candidate("all_ones", base)
+                                  ) == pytest.approx(0.0218, abs=1e-4)
+    assert selection.paired_noise(candidate("crop", shuffled), candidate("all_ones", base)
+                                  ) == pytest.approx(0.0492, abs=1e-4)
+    # Two candidates that never disagree still have a margin (a pseudo-count each way).
+    assert selection.paired_noise(candidate("a", base), candidate("b", base)) > 0
+
+
 def test_each_vector_and_split_is_encoded_once_and_the_test_split_scored_after(mirror_encoder):
     enc = mirror_encoder(8)
     task = prepare(enc, sided_task(), DownstreamConfig())
@@ -289,10 +308,13 @@ def test_the_selection_study_is_summarised_per_suite_and_rule():
                          "| audio | 1 | one standard error | 0.500 | 0 | 1 |"]
     # The later round's files add the gradient-first rule and the gradient vector alone.
     later = [row("grey", 0.70, 0.80, 0.80, 0.805) | {"gradient_first_score": "0.79",
-                                                     "gradient_score": "0.79"}]
+                                                     "gradient_score": "0.79",
+                                                     "paired_score": "0.81"}]
     lines = results.selection_study_table(later).splitlines()
-    assert lines[4:] == ["| grey | 1 | one standard error, gradient vector first | 0.790 | 0 | 1 |",
-                         "| grey | 1 | the gradient-learned vector, no selection | 0.790 | 0 | 1 |"]
+    assert lines[4:] == [
+        "| grey | 1 | one standard error, gradient vector first | 0.790 | 0 | 1 |",
+        "| grey | 1 | the gradient-learned vector, no selection | 0.790 | 0 | 1 |",
+        "| grey | 1 | one standard error of the difference (paired) | 0.810 | 1 | 0 |"]
 
 
 def test_a_held_out_task_never_reads_the_test_split(mirror_encoder):
