@@ -371,7 +371,9 @@ def augmentation_preview(encoder: Encoder, examples: np.ndarray,
 
 def follow(job, draw, key: str, every: float | Callable[[Any], float] = 1.0) -> None:
     """Draw a background job's snapshot, every ``every`` seconds while it runs (a fragment),
-    then rerun the whole page once when it ends, so its buttons and polling update.
+    then rerun the whole page once when it ends, so its buttons and polling update. A note
+    above it says when other jobs share the server (they take turns:
+    :data:`amortinv.workers.TURNS`).
     ``key`` names this page's job in ``st.session_state``. ``every`` may depend on the
     snapshot (e.g. slower once the live part is over: each redraw costs the server and the
     browser CPU the job could use); the page reruns when it changes."""
@@ -384,6 +386,9 @@ def follow(job, draw, key: str, every: float | Callable[[Any], float] = 1.0) -> 
     @st.fragment(run_every=now if job.running else None)
     def poll() -> None:
         snapshot = job.snapshot()
+        if snapshot.sharing:
+            st.caption(f":material/group: {snapshot.sharing} other job(s) running on this "
+                       "server: jobs take turns on its CPU, so each goes at a share of its speed.")
         draw(snapshot)
         was_running = st.session_state.get(key, False)
         st.session_state[key] = snapshot.running

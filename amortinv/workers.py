@@ -11,6 +11,13 @@ Two ways to end a job early, both returning at once:
 - :meth:`Job.cancel` ends the job at the next record. A job whose ``alive`` check fails (its
   browser session closed or reloaded) for longer than ``grace`` seconds is cancelled, so it
   never keeps the machine busy for nobody.
+
+
+Jobs take turns (:data:`TURNS`): the work between two records runs while the job holds the
+process's one turn, handed over in the order asked for, so two users' jobs each go at about
+half speed. Run at once, two learning jobs on a 2-core machine took 468 s where one alone
+takes 47 s: two OpenMP teams on two cores make every parallel operation wait for a thread
+the other team holds (``docs/BENCHMARKS.md``).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,8 +45,8 @@ from amortinv.downstream import (
 from amortinv.models import Encoder
 from amortinv.selection import Features, Selection
 
-__all__ = ["PLAIN", "RAW", "STAGES", "Job", "Laps", "Scored", "Snapshot", "assessed_stage",
-           "learning_job", "pretraining_job"]
+__all__ = ["PLAIN", "RAW", "STAGES", "TURNS", "Job", "Laps", "Scored", "Snapshot", "Turns",
+           "assessed_stage", "learning_job", "pretraining_job"]
 
 
 @dataclass
@@ -53,10 +61,55 @@ class Snapshot:
     stopping: bool = False
     #: Why the job was cancelled ("" if it was not): shown to the user.
     cancelled: str = ""
+    #: Other jobs running in this process when the snapshot was taken (they take turns).
+    sharing: int = 0
+
+
+class Turns:
+    """A lock handed over in the order it was asked for (``threading.Lock`` is not: a thread
+    that releases it and asks again at once usually gets it back, and the other job would
+    starve). ``with turns:`` holds it; :attr:`waiting` counts those in line."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._line: deque[threading.Lock] = deque()
+        self._held = False
+
+    def __enter__(self) -> Turns:
+        with self._guard:
+            if not self._held:
+                self._held = True
+                return self
+            mine = threading.Lock()
+            mine.acquire()
+            self._line.append(mine)
+        mine.acquire()  # released by __exit__ when this turn comes: the turn is handed over
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._guard:
+            if self._line:
+                self._line.popleft().release()
+            else:
+                self._held = False
+
+    @property
+    def waiting(self) -> int:
+        with self._guard:
+            return len(self._line)
+
+
+#: The process's one turn to compute, shared by every :class:`Job`.
+TURNS = Turns()
+#: Jobs started and not yet ended in this process, under their own lock.
+_RUNNING: set[Job] = set()
+_RUNNING_LOCK = threading.Lock()
+_END = object()  # what next() gives back once a job's work is done
 
 
 class Job:
-    """Runs ``work(stop_event)`` — a generator of records — in a background thread."""
+    """Runs ``work(stop_event)`` — a generator of records — in a background thread, taking
+    turns with the other jobs (:data:`TURNS`) record by record."""
 
     def __init__(self, work: Callable[[threading.Event], Iterator[Any]], name: str = "job",
                  alive: Callable[[], bool] | None = None, grace: float = 10.0):
@@ -83,8 +136,14 @@ class Job:
 
     def _run(self) -> None:
         work = self._work(self._stop)
+        with _RUNNING_LOCK:
+            _RUNNING.add(self)
         try:
-            for record in work:
+            while True:
+                with TURNS:
+                    record = next(work, _END)
+                if record is _END:
+                    break
                 with self._lock:
                     self._records.append(record)
                 if self._cancel.is_set() or self._orphaned():
@@ -94,8 +153,16 @@ class Job:
                 self._error = f"{type(err).__name__}: {err}"
             traceback.print_exc()
         finally:
-            work.close()  # runs the work's own clean-up (e.g. a pre-training saves)
+            with TURNS:
+                work.close()  # runs the work's own clean-up (e.g. a pre-training saves)
             self._ended = time.perf_counter()
+            with _RUNNING_LOCK:
+                _RUNNING.discard(self)
+
+    def sharing(self) -> int:
+        """How many other jobs are running in this process, taking turns with this one."""
+        with _RUNNING_LOCK:
+            return len(_RUNNING - {self})
 
     def _orphaned(self) -> bool:
         """True once ``alive`` has failed for ``grace`` seconds (a reconnecting tab keeps its
@@ -137,11 +204,12 @@ class Job:
             self._thread.join(timeout)
 
     def snapshot(self) -> Snapshot:
+        sharing = self.sharing() if self.running else 0
         with self._lock:
             end = self._ended or time.perf_counter()
             return Snapshot(list(self._records), self.running, self._error, dict(self._result),
                             end - self._started if self._started else 0.0,
-                            self._stop.is_set(), self._cancelled)
+                            self._stop.is_set(), self._cancelled, sharing)
 
 
 #: The score name of the plain (non-amortised) encoder in a learning job's result.

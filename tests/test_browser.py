@@ -223,6 +223,27 @@ def test_stop_still_scores_what_was_learned_and_cancel_ends_it(page, server):
     expect(page.get_by_text("Cancelled (cancelled)")).to_be_visible(timeout=LONG)
 
 
+def test_two_users_learning_at_once_take_turns_and_both_finish(page, server):
+    # A second user, in a browser context (and so a server session) of their own. Run at once,
+    # two jobs would fight over the cores (10x slower); they take turns, and each page says so.
+    other = page.context.browser.new_page(viewport={"width": 1400, "height": 1600})
+    try:
+        other.goto(server[0])
+        expect(other.get_by_text("What the vector switches on")).to_be_visible(timeout=LONG)
+        start_learning(page, server, steps=2000, examples=500)
+        start_learning(other, server, steps=2000, examples=500)
+        for user in (other, page):
+            expect(user.get_by_text("1 other job(s) running on this server")
+                   ).to_be_visible(timeout=LONG)
+        for user in (page, other):
+            user.get_by_role("button", name="Stop learning").click()
+        for user in (page, other):
+            expect(user.get_by_text("learning stopped early by you")).to_be_visible(timeout=LONG)
+            expect(user.get_by_text("other job(s) running")).to_have_count(0)
+    finally:
+        other.close()
+
+
 def test_a_colour_task_end_to_end_with_the_colour_encoder(page, server):
     # The shipped RGB encoder on a task whose label is colour: learned, selected and scored
     # against every corner of the rgb space, drawn as bars.

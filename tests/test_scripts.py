@@ -46,6 +46,16 @@ def test_bench_pretrain_prints_a_line_per_conditioning():
         assert {"device", "amortised_img_s", "plain_img_s", "ratio"} <= set(x)
 
 
+def test_bench_concurrent_runs_jobs_at_once_and_prints_their_stages():
+    line = json.loads(run(str(SCRIPTS / "bench_concurrent.py"), "--jobs", "2", "--task",
+                          "sklearn-digits", "--max-train", "300", "--steps", "3"
+                          ).strip().splitlines()[-1])
+    assert line["jobs"] == 2 and len(line["each"]) == 2
+    for job in line["each"]:
+        assert {"start", "learning", "selection"} <= set(job["stages"])
+        assert 0 < job["s"] <= line["all_s"]
+
+
 def test_evaluate_and_shipping(smoke_run, tmp_path):
     result = json.loads(run(str(SCRIPTS / "evaluate.py"), "--checkpoint", str(smoke_run)))
     assert set(result["knn"]) == set(result["linear"]) == {"all_ones", "all_zeros", "half"}
