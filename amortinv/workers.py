@@ -12,7 +12,6 @@ Two ways to end a job early, both returning at once:
   browser session closed or reloaded) for longer than ``grace`` seconds is cancelled, so it
   never keeps the machine busy for nobody.
 
-
 Jobs take turns (:data:`TURNS`): the work between two records runs while the job holds the
 process's one turn, handed over in the order asked for, so two users' jobs each go at about
 half speed. Run at once, two learning jobs on a 2-core machine took 468 s where one alone

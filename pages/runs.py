@@ -73,8 +73,10 @@ if start.button("Start pre-training", type="primary", disabled=bool(job and job.
     else:
         folder = ui.runs_dir() / out
         try:
+            # A record every step: jobs take turns record by record (workers.TURNS), so a
+            # learning job started meanwhile waits one step, not twenty.
             trainer = Trainer(preset(name, out=str(folder), steps=int(steps), progress=False,
-                                     log_every=max(1, min(20, int(steps) // 10))))
+                                     log_every=1))
             if (folder / "last.safetensors").exists():
                 raise FileExistsError(f"{folder} already holds a run: choose another name")
         except (ValueError, OSError, RuntimeError) as err:  # settings, data, folder
