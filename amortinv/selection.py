@@ -109,6 +109,8 @@ class Selection:
     best: Candidate
     #: The candidates kept before the best when within its noise, in order (:func:`choose`).
     preferred: tuple[str, ...] = PREFERRED
+    #: Whether the margins were standard errors of differences (:func:`margin`).
+    paired: bool = False
 
     @property
     def gradient(self) -> Candidate:
@@ -120,10 +122,11 @@ class Selection:
         label = readable_name if readable else str
         best, chosen = self.best, self.chosen
         text = f"{label(chosen.name)} ({chosen.val_score:.3f} on validation)"
+        of = "their difference" if self.paired else "its score"
         if best is not chosen:
             return (f"{text} kept: {label(best.name)} was ahead by "
                     f"{best.val_score - chosen.val_score:.3f}, within one standard error of "
-                    f"its score ({noise(best):.3f})")
+                    f"{of} ({margin(best, chosen, self.paired):.3f})")
         passed = []  # the preferred candidates before it, below the margin
         for name in self.preferred:
             if name not in self.candidates or self.candidates[name] is chosen:
@@ -133,8 +136,10 @@ class Selection:
             return f"{text}: the best on validation"
         below = " and ".join(f"{label(c.name)} by {chosen.val_score - c.val_score:.3f}"
                              for c in passed)
+        margins = ", ".join(f"{margin(best, c, self.paired):.3f}"
+                            for c in (passed if self.paired else passed[:1]))
         return (f"{text}: the best on validation, ahead of {below}, more than one standard "
-                f"error of its score ({noise(best):.3f})")
+                f"error of {'each difference' if self.paired else of} ({margins})")
 
 
 def corner_name(space: InvarianceSpace, corner: VectorLike, readable: bool = False) -> str:
@@ -210,13 +215,18 @@ def paired_noise(best: Candidate, other: Candidate) -> float:
     return float(diff.std(ddof=1) / np.sqrt(len(diff)))
 
 
+def margin(best: Candidate, other: Candidate, paired: bool = False) -> float:
+    """How far below ``best`` ``other`` may score on validation and still count as within
+    noise: one standard error of ``best``'s score (:func:`noise`), or, ``paired``, of their
+    difference (:func:`paired_noise`)."""
+    return paired_noise(best, other) if paired else noise(best)
+
+
 def within_noise(best: Candidate, other: Candidate, paired: bool = False) -> bool:
-    """Whether ``other``'s validation score is within one standard error of ``best``'s
-    (:func:`noise`): the test of the one-standard-error rule, here and where the learner
-    chooses its start (:func:`amortinv.downstream.corner_start`). ``paired``: within one
-    standard error of their difference (:func:`paired_noise`)."""
-    margin = paired_noise(best, other) if paired else noise(best)
-    return other.val_score >= best.val_score - margin
+    """Whether ``other``'s validation score is within :func:`margin` of ``best``'s: the test
+    of the one-standard-error rule, here and where the learner chooses its start
+    (:func:`amortinv.downstream.corner_start`)."""
+    return other.val_score >= best.val_score - margin(best, other, paired)
 
 
 def best_name(val_scores: Mapping[str, float]) -> str:
@@ -240,7 +250,7 @@ def choose(fitted: dict[str, Candidate], space: InvarianceSpace,
     chosen = next((fitted[name] for name in preferred
                    if name in fitted and within_noise(best, fitted[name], paired)), best)
     return Selection(dict(fitted), chosen, corner_name(space, rounded(space, gradient.vector)),
-                     best, preferred)
+                     best, preferred, paired)
 
 
 def select(features: Features, gradient: VectorLike, with_corners: bool = True) -> Selection:

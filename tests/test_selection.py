@@ -125,8 +125,12 @@ def test_the_paired_rule_weighs_a_lead_by_the_examples_the_candidates_disagree_o
                   "crop": candidate("crop", ahead)}
         # Unpaired, both leads are within the best score's own standard error (0.038).
         assert selection.choose(fitted, GREY).chosen.name == "all_ones"
-        paired = selection.choose(fitted, GREY, paired=True).chosen.name
-        assert paired == ("crop" if switches else "all_ones"), ahead
+        paired = selection.choose(fitted, GREY, paired=True)
+        assert paired.chosen.name == ("crop" if switches else "all_ones"), ahead
+        # Its reason names the margin it used: the difference's standard error.
+        assert ("more than one standard error of each difference (0.022, 0.022)" if switches
+                else "within one standard error of their difference (0.049)"
+                ) in paired.reason(), paired.reason()
     assert selection.paired_noise(candidate("crop", consistent), candidate("all_ones", base)
                                   ) == pytest.approx(0.0218, abs=1e-4)
     assert selection.paired_noise(candidate("crop", shuffled), candidate("all_ones", base)
