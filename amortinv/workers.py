@@ -21,6 +21,7 @@ the other team holds (``docs/BENCHMARKS.md``).
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 import traceback
@@ -107,11 +108,12 @@ _END = object()  # what next() gives back once a job's work is done
 
 
 class Job:
-    """Runs ``work(stop_event)`` — a generator of records — in a background thread, taking
+    """Runs ``work(stop_event)`` (a generator function of records) in a background thread, taking
     turns with the other jobs (:data:`TURNS`) record by record."""
 
-    def __init__(self, work: Callable[[threading.Event], Iterator[Any]], name: str = "job",
-                 alive: Callable[[], bool] | None = None, grace: float = 10.0):
+    def __init__(self, work: Callable[[threading.Event], Generator[Any, None, None]],
+                 name: str = "job", alive: Callable[[], bool] | None = None,
+                 grace: float = 10.0):
         self._work, self.name = work, name
         self._alive, self._grace = alive, grace
         self._lock = threading.Lock()
@@ -152,8 +154,9 @@ class Job:
                 self._error = f"{type(err).__name__}: {err}"
             traceback.print_exc()
         finally:
-            with TURNS:
-                work.close()  # runs the work's own clean-up (e.g. a pre-training saves)
+            if inspect.getgeneratorstate(work) == inspect.GEN_SUSPENDED:  # left mid-way
+                with TURNS:  # its own clean-up computes too (e.g. a pre-training saves)
+                    work.close()
             self._ended = time.perf_counter()
             with _RUNNING_LOCK:
                 _RUNNING.discard(self)
