@@ -479,9 +479,10 @@ class Assessment:
 def corner_start(encoder: Encoder, task: Task, config: DownstreamConfig,
                  features: Features | None = None
                  ) -> Generator[Scored, None, tuple[dict[str, float] | None, dict[str, Candidate]]]:
-    """Where :func:`learn` starts the vector (``config.start``); returns (the start corner, or
-    None for ``config.init`` everywhere; the corners' :class:`~amortinv.selection.Candidate` s
-    by name, for :func:`assess` to reuse).
+    """Where :func:`learn` starts the vector (``config.start``); returns (the start: the best
+    corner, or ``config.init`` everywhere, as a named vector to pass to :func:`learn`, which
+    then decides nothing again; the corners' :class:`~amortinv.selection.Candidate` s by name,
+    for :func:`assess` to reuse).
 
     ``clear`` and ``corner``: every corner's readout is fitted and scored on the validation
     split, as in the selection (a :class:`Scored` is yielded for each). ``corner`` starts at
@@ -489,9 +490,9 @@ def corner_start(encoder: Encoder, task: Task, config: DownstreamConfig,
     only if it beats that by more than one standard error of its validation score (the
     selection's rule, :func:`amortinv.selection.within_noise`): on a small validation split the best
     corner is often best by chance, and a start there held the vector near a wrong corner.
-    ``init``: nothing is fitted; returns (None, {})."""
+    ``init``: nothing is fitted; returns (``config.init`` everywhere, {})."""
     if config.start == "init":
-        return None, {}
+        return encoder.space.to_dict(encoder.space.vector(config.init)), {}
     features = features or Features(encoder, task, config.precision)
     total = 2 ** len(encoder.space) + 1  # the gradient vector's score comes after learning
     fitted = {}
@@ -502,14 +503,18 @@ def corner_start(encoder: Encoder, task: Task, config: DownstreamConfig,
     if config.start == "clear":
         centre = next(candidates(features, config.init, with_corners=False))
         if within_noise(best, centre):
-            return None, fitted
+            return centre.vector, fitted
     return best.vector, fitted
 
 
-def start_name(space: InvarianceSpace, start: dict[str, float] | None,
-               config: DownstreamConfig) -> str:
-    """Where the vector started, in words: the start corner's name, or ``config.init``."""
-    return f"{config.init:g}" if start is None else corner_name(space, start)
+def start_name(space: InvarianceSpace, start: dict[str, float]) -> str:
+    """Where the vector started (:func:`corner_start`), in words: a corner's name, or the one
+    value it held everywhere (``0.5``)."""
+    values = set(start.values())
+    if values <= {0.0, 1.0}:
+        return corner_name(space, start)
+    return f"{values.pop():g}" if len(values) == 1 else \
+        ", ".join(f"{k} {v:.2f}" for k, v in start.items())
 
 
 def assess(encoder: Encoder, task: Task, learned: VectorLike, config: DownstreamConfig,
@@ -592,7 +597,7 @@ def fit(encoder: Encoder, task: Task | Dataset | str, config: DownstreamConfig |
                   select_seconds=select_seconds,
                   val_scores={k: c.val_score for k, c in selection.candidates.items()},
                   reason=selection.reason(),
-                  start=start_name(encoder.space, begin, config))
+                  start=start_name(encoder.space, begin))
 
 
 def finish(run: Generator):

@@ -303,7 +303,7 @@ def learning_job(encoder: Encoder, task: Task | Dataset | str, config: Downstrea
         features = Features(encoder, prepared, config.precision)
         begin, fitted = yield from published(corner_start(encoder, prepared, config, features),
                                              lambda _: "start")
-        job.set_result(start=start_name(encoder.space, begin, config), stages=laps("start"),
+        job.set_result(start=start_name(encoder.space, begin), stages=laps("start"),
                        learning_since=time.perf_counter())
         last = None
         for state in learn(encoder, prepared, config, stop=stop, start=begin,

@@ -75,7 +75,7 @@ def study(encoder, name: str, suite: str, config: DownstreamConfig) -> dict:
             "seconds": round(time.perf_counter() - start, 1),
             "gradient_score": round(held[GRADIENT], 4), "gradient_first": other,
             "gradient_first_score": round(held[other], 4),
-            "start": start_name(encoder.space, begin, config), "paired": paired,
+            "start": start_name(encoder.space, begin), "paired": paired,
             "paired_score": round(held[paired], 4)}
 
 

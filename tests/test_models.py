@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from amortinv.invariance import AUDIO, GREY, RGB, InvalidInvarianceVector
-from amortinv.models import ConditionedResNet, Encoder, Inputs, ModelConfig
+from amortinv.models import ConditionedResNet, Encoder, Inputs, ModelConfig, conditioning
 from amortinv.models.conditioning import FiLMBatchNorm2d, HyperConv2d
 
 
@@ -51,6 +51,42 @@ def test_features_depend_on_the_vector_only_when_conditioned(conditioning):
     assert a.shape == (3, 64) and not torch.allclose(a, b)
     plain = ConditionedResNet(4, in_channels=1, width=8, conditioning="none").eval()
     assert torch.equal(plain(x, torch.ones(4)), plain(x, torch.zeros(4)))
+
+
+def trained_norms(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` with running statistics, norm affines and FiLM offsets far from their starts,
+    so that folding a wrong one shows."""
+    g = torch.Generator().manual_seed(1)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.5, generator=g)
+            m.running_var.uniform_(0.2, 3.0, generator=g)
+            m.weight.data.normal_(1, 0.3, generator=g)
+            m.bias.data.normal_(0, 0.3, generator=g)
+        if isinstance(m, FiLMBatchNorm2d):
+            m.film[2].weight.data.normal_(0, 0.1, generator=g)
+    return net
+
+
+@pytest.mark.parametrize("kind", ["hyper", "film", "none"])
+def test_eval_mode_folds_each_norm_into_its_conv_and_computes_the_same(kind, monkeypatch):
+    torch.manual_seed(0)
+    net = trained_norms(ConditionedResNet(3, in_channels=1, width=8, conditioning=kind,
+                                          bases=4)).eval()
+    x, v = torch.randn(5, 1, 20, 20), torch.tensor([0.2, 0.9, 0.5], requires_grad=True)
+    folded = net(x, v)
+    folded.square().sum().backward()
+    folded_grad, v.grad = v.grad, None
+    monkeypatch.setattr(conditioning, "_running_affine", lambda norm: None)  # norm after conv
+    reference = net(x, v)
+    reference.square().sum().backward()
+    assert torch.allclose(folded, reference, atol=1e-5, rtol=1e-4)
+    if kind != "none":  # the learner's gradient reaches the vector through the folded kernels
+        assert torch.allclose(folded_grad, v.grad, atol=1e-4, rtol=1e-3)
+    net.train()  # training normalises by the batch: nothing is folded
+    monkeypatch.undo()
+    assert all(m.folded(torch.zeros(16)) is None for m in net.modules()
+               if isinstance(m, torch.nn.BatchNorm2d))
 
 
 def test_only_chosen_stages_are_conditioned():

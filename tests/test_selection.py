@@ -16,6 +16,7 @@ from amortinv.downstream import (
     fit,
     learn,
     prepare,
+    start_name,
 )
 from amortinv.invariance import GREY
 from amortinv.readout import LinearReadout
@@ -195,7 +196,8 @@ def test_the_default_start_leaves_init_only_for_a_corner_clearly_ahead_of_it(mir
     # At 0.5 the image is only a quarter mirrored and still tells the sides apart: no corner
     # is clearly ahead of it, so the vector starts there.
     begin, fitted = finish(corner_start(enc, task, config, features))
-    assert begin is None and set(fitted) == set(corners(GREY))
+    assert begin == dict.fromkeys(GREY.names, 0.5) and set(fitted) == set(corners(GREY))
+    assert start_name(GREY, begin) == "0.5"
     # Every value at 1 is mirror-symmetric, blind to the side: the best corner (flip off) is
     # far ahead of it and the vector starts there.
     blind = DownstreamConfig(init=1.0)
@@ -206,7 +208,21 @@ def test_the_default_start_leaves_init_only_for_a_corner_clearly_ahead_of_it(mir
     # "corner" always starts at the best corner; "init" scores nothing first.
     assert finish(corner_start(enc, task, DownstreamConfig(start="corner"), features))[0] == \
         best.vector
-    assert finish(corner_start(enc, task, DownstreamConfig(start="init"), features)) == (None, {})
+    assert finish(corner_start(enc, task, DownstreamConfig(start="init"), features)) == (
+        dict.fromkeys(GREY.names, 0.5), {})
+
+
+def test_fit_fits_each_candidates_readout_once_when_the_vector_starts_at_init(
+        mirror_encoder, monkeypatch):
+    fits = []
+    real = selection.fit_readout
+    monkeypatch.setattr(selection, "fit_readout", lambda *a, **k: fits.append(1) or real(*a, **k))
+    result = fit(mirror_encoder(8), sided_task(), DownstreamConfig(steps=4, eval_every=2),
+                 with_baselines=False)
+    assert result.start == "0.5"  # no corner clearly ahead (the test above)
+    # 16 corners and 0.5 for the start, then only the gradient vector: learn() once chose the
+    # start again from the same features, fitting all 17 a second time (12 s at width 16)
+    assert len(fits) == 16 + 1 + 1
 
 
 def test_learning_starts_where_it_is_told_and_keeps_its_start_when_nothing_beats_it(

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from amortinv.models.conditioning import EMBED_DIM, BatchNorm2d, Conv2d, LayerFactory
+from amortinv.models.conditioning import EMBED_DIM, BatchNorm2d, Conv2d, LayerFactory, conv_norm
 
 DEPTHS = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet50": ("bottleneck", (3, 4, 6, 3))}
 
@@ -26,7 +26,7 @@ class Shortcut(nn.Module):
         self.norm = layers.norm(cout)
 
     def forward(self, x: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
-        return self.norm(self.conv(x, e), e)
+        return conv_norm(self.conv, self.norm, x, e)
 
 
 class Block(nn.Module):
@@ -55,11 +55,11 @@ class Block(nn.Module):
         out = x
         last = len(self.convs) - 1
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
-            out = norm(conv(out, e), e)
+            out = conv_norm(conv, norm, out, e)
             if i < last:
-                out = F.relu(out)
+                out = out.relu_()  # in place: neither the conv's nor the norm's backward needs it
         identity = x if self.shortcut is None else self.shortcut(x, e)
-        return F.relu(out + identity)
+        return out.add_(identity).relu_()
 
 
 class ConditionedResNet(nn.Module):
@@ -112,7 +112,7 @@ class ConditionedResNet(nn.Module):
     def forward(self, x: torch.Tensor, invariance: torch.Tensor) -> torch.Tensor:
         invariance = batch_vector(invariance, self.num_groups, x.device)
         conv, norm = self.stem
-        x = F.relu(norm(conv(x)))
+        x = conv_norm(conv, norm, x, None).relu_()
         if self.pool:
             x = F.max_pool2d(x, 3, 2, 1)
         for block in self.blocks:
