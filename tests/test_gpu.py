@@ -119,8 +119,12 @@ def test_the_compiled_step_agrees_with_eager(tmp_path):
     else:  # the Trainer's own path: inductor
         compiled = on_images(tmp_path / "compiled", bf16=False, compile=True)
     start = state(eager)
-    for _ in range(3):
-        assert compiled.train_step() == pytest.approx(eager.train_step(), rel=1e-3)
+    # TF32 convolutions (cuDNN's default) differ from run to run: on the H200 two eager runs
+    # parted by 2e-4 in the third step's loss and the compiled one by 3.5e-3; without TF32
+    # the compiled step is within 7e-4 of eager (diag run of 2026-11-29, issue 17)
+    with tf32(False):
+        for _ in range(3):
+            assert compiled.train_step() == pytest.approx(eager.train_step(), rel=1e-3)
     assert relative_difference(state(eager), state(compiled), start) < 1e-2
 
 
