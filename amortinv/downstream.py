@@ -44,7 +44,7 @@ from torch import nn
 from amortinv import data as datasets
 from amortinv.baselines import baseline_scores, baselines, raw_input_score
 from amortinv.data import Dataset, Split, adapt_channels
-from amortinv.invariance import InvarianceSpace, VectorLike
+from amortinv.invariance import InvarianceSpace, VectorLike, describe
 from amortinv.models import Encoder, Inputs, fast_bf16
 from amortinv.readout import fit_linear, score
 from amortinv.selection import (
@@ -478,7 +478,7 @@ class Assessment:
 
 def corner_start(encoder: Encoder, task: Task, config: DownstreamConfig,
                  features: Features | None = None
-                 ) -> Generator[Scored, None, tuple[dict[str, float] | None, dict[str, Candidate]]]:
+                 ) -> Generator[Scored, None, tuple[dict[str, float], dict[str, Candidate]]]:
     """Where :func:`learn` starts the vector (``config.start``); returns (the start: the best
     corner, or ``config.init`` everywhere, as a named vector to pass to :func:`learn`, which
     then decides nothing again; the corners' :class:`~amortinv.selection.Candidate` s by name,
@@ -513,8 +513,7 @@ def start_name(space: InvarianceSpace, start: dict[str, float]) -> str:
     values = set(start.values())
     if values <= {0.0, 1.0}:
         return corner_name(space, start)
-    return f"{values.pop():g}" if len(values) == 1 else \
-        ", ".join(f"{k} {v:.2f}" for k, v in start.items())
+    return f"{values.pop():g}" if len(values) == 1 else describe(start)
 
 
 def assess(encoder: Encoder, task: Task, learned: VectorLike, config: DownstreamConfig,

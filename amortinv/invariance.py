@@ -224,6 +224,11 @@ AUDIO = InvarianceSpace(
 SPACES: dict[str, InvarianceSpace] = {s.name: s for s in (RGB, GREY, SPATIAL_APPEARANCE, AUDIO)}
 
 
+def describe(vector: Mapping[str, float]) -> str:
+    """A named vector in words, two decimals per group: ``crop 0.52, flip 0.63``."""
+    return ", ".join(f"{k} {v:.2f}" for k, v in vector.items())
+
+
 def get_space(name: str) -> InvarianceSpace:
     """The built-in space called ``name``."""
     try:

@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from amortinv.invariance import describe
 from amortinv.selection import best_name
 
 #: The columns before the baselines' (which follow in alphabetical order), then ``error``.
@@ -84,10 +85,6 @@ def oracle(row: dict) -> tuple[str, float]:
     return best, corners[best]
 
 
-def _vector(values: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:.2f}" for k, v in values.items())
-
-
 def table(rows: Iterable[dict]) -> str:
     """The suite's Markdown table: per task, the gradient-learned vector and its score, the
     selected vector (chosen on validation) and its score, the oracle corner, all ones, all
@@ -106,7 +103,7 @@ def table(rows: Iterable[dict]) -> str:
         plain = f"{b['plain']:.3f}" if "plain" in b else "—"
         select_s = f"{r['select_seconds']:.0f}" if r.get("select_seconds") else "—"
         lines.append(
-            f"| {r['task']} | {r['needs']} | {r['metric']} | {_vector(r['learned'])} | "
+            f"| {r['task']} | {r['needs']} | {r['metric']} | {describe(r['learned'])} | "
             f"{r['learned_score']:.3f} | **{r['selected_score']:.3f}** ({r['selected_name']}) "
             f"| {best_score:.3f} ({best}) | {b['all_ones']:.3f} | {b['all_zeros']:.3f} | "
             f"{plain} | {b['raw_linear']:.3f} | {select_s} | {r['seconds']:.0f} |")
@@ -307,7 +304,7 @@ def study_table(rows: list[dict], variants: Iterable[str] | None = None) -> str:
     for r in rows:
         if r["variant"] not in variants:
             continue
-        vector = ", ".join(f"{k} {v:.2f}" for k, v in json.loads(r["vector"]).items())
+        vector = describe(json.loads(r["vector"]))
         lines.append(f"| {r['task']} | {r['variant']} | {r['steps_run']} | {vector} | "
                      f"{float(r['gradient_holdout']):.3f} | {float(r['selected_holdout']):.3f} "
                      f"({r['selected']}) | {float(r['oracle_holdout']):.3f} ({r['oracle']}) | "

@@ -4,6 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from amortinv import charts, checkpoint, ui
+from amortinv.invariance import describe
 from amortinv.invariance_scores import invariance_scores, score_curve, score_grid, transforms_for
 
 encoder, dataset, path, ds = ui.page("Invariance map")
@@ -56,7 +57,7 @@ except (ValueError, RuntimeError) as err:  # e.g. a transform the data lacks
 st.session_state["map-scores"] = current
 
 left, right = st.columns([3, 2])
-label = "current: " + ", ".join(f"{k} {v:.2f}" for k, v in vector.items())
+label = "current: " + describe(vector)
 low = min(0.0, *zeros.values(), *ones.values(), *current.values())
 left.plotly_chart(charts.radar({label: current, "all ones": ones, "all zeros": zeros},
                                range_=(low, 1), filled=label, height=460))

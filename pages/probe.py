@@ -8,6 +8,7 @@ import torch
 from amortinv import charts, checkpoint, ui
 from amortinv.augment import LogMel
 from amortinv.downstream import corner_name
+from amortinv.invariance import describe
 from amortinv.measure import knn_accuracy
 from amortinv.projection import Projector, warm_up_umap
 from amortinv.readout import linear_probe
@@ -68,7 +69,7 @@ projector = projectors.setdefault((str(path), dataset, method), Projector(method
 xy = projector(feats["test"])
 elapsed = time.perf_counter() - start
 st.session_state["probe-xy"] = xy  # what the chart is drawn from (tests read it)
-st.caption("Features at " + ", ".join(f"{k} {v:.2f}" for k, v in vector.items()))
+st.caption("Features at " + describe(vector))
 
 n = len(xy)
 test = ds.test.take(slice(n))

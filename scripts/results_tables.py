@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from amortinv import results
+from amortinv.invariance import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
@@ -96,8 +97,8 @@ def clamp_sigmoid() -> str:
             continue
         c, g = pair["lr0.1-nostop"], pair["sigmoid-lr0.4-nostop"]
         lines.append(f"| {task} | {float(c['gradient_holdout']):.3f} | "
-                     f"{float(g['gradient_holdout']):.3f} | {_vector(c['vector'])} | "
-                     f"{_vector(g['vector'])} |")
+                     f"{float(g['gradient_holdout']):.3f} | {describe(json.loads(c['vector']))} | "
+                     f"{describe(json.loads(g['vector']))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -115,10 +116,6 @@ def gradients() -> str:
         lines.append(f"| {task} | {group} | {float(f['mean']):+.4f} ({f['mean_over_std']}) | "
                      f"{float(w['mean']):+.4f} ({w['mean_over_std']}) | {same} |")
     return "\n".join(lines) + "\n"
-
-
-def _vector(text: str) -> str:
-    return ", ".join(f"{k} {v:.2f}" for k, v in json.loads(text).items())
 
 
 #: The colour suite's two halves (run side by side on the two cores).
