@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from amortinv.invariance import AUDIO, GREY, RGB, InvalidInvarianceVector
-from amortinv.models import ConditionedResNet, Encoder, Inputs, ModelConfig, conditioning
+from amortinv.models import ConditionedResNet, Encoder, Inputs, ModelConfig, conditioning, resnet
 from amortinv.models.conditioning import FiLMBatchNorm2d, HyperConv2d
 
 
@@ -109,6 +109,31 @@ def test_gradients_reach_the_hypernetwork_and_the_vector():
     conv = next(m for m in net.modules() if isinstance(m, HyperConv2d))
     assert conv.basis.grad is not None and conv.basis.grad.abs().sum() > 0
     assert v.grad is not None and v.grad.abs().sum() > 0  # downstream learns i by gradient
+
+
+@pytest.mark.parametrize("kind", ["hyper", "film"])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_gradients_on_channels_last_activations_match_float64(kind, mode, monkeypatch):
+    """Activations are channels-last (faster on CPU). oneDNN's weight gradient of a strided 1x1
+    conv there crashed or was wrong at these widths (the shortcuts' convs): every gradient,
+    of the vector and of each parameter, must match float64's (computed by ATen, not oneDNN)."""
+    torch.manual_seed(0)
+    net = trained_norms(ConditionedResNet(3, in_channels=1, width=4, conditioning=kind,
+                                          bases=4)).train(mode == "train")
+    x = torch.randn(5, 1, 20, 20)
+
+    def gradients(dtype: torch.dtype) -> list[torch.Tensor]:
+        net.to(dtype).zero_grad()
+        v = torch.tensor([0.2, 0.9, 0.5], dtype=dtype, requires_grad=True)
+        net(x.to(dtype), v).square().sum().backward()
+        return [v.grad] + [p.grad for p in net.parameters() if p.grad is not None]
+
+    got = gradients(torch.float32)
+    monkeypatch.setattr(resnet, "batch_vector", lambda v, *_: v)  # keep the vector float64
+    reference = gradients(torch.float64)
+    assert len(got) == len(reference) > 10
+    for a, b in zip(got, reference, strict=True):
+        assert torch.allclose(a.double(), b, rtol=1e-3, atol=1e-5 * b.abs().max())
 
 
 def test_bad_vectors_and_settings_are_refused():

@@ -136,6 +136,15 @@ def conv_norm(conv: Conv2d | HyperConv2d, norm: BatchNorm2d | FiLMBatchNorm2d,
                     getattr(conv, "dilation", 1), getattr(conv, "groups", 1))
 
 
+def subsample(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """Every ``stride``-th row and column of ``x``: a 1x1 conv with that stride is a 1x1 conv
+    of this. The shortcuts compute theirs so, because oneDNN's weight gradient of a strided
+    1x1 conv on channels-last activations with few input channels writes out of bounds (in
+    fp32 at widths 4-8 it crashes the process; reported wrong gradients elsewhere: oneDNN
+    issue 6035, in torch 2.11's CPU build)."""
+    return x if stride == 1 else x[:, :, ::stride, ::stride]
+
+
 class LayerFactory:
     """Makes the convs and norms of one block, conditioned or plain.
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from amortinv.models.conditioning import EMBED_DIM
+from amortinv.models.conditioning import EMBED_DIM, subsample
 from amortinv.models.resnet import DEPTHS, batch_vector
 
 
@@ -62,7 +62,7 @@ class ShortcutConv(nn.Module):
         self.stride = stride
 
     def forward(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, kernel, stride=self.stride)
+        return F.conv2d(subsample(x, self.stride), kernel)
 
 
 class PaperBlock(nn.Module):
@@ -142,6 +142,7 @@ class PaperResNet(nn.Module):
 
     def forward(self, x: torch.Tensor, invariance: torch.Tensor) -> torch.Tensor:
         invariance = batch_vector(invariance, self.num_groups, x.device)
+        x = x.to(memory_format=torch.channels_last)  # as ConditionedResNet
         x = F.relu(self.bn1(self.conv1(x)))
         if self.pool:
             x = F.max_pool2d(x, 3, 2, 1)

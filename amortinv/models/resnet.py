@@ -12,21 +12,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from amortinv.models import conditioning
 from amortinv.models.conditioning import EMBED_DIM, BatchNorm2d, Conv2d, LayerFactory, conv_norm
 
 DEPTHS = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet50": ("bottleneck", (3, 4, 6, 3))}
 
 
 class Shortcut(nn.Module):
-    """Projection shortcut (1x1 conv + norm), conditioned like the block's convs."""
+    """Projection shortcut (1x1 conv with the block's stride + norm), conditioned like the
+    block's convs; the stride subsamples before the conv (:func:`subsample`)."""
 
     def __init__(self, layers: LayerFactory, cin: int, cout: int, stride: int):
         super().__init__()
-        self.conv = layers.conv(cin, cout, 1, stride)
+        self.stride = stride
+        self.conv = layers.conv(cin, cout, 1)
         self.norm = layers.norm(cout)
 
     def forward(self, x: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
-        return conv_norm(self.conv, self.norm, x, e)
+        return conv_norm(self.conv, self.norm, conditioning.subsample(x, self.stride), e)
 
 
 class Block(nn.Module):
@@ -111,6 +114,9 @@ class ConditionedResNet(nn.Module):
 
     def forward(self, x: torch.Tensor, invariance: torch.Tensor) -> torch.Tensor:
         invariance = batch_vector(invariance, self.num_groups, x.device)
+        # channels last, and so every activation after it: a third faster on this CPU's
+        # oneDNN (features and learning steps, bf16 and fp32)
+        x = x.to(memory_format=torch.channels_last)
         conv, norm = self.stem
         x = conv_norm(conv, norm, x, None).relu_()
         if self.pool:
