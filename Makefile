@@ -5,6 +5,7 @@
 # On a GPU machine (docs/GPU.md), without set-up: the Python that has torch runs them.
 #   make gpu          tests, benchmarks, pre-trains and evaluates in <= 7 minutes; files in
 #                     $OUT (else out/gpu). DRY_RUN=1: the same at toy sizes on the CPU.
+#                     SETS="fashion-mnist-large audio": only those runs; MINUTES=8: its length
 #   make gpu-data     packs the data the GPU runs need into gpu-data/ (it travels with the tree)
 #   make gpu-leave    keeps the shipped weights back (in gpu-left/) while the slice runs, so
 #                     the data fit; make gpu-restore (or gpu_slice.py unpack) puts them back
@@ -39,7 +40,8 @@ bench: setup
 	$(VENV)/bin/python scripts/bench_augment.py
 
 gpu:
-	$(GPU_PYTHON) scripts/gpu_slice.py $(if $(DRY_RUN),--dry-run,)
+	$(GPU_PYTHON) scripts/gpu_slice.py $(if $(DRY_RUN),--dry-run,) \
+		$(if $(SETS),--sets $(SETS),) $(if $(MINUTES),--minutes $(MINUTES),)
 
 gpu-data:
 	$(GPU_PYTHON) scripts/gpu_slice.py pack-data --into gpu-data

@@ -3,6 +3,7 @@ on one GPU, and brings back at most 8 files of at most 16 MB (docs/GPU.md).
 
     make gpu                    # python scripts/gpu_slice.py: results in $OUT, else out/gpu
     make gpu DRY_RUN=1          # the same command end to end at toy sizes on the CPU (< 2 min)
+    make gpu SETS="fashion-mnist-large" MINUTES=8   # only some sets: each run a larger share
     make gpu-data               # python scripts/gpu_slice.py pack-data: the data that travels
     python scripts/gpu_slice.py unpack FILES DEST   # run folders from the files that came back
 
@@ -177,6 +178,7 @@ class Slice:
     started: float = field(default_factory=time.perf_counter)
     summary: dict = field(default_factory=dict)
     runs: dict[str, dict] = field(default_factory=dict)  # run name -> {set, preset, ...}
+    sets: tuple[str, ...] = tuple(SETS)  # the sets that train (:data:`SETS`)
 
     @property
     def shares(self) -> dict[str, float]:
@@ -225,11 +227,13 @@ class Slice:
 
     # -- 1. data ---------------------------------------------------------------------------------
     def choose_runs(self) -> dict:
-        """The runs of every set whose presets exist (dry run: at toy sizes on small data)."""
+        """The runs of each chosen set whose presets exist (dry run: at toy sizes on small
+        data)."""
         from amortinv.presets import PRESETS
 
         skipped = {}
-        for set_name, runs in SETS.items():
+        for set_name in self.sets:
+            runs = SETS[set_name]
             missing = [p for p in runs.values() if p not in PRESETS]
             if missing:
                 skipped[set_name] = (f"presets {', '.join(missing)} do not exist (yet): set "
@@ -437,6 +441,7 @@ class Slice:
     # -- all -------------------------------------------------------------------------------------
     def run(self) -> int:
         self.summary |= {"dry_run": self.dry_run, "minutes": self.minutes,
+                         "sets": list(self.sets),
                          "machine": machine(), "command": " ".join(sys.argv),
                          "out": str(self.out)}
         if not self.dry_run and not self.summary["machine"]["cuda"]:
@@ -740,6 +745,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="scratch folder for runs and logs (default: runs/gpu-slice)")
     p.add_argument("--minutes", type=float, default=None,
                    help="the whole slice's wall time (default 7; dry run 2)")
+    p.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS),
+                   help="the sets of runs that train (default: all): fewer runs share the "
+                        "GPU, so each trains more steps in the same minutes")
     p.add_argument("--dry-run", action="store_true",
                    help="the same stages at toy sizes on the CPU")
     p.add_argument("--data", type=Path, default=None,
@@ -750,7 +758,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(work, ignore_errors=True)
     minutes = a.minutes or (DRY_MINUTES if a.dry_run else 7.0)
     return Slice(a.out.resolve(), work.resolve(), minutes, a.dry_run,
-                 data.resolve() if data else None).run()
+                 data.resolve() if data else None, sets=tuple(a.sets)).run()
 
 
 if __name__ == "__main__":

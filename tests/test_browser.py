@@ -257,7 +257,10 @@ def test_a_colour_task_end_to_end_with_the_colour_encoder(page, server):
 
 def test_a_reloaded_tab_stops_its_learning_job(page, server):
     _, log = server
-    start_learning(page, server, steps=2000, examples=500)
+    # A job long enough to outlive the reload and the 10-s grace (the corners alone are 17
+    # passes over 22,000 images); with 500 examples it could end on its own first, leaving
+    # nothing to cancel (it did in CI once the convolutions got a third faster).
+    start_learning(page, server, steps=2000, examples=20000)
     page.reload()  # the old session is gone: its job must not run on, invisibly
     expect(page.get_by_text("Downstream task")).to_be_visible(timeout=LONG)
     deadline = time.time() + 60

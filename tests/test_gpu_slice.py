@@ -108,6 +108,18 @@ def test_unpack_rebuilds_run_folders(dry_run, tmp_path):
 
 
 # -- the parts, in process -----------------------------------------------------------------------
+def test_only_the_chosen_sets_train(script, tmp_path):
+    gpu_slice = script("gpu_slice")
+    run = gpu_slice.Slice(tmp_path / "out", tmp_path / "work", minutes=1.0, dry_run=True,
+                          data=None, sets=("fashion-mnist-large", "audio"))
+    assert run.choose_runs() == {}
+    assert {r["set"] for r in run.runs.values()} == {"fashion-mnist-large", "audio"}
+    assert set(run.runs) == {*gpu_slice.SETS["fashion-mnist-large"], *gpu_slice.SETS["audio"]}
+    refused = subprocess.run([sys.executable, ROOT / "scripts" / "gpu_slice.py", "--dry-run",
+                              "--sets", "imagenet"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "fashion-mnist-large" in refused.stderr  # the choices
+
+
 def test_a_failing_stage_is_recorded_and_the_next_one_runs(script, tmp_path):
     gpu_slice = script("gpu_slice")
     run = gpu_slice.Slice(tmp_path / "out", tmp_path / "work", minutes=1.0, dry_run=True,
