@@ -115,8 +115,9 @@ def test_gradients_reach_the_hypernetwork_and_the_vector():
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_gradients_on_channels_last_activations_match_float64(kind, mode, monkeypatch):
     """Activations are channels-last (faster on CPU). oneDNN's weight gradient of a strided 1x1
-    conv there crashed or was wrong at these widths (the shortcuts' convs): every gradient,
-    of the vector and of each parameter, must match float64's (computed by ATen, not oneDNN)."""
+    conv there crashed the process at these widths (the shortcuts' convs; oneDNN's report
+    also has it wrong without crashing): every gradient, of the vector and of each
+    parameter, must match float64's (computed by ATen, not oneDNN)."""
     torch.manual_seed(0)
     net = trained_norms(ConditionedResNet(3, in_channels=1, width=4, conditioning=kind,
                                           bases=4)).train(mode == "train")
