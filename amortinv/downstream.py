@@ -312,7 +312,7 @@ def learn(encoder: Encoder, task: Task, config: DownstreamConfig | None = None,
     if features is None or features.task is not task or features.precision != config.precision:
         features = Features(encoder, task, config.precision)
     if start is None:
-        start = finish(corner_start(encoder, task, config, features))[0]  # None: config.init
+        start = finish(corner_start(encoder, task, config, features))[0]
     with frozen(encoder):
         yield from _learn(encoder, task, config, stop, start, features)
 
@@ -333,7 +333,7 @@ def frozen(module: nn.Module) -> Iterator[nn.Module]:
 
 
 def _learn(encoder: Encoder, task: Task, config: DownstreamConfig,
-           stop: threading.Event | None, start: VectorLike | None, features: Features
+           stop: threading.Event | None, start: VectorLike, features: Features
            ) -> Iterator[State]:
     space = encoder.space
     g = torch.Generator().manual_seed(config.seed)  # the batches
@@ -342,7 +342,7 @@ def _learn(encoder: Encoder, task: Task, config: DownstreamConfig,
     x_val = features.inputs("val")  # scored every eval_every steps
     y_train = _targets(task, task.train.y)
     readout = Readout(encoder.feature_dim, task.data.num_outputs, init).to(encoder.device)
-    first = space.vector(config.init if start is None else start)
+    first = space.vector(start)
     vector = VectorParameter(first, config.parameterisation).to(encoder.device)
     opt_readout = torch.optim.Adam(readout.parameters(), lr=config.lr_readout)
     opt_vector = torch.optim.Adam(vector.parameters(), lr=config.lr_invariance,
@@ -492,7 +492,7 @@ def corner_start(encoder: Encoder, task: Task, config: DownstreamConfig,
     corner is often best by chance, and a start there held the vector near a wrong corner.
     ``init``: nothing is fitted; returns (``config.init`` everywhere, {})."""
     if config.start == "init":
-        return encoder.space.to_dict(encoder.space.vector(config.init)), {}
+        return encoder.space.to_dict(config.init), {}
     features = features or Features(encoder, task, config.precision)
     total = 2 ** len(encoder.space) + 1  # the gradient vector's score comes after learning
     fitted = {}

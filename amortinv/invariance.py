@@ -82,8 +82,8 @@ class InvarianceSpace:
             )
         return vec
 
-    def to_dict(self, vec: VectorLike) -> dict[str, float]:
-        """The vector as an ordered mapping group -> value."""
+    def to_dict(self, vec: VectorLike | float) -> dict[str, float]:
+        """The vector (validated as :meth:`vector` does) as an ordered mapping group -> value."""
         values = self.vector(vec).tolist()
         return {n: round(v, 6) for n, v in zip(self.names, values, strict=True)}
 

@@ -177,7 +177,7 @@ def candidates(features: Features, gradient: VectorLike | None, with_corners: bo
     """Fit each candidate's readout: the gradient vector first (``None``: none), then every
     corner; yields them as they are fitted (each a few seconds: an app can show progress)."""
     space, task = features.encoder.space, features.task
-    pool = {} if gradient is None else {GRADIENT: space.to_dict(space.vector(gradient))}
+    pool = {} if gradient is None else {GRADIENT: space.to_dict(gradient)}
     if with_corners:
         pool |= corners(space)
     for name, vector in pool.items():

@@ -165,7 +165,7 @@ def run(encoder: Encoder, task: Task, variant: str, config: DownstreamConfig,
                                   else corner[chosen]["holdout"], 4),
         "oracle": oracle, "oracle_holdout": round(corner[oracle]["holdout"], 4),
         "all_ones_holdout": round(corner["all_ones"]["holdout"], 4),
-        "start": start_name(encoder.space, encoder.space.to_dict(encoder.space.vector(begin)))
+        "start": start_name(encoder.space, encoder.space.to_dict(begin))
     } | line
 
 

@@ -12,8 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from amortinv.models import conditioning
-from amortinv.models.conditioning import EMBED_DIM, BatchNorm2d, Conv2d, LayerFactory, conv_norm
+from amortinv.models.conditioning import (
+    EMBED_DIM,
+    BatchNorm2d,
+    Conv2d,
+    LayerFactory,
+    conv_norm,
+    subsample,
+)
 
 DEPTHS = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet50": ("bottleneck", (3, 4, 6, 3))}
 
@@ -29,7 +35,7 @@ class Shortcut(nn.Module):
         self.norm = layers.norm(cout)
 
     def forward(self, x: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
-        return conv_norm(self.conv, self.norm, conditioning.subsample(x, self.stride), e)
+        return conv_norm(self.conv, self.norm, subsample(x, self.stride), e)
 
 
 class Block(nn.Module):
