@@ -2,7 +2,7 @@
 on one GPU, and brings back at most 8 files of at most 16 MB (docs/GPU.md).
 
     make gpu                    # python scripts/gpu_slice.py: results in $OUT, else out/gpu
-    make gpu DRY_RUN=1          # the same command end to end at toy sizes on the CPU (< 2 min)
+    make gpu DRY_RUN=1          # the same command end to end at toy sizes on the CPU (< 4 min)
     make gpu SETS="fashion-mnist-large" MINUTES=8   # only some sets: each run a larger share
     make gpu-data               # python scripts/gpu_slice.py pack-data: the data that travels
     python scripts/gpu_slice.py unpack FILES DEST   # run folders from the files that came back
@@ -73,9 +73,12 @@ DRY_DATA = {"image-1": "sklearn-digits", "image-3": "tuxpaint-photos",
 DRY_SETTINGS = {"width": 4, "batch_size": 32, "knn_train": 200, "knn_test": 100,
                 "log_every": 5, "knn_every": 0, "checkpoint_every": 50, "warmup_steps": 5,
                 "device": "cpu"}
-DRY_MINUTES, DRY_TRAIN_MINUTES, DRY_PACK_LIMIT = 2.0, 0.1, 300
+#: The dry run's budget is a deadline, not a length: about 75 s on a 2-core Xeon with AMX, but
+#: on a 2-core AMD EPYC (AVX2, fp32 only) 2 minutes ran out in its benchmarks, tests and
+#: evaluations (2026-11-29), so it has 4.
+DRY_MINUTES, DRY_TRAIN_MINUTES, DRY_PACK_LIMIT = 4.0, 0.1, 300
 #: The dry run's shares: the same stages, but starting Python processes on 2 CPU cores costs
-#: more of its 2 minutes than of the GPU's 7.
+#: more of its minutes than of the GPU's 7.
 DRY_SHARES = {"data": 0.12, "bench": 0.12, "train": 0.4, "evaluate": 0.26, "ship": 0.05}
 
 

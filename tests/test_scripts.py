@@ -56,6 +56,15 @@ def test_bench_concurrent_runs_jobs_at_once_and_prints_their_stages():
         assert 0 < job["s"] <= line["all_s"]
 
 
+def test_bench_gil_times_both_ways_in_every_mode():
+    line = json.loads(run(str(SCRIPTS / "bench_gil.py"), "--steps", "1").strip().splitlines()[-1])
+    for mode in ("alone", "redraws", "busy"):
+        seconds = line[f"{mode}_s"]
+        assert set(seconds) == {"eager", "traced"} and min(seconds.values()) > 0
+        assert line[f"{mode}_eager_over_traced"] == pytest.approx(
+            seconds["eager"] / seconds["traced"], abs=0.02)
+
+
 def test_evaluate_and_shipping(smoke_run, tmp_path):
     result = json.loads(run(str(SCRIPTS / "evaluate.py"), "--checkpoint", str(smoke_run)))
     assert set(result["knn"]) == set(result["linear"]) == {"all_ones", "all_zeros", "half"}
