@@ -184,7 +184,8 @@ def choose(page, label: str, option: str) -> None:
 
 
 def start_learning(page, server, steps: int, examples: int, task: str | None = None,
-                   encoder: str | None = None) -> None:
+                   encoder: str | None = None, until: str = "learning, step") -> None:
+    """Start a Learn job with these settings; return once the page shows ``until``."""
     go(page, server, "learn", "Downstream task")
     if encoder:
         choose(page, "Encoder", encoder)
@@ -197,7 +198,7 @@ def start_learning(page, server, steps: int, examples: int, task: str | None = N
         box.press("Enter")
         idle(page, LONG)
     page.get_by_role("button", name="Start", exact=True).click()
-    expect(page.get_by_text("learning, step")).to_be_visible(timeout=LONG)
+    expect(page.get_by_text(until)).to_be_visible(timeout=LONG)
 
 
 def test_stop_still_scores_what_was_learned_and_cancel_ends_it(page, server):
@@ -261,8 +262,9 @@ def test_a_reloaded_tab_stops_its_learning_job(page, server):
     _, log = server
     # A job long enough to outlive the reload and the 10-s grace (the corners alone are 17
     # passes over 22,000 images); with 500 examples it could end on its own first, leaving
-    # nothing to cancel (it did in CI once the convolutions got a third faster).
-    start_learning(page, server, steps=2000, examples=20000)
+    # nothing to cancel (it did in CI once the convolutions got a third faster). Reloaded
+    # while it scores those corners: waiting for its learning steps took minutes on a slow CPU.
+    start_learning(page, server, steps=2000, examples=20000, until="choosing where i starts")
     page.reload()  # the old session is gone: its job must not run on, invisibly
     expect(page.get_by_text("Downstream task")).to_be_visible(timeout=LONG)
     deadline = time.time() + 60
