@@ -202,12 +202,13 @@ def start_learning(page, server, steps: int, examples: int, task: str | None = N
 
 
 def test_stop_still_scores_what_was_learned_and_cancel_ends_it(page, server):
-    start_learning(page, server, steps=2000, examples=500)
+    # A task with a small test split (359 digits): after the stop, every corner is scored on
+    # it (Fashion-MNIST's 2,000 took 20 s of CI on a 2-core AVX2 CPU).
+    start_learning(page, server, steps=2000, examples=500, task="sklearn-digits")
     page.get_by_role("button", name="Stop learning").click()
     # Learning ends early; the vector so far is scored against the corners, the plain encoder
     # and the raw input: the job ends saying so, with a bar for each (the progress line in
-    # between changes too fast to be waited for).
-    expect(page.get_by_text("scoring on the test split")).to_be_visible(timeout=LONG)
+    # between changes too fast to be waited for: the next test waits for it).
     expect(page.get_by_text("learning stopped early by you")).to_be_visible(timeout=LONG)
     expect(page.get_by_text(re.compile(r"Where the time went: .*learning [\d.]+ s"))
            ).to_be_visible()
@@ -220,13 +221,14 @@ def test_stop_still_scores_what_was_learned_and_cancel_ends_it(page, server):
            ).to_be_visible()
     page.mouse.move(0, 0)  # no tooltip in the picture
     page.screenshot(path=SHOTS / "learn.png", full_page=True)
-    # Cancel, as a user leaving would: the job ends at once, without its comparison.
-    start_learning(page, server, steps=2000, examples=500)
+    # Cancel, as a user leaving would: the job ends at once, without its comparison (the
+    # fewest examples: its corners come first).
+    start_learning(page, server, steps=2000, examples=100)
     page.get_by_role("button", name="Cancel").click()
     expect(page.get_by_text("Cancelled (cancelled)")).to_be_visible(timeout=LONG)
 
 
-def test_two_users_learning_at_once_take_turns_and_both_finish(page, server):
+def test_two_users_learning_at_once_take_turns_and_each_ends_as_asked(page, server):
     # A second user, in a browser context (and so a server session) of their own. Run at once,
     # two jobs would fight over the cores (10x slower); they take turns, and each page says so.
     other = page.context.browser.new_page(viewport={"width": 1400, "height": 1600})
@@ -234,24 +236,42 @@ def test_two_users_learning_at_once_take_turns_and_both_finish(page, server):
         other.goto(server[0])
         expect(other.get_by_text("What the vector switches on")).to_be_visible(timeout=LONG)
         start_learning(page, server, steps=2000, examples=500)
-        start_learning(other, server, steps=2000, examples=500)
+        start_learning(other, server, steps=2000, examples=500, until="choosing where i starts")
         for user in (other, page):
             expect(user.get_by_text("1 other job(s) running on this server")
                    ).to_be_visible(timeout=LONG)
-        for user in (page, other):
-            user.get_by_role("button", name="Stop learning").click()
-        for user in (page, other):
-            expect(user.get_by_text("learning stopped early by you")).to_be_visible(timeout=LONG)
-            expect(user.get_by_text("other job(s) running")).to_have_count(0)
+        # Turns, not a queue: the first job's steps and the second's corners both go on.
+        steps, corners = progress(page, r"step (\d+) of"), progress(other, r"corner (\d+) of")
+        for user, pattern, before in ((page, r"step (\d+) of", steps),
+                                      (other, r"corner (\d+) of", corners)):
+            deadline = time.time() + LONG / 1000
+            while progress(user, pattern) <= before:
+                assert time.time() < deadline, f"{pattern} stayed at {before}"
+                time.sleep(0.5)
+        # Each ends as its user says: the second is cancelled at once, the first stops early
+        # and is scored, alone again (on 2,000 test examples: long enough to be seen doing so).
+        other.get_by_role("button", name="Cancel").click()
+        expect(other.get_by_text("Cancelled (cancelled)")).to_be_visible(timeout=LONG)
+        expect(page.get_by_text("other job(s) running")).to_have_count(0, timeout=LONG)
+        page.get_by_role("button", name="Stop learning").click()
+        expect(page.get_by_text("scoring on the test split")).to_be_visible(timeout=LONG)
+        expect(page.get_by_text("learning stopped early by you")).to_be_visible(timeout=LONG)
     finally:
         other.close()
+
+
+def progress(page, pattern: str) -> int:
+    """The number ``pattern`` captures in the page's progress line (-1 while none shows it)."""
+    line = page.get_by_text(re.compile(pattern))
+    found = re.search(pattern, line.first.inner_text()) if line.count() else None
+    return int(found.group(1)) if found else -1
 
 
 def test_a_colour_task_end_to_end_with_the_colour_encoder(page, server):
     # The shipped RGB encoder on colour photos: learned, selected and scored against every
     # corner of the rgb space, drawn as bars. Tux Paint's photos are the smallest colour task
     # (165 training, 42 test): clip art's colour classes took 148 s of CI on a 2-core AVX2 CPU.
-    start_learning(page, server, steps=30, examples=600, task="tuxpaint-photos",
+    start_learning(page, server, steps=10, examples=600, task="tuxpaint-photos",
                    encoder="checkpoints/rgb-hyper4-cpu")
     expect(page.get_by_text("best first").first).to_be_visible(timeout=LONG)
     expect(page.get_by_text("grayscale").first).to_be_visible()  # the rgb space's groups
@@ -261,11 +281,13 @@ def test_a_colour_task_end_to_end_with_the_colour_encoder(page, server):
 
 def test_a_reloaded_tab_stops_its_learning_job(page, server):
     _, log = server
-    # A job long enough to outlive the reload and the 10-s grace (the corners alone are 17
-    # passes over 22,000 images); with 500 examples it could end on its own first, leaving
-    # nothing to cancel (it did in CI once the convolutions got a third faster). Reloaded
-    # while it scores those corners: waiting for its learning steps took minutes on a slow CPU.
-    start_learning(page, server, steps=2000, examples=20000, until="choosing where i starts")
+    # A job long enough to outlive the reload and the 10-s grace: the page's default 5,000
+    # examples (17 corners, then 150 steps: about 30 s on a 2-core Xeon). With 500 it could
+    # end on its own first, leaving nothing to cancel (it did in CI once the convolutions got
+    # a third faster). Reloaded while it scores those corners: waiting for its learning steps
+    # took minutes on a slow CPU; and a job checks its session once per corner, so 22,000
+    # examples' corners (6 s each there) cost their time again.
+    start_learning(page, server, steps=2000, examples=5000, until="choosing where i starts")
     page.reload()  # the old session is gone: its job must not run on, invisibly
     expect(page.get_by_text("Downstream task")).to_be_visible(timeout=LONG)
     deadline = time.time() + 60

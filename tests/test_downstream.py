@@ -68,13 +68,14 @@ def test_encoder_stays_frozen_in_eval_mode_and_is_left_as_it_was_found():
     assert [p.requires_grad for p in enc.parameters()] == flags
     assert [m.training for m in enc.modules()] == modes
 
-    # Closed early (the caller stops iterating), or stopped by the event: the same.
-    run = learn(enc, prepare(enc, ds, config), config)
+    # Closed early (the caller stops iterating), or stopped by the event: the same (from a
+    # given start: the corners' scoring, outside the learning, was run above).
+    run = learn(enc, prepare(enc, ds, config), config, start=0.5)
     next(run)
     run.close()
     stop = threading.Event()
     states = []
-    for state in learn(enc, prepare(enc, ds, config), config, stop=stop):
+    for state in learn(enc, prepare(enc, ds, config), config, stop=stop, start=0.5):
         states.append(state)
         stop.set()
     assert states[-1].done
