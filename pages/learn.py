@@ -222,12 +222,23 @@ def draw(snapshot) -> None:
 
 
 if job is not None:
-    # Every second while the vector moves; every 3 s while preparing and scoring (the corners
-    # before learning, everything after), when only the progress line and the bars change:
-    # each redraw costs the CPU the work runs on.
     def every(snapshot) -> float:
-        moving = "learning_since" in snapshot.result and "learned" not in snapshot.result
-        return 1.0 if moving else 3.0
+        """Seconds between redraws: while the vector moves, once per validation score (every
+        ``eval_every`` steps, timed on the first two and kept; :func:`amortinv.ui.live_interval`);
+        every 3 s while preparing and scoring (the corners before learning, everything after),
+        when only the progress line and the bars change."""
+        if "learning_since" not in snapshot.result or "learned" in snapshot.result:
+            return 3.0
+        step = next((r.step for r in reversed(snapshot.records)
+                     if not isinstance(r, Scored) and not r.done), 0)
+        if step < 2 * config.eval_every:
+            return 1.0
+        kept = st.session_state.get("learn-every")
+        if kept is None or kept[0] is not job:
+            per_step = (time.perf_counter() - snapshot.result["learning_since"]) / step
+            kept = job, ui.live_interval(per_step, config.eval_every)
+            st.session_state["learn-every"] = kept
+        return kept[1]
 
     ui.follow(job, draw, "learn-was-running", every=every)
 else:
