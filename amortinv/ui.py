@@ -25,6 +25,7 @@ from amortinv import checkpoint
 from amortinv.augment import LogMel, make_augment
 from amortinv.models import Encoder, Inputs
 from amortinv.models.cost import checkpoint_cost, probe_plan
+from amortinv.workers import TURNS
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Shipped checkpoints, then the user's runs (``$AMORTINV_RUNS`` moves the latter).
@@ -36,6 +37,12 @@ PROBE_TRAIN_POINTS = {"image": 500, "audio": 250}
 #: Seconds a probe may take per vector on this CPU: a slower encoder probes fewer points, or
 #: is refused (:func:`amortinv.models.cost.probe_plan`).
 PROBE_BUDGET_S = 10.0
+#: Seconds of features a slider move on Probe features should cost on this CPU, timed there
+#: (:func:`probe_size`): a slower CPU draws fewer test images, never fewer than
+#: :data:`PROBE_MIN_POINTS`, since the browser's redraw grows with the points as well (2-core
+#: AVX2 CPU, fp32: 2,000 images took 2.2 s a move, Chromium ~2 CPU-seconds of it).
+PROBE_MOVE_S = 0.5
+PROBE_MIN_POINTS = 1000
 #: Checkpoints larger than this are costed before they are loaded (the sidebar may refuse
 #: them); smaller ones load at once and are costed when a page probes them.
 LARGE_FILE_BYTES = 100 * 2**20
@@ -310,6 +317,44 @@ def _probe_plan(file: str, mtime: float) -> tuple[int, str]:
     return round(plan.points * test / (test + train)), plan.message
 
 
+def probe_size(path: Path) -> tuple[int, str]:
+    """:func:`probe_points`, then as many of those test images (with their share of training
+    images) as the encoder's features cover in :data:`PROBE_MOVE_S` on this CPU, so a slider
+    move stays quick (images only: audio probes 500 clips), and why fewer, if so."""
+    points, message = probe_points(path)
+    if not points or message:  # refused, or already cut to the encoder's budget
+        return points, message
+    file = checkpoint.resolve(path)
+    quick = _quick_points(str(path), file.stat().st_mtime, points)
+    if quick < points:
+        message = (f"Drawing {quick:,} of {points:,} test images: on this CPU their features "
+                   f"take about {PROBE_MOVE_S:g} s a slider move, and the browser's redraw "
+                   "grows with them too.")
+    return quick, message
+
+
+@st.cache_resource(show_spinner="Timing this encoder on this CPU…", max_entries=32)
+def _quick_points(path: str, mtime: float, points: int) -> int:
+    """The test images :func:`probe_size` draws: timed on a batch of blank images at the probe's
+    precision, while no background job computes (they take :data:`~amortinv.workers.TURNS`;
+    a job computing beside the timing would halve it for the server's life)."""
+    encoder = load_encoder(path, mtime)
+    cfg = encoder.config
+    if cfg.modality != "image" or points <= PROBE_MIN_POINTS:
+        return points
+    x = torch.zeros((512, cfg.in_channels, cfg.image_size, cfg.image_size), dtype=torch.uint8)
+    with TURNS:
+        encoder.features(x[:32], 1.0, precision="bf16")  # warm-up
+        times = []
+        for _ in range(2):
+            start = time.perf_counter()
+            encoder.features(x, 1.0, precision="bf16")
+            times.append(time.perf_counter() - start)
+    share = PROBE_POINTS["image"] / (PROBE_POINTS["image"] + PROBE_TRAIN_POINTS["image"])
+    fit = int(PROBE_MOVE_S * len(x) / min(times) * share) // 100 * 100
+    return max(PROBE_MIN_POINTS, min(points, fit))
+
+
 @st.cache_data(show_spinner="Computing features…", max_entries=64)
 def probe_features(path: str, mtime: float, dataset: str, vector: tuple[float, ...]
                    ) -> dict[str, np.ndarray]:
@@ -331,7 +376,7 @@ def probe_inputs(path: str, mtime: float, dataset: str
     encoder = load_encoder(path, mtime)
     ds = adapted(dataset, encoder.config.in_channels)
     modality = encoder.config.modality
-    points = probe_points(Path(path))[0]
+    points = probe_size(Path(path))[0]
     train = round(points * PROBE_TRAIN_POINTS[modality] / PROBE_POINTS[modality])
     return encoder.reusable(ds.test.x[:points]), encoder.reusable(ds.train.x[:train])
 

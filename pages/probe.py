@@ -55,7 +55,7 @@ method = "umap" if mode.startswith("UMAP") else "pca"
 if method == "umap" and not warm_up_umap().is_set():
     st.info("UMAP is still warming up (first import and compilation, ~15 s); showing PCA.")
     method = "pca"
-points, message = ui.probe_points(path)
+points, message = ui.probe_size(path)
 if not points:
     st.error(message)
     st.stop()

@@ -110,6 +110,24 @@ def test_live_charts_redraw_once_per_validation_score_every_1_to_3_s():
     assert ui.live_interval(0.001, 10) == 1.0 and ui.live_interval(0.1, 50) == 3.0
 
 
+def test_a_slow_cpu_draws_fewer_probe_images_and_says_so(monkeypatch):
+    # Timed on this CPU: a budget nothing meets draws the fewest; one anything meets, all.
+    image, audio = (ui.CHECKPOINT_DIRS[0] / name for name in ("fmnist-hyper4-w8-cpu",
+                                                               "audio-hyper4-cpu"))
+    full = ui.PROBE_POINTS["image"]
+    try:
+        for budget, expected in ((1e-6, ui.PROBE_MIN_POINTS), (1e6, full)):
+            monkeypatch.setattr(ui, "PROBE_MOVE_S", budget)
+            ui._quick_points.clear()
+            points, message = ui.probe_size(image)
+            assert points == expected
+            assert (f"Drawing {expected:,} of {full:,} test images" in message) == (
+                expected < full)
+        assert ui.probe_size(audio) == ui.probe_points(audio)  # audio probes its 500 clips
+    finally:
+        ui._quick_points.clear()
+
+
 def test_invariance_map_draws_scores_for_every_transform(app):
     at = app("map")
     scores = at.session_state["map-scores"]
