@@ -1,7 +1,7 @@
 """Benchmark: a learning step while other Python threads run, eager against traced.
 
 In the app, a Learn job is a thread of the Streamlit server, beside the threads that run the
-pages' scripts (the Learn page redraws its live charts every second). A learning step run
+pages' scripts (the Learn page redraws its live charts up to once a second). A learning step run
 eagerly takes Python's GIL back after each of its few hundred operations; while another thread
 holds the GIL, the step waits for it every time; traced into one TorchScript graph
 (``torch.jit.trace``), the encoder runs without the GIL. This times one learning step (the encoder

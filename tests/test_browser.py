@@ -241,13 +241,11 @@ def test_two_users_learning_at_once_take_turns_and_each_ends_as_asked(page, serv
             expect(user.get_by_text("1 other job(s) running on this server")
                    ).to_be_visible(timeout=LONG)
         # Turns, not a queue: the first job's steps and the second's corners both go on.
-        steps, corners = progress(page, r"step (\d+) of"), progress(other, r"corner (\d+) of")
-        for user, pattern, before in ((page, r"step (\d+) of", steps),
-                                      (other, r"corner (\d+) of", corners)):
-            deadline = time.time() + LONG / 1000
-            while progress(user, pattern) <= before:
-                assert time.time() < deadline, f"{pattern} stayed at {before}"
-                time.sleep(0.5)
+        watched = ((page, r"step (\d+) of"), (other, r"corner (\d+) of"))
+        before = [progress(user, pattern) for user, pattern in watched]
+        for (user, pattern), start in zip(watched, before, strict=True):
+            wait_until(lambda: progress(user, pattern) > start,  # noqa: B023 (called here)
+                       LONG / 1000, f"{pattern} stayed at {start}")
         # Each ends as its user says: the second is cancelled at once, the first stops early
         # and is scored, alone again (on 2,000 test examples: long enough to be seen doing so).
         other.get_by_role("button", name="Cancel").click()
@@ -258,6 +256,14 @@ def test_two_users_learning_at_once_take_turns_and_each_ends_as_asked(page, serv
         expect(page.get_by_text("learning stopped early by you")).to_be_visible(timeout=LONG)
     finally:
         other.close()
+
+
+def wait_until(condition, seconds: float, why: str) -> None:
+    """Poll ``condition`` every half second; fail with ``why`` after ``seconds``."""
+    deadline = time.time() + seconds
+    while not condition():
+        assert time.time() < deadline, why
+        time.sleep(0.5)
 
 
 def progress(page, pattern: str) -> int:
@@ -290,10 +296,8 @@ def test_a_reloaded_tab_stops_its_learning_job(page, server):
     start_learning(page, server, steps=2000, examples=5000, until="choosing where i starts")
     page.reload()  # the old session is gone: its job must not run on, invisibly
     expect(page.get_by_text("Downstream task")).to_be_visible(timeout=LONG)
-    deadline = time.time() + 60
-    while "cancelled, its browser session closed" not in log.read_text():
-        assert time.time() < deadline, "the job of the closed session kept running"
-        time.sleep(1)
+    wait_until(lambda: "cancelled, its browser session closed" in log.read_text(), 60,
+               "the job of the closed session kept running")
 
 
 def test_runs_page(page, server):
