@@ -102,6 +102,9 @@ class DownstreamConfig:
     standardise: str = setting("batch", choices=("batch", "start"))  # the readout's statistics
     round_vector: bool = False  # round the learned vector to {0, 1} before scoring
     select: bool = True  # choose the final vector on validation among it and every corner
+    #: > 1: each candidate is scored for the selection (and the start) by cross-validation on
+    #: the training and validation splits pooled, in this many folds; 0: on validation alone
+    folds: int = setting(0, minimum=0)
     #: bf16 (where the device computes it fast, else fp32) for the learning steps and every
     #: score's features: about twice as fast on this CPU; results files record which was used
     precision: str = setting("bf16", choices=("fp32", "bf16"))
@@ -111,6 +114,9 @@ class DownstreamConfig:
 
     def __post_init__(self) -> None:
         check_settings(self)
+        if self.folds == 1:
+            raise ValueError("folds must be 0 (score on the validation split) or at least 2, "
+                             "got 1")
 
 
 @dataclass
@@ -496,12 +502,13 @@ def corner_start(encoder: Encoder, task: Task, config: DownstreamConfig,
     features = features or Features(encoder, task, config.precision)
     total = 2 ** len(encoder.space) + 1  # the gradient vector's score comes after learning
     fitted = {}
-    for done, candidate in enumerate(candidates(features, None), 1):
+    for done, candidate in enumerate(candidates(features, None, folds=config.folds), 1):
         fitted[candidate.name] = candidate
         yield Scored(done, total, candidate.name, "val", candidate.val_score)
     best = max(fitted.values(), key=lambda c: c.val_score)  # a tie: the corner met first
     if config.start == "clear":
-        centre = next(candidates(features, config.init, with_corners=False))
+        centre = next(candidates(features, config.init, with_corners=False,
+                                 folds=config.folds))
         if within_noise(best, centre):
             return centre.vector, fitted
     return best.vector, fitted
@@ -530,7 +537,7 @@ def assess(encoder: Encoder, task: Task, learned: VectorLike, config: Downstream
     features = features or Features(encoder, task, config.precision)
     n_val = 1 + (2 ** len(encoder.space) if config.select else 0)
     fitted = dict(fitted or {}) if config.select else {}
-    pending = candidates(features, learned, config.select and not fitted)
+    pending = candidates(features, learned, config.select and not fitted, config.folds)
     for done, candidate in enumerate(pending, len(fitted) + 1):
         fitted[candidate.name] = candidate
         yield Scored(done, n_val, candidate.name, "val", candidate.val_score)

@@ -117,6 +117,49 @@ def fit_readout(z_train: torch.Tensor, y_train: np.ndarray, z_val: torch.Tensor,
     return best
 
 
+def fold_labels(y: np.ndarray, folds: int, classification: bool, seed: int = 0) -> np.ndarray:
+    """A fold (``0 .. folds - 1``) for each example, in random order; for classification,
+    stratified: each class is dealt out across the folds in turn."""
+    order = np.random.default_rng(seed).permutation(len(y))
+    if classification:
+        order = order[np.argsort(np.asarray(y)[order], kind="stable")]
+    labels = np.empty(len(y), dtype=np.int64)
+    labels[order] = np.arange(len(y)) % folds
+    return labels
+
+
+def cross_validated_points(z: torch.Tensor, y: np.ndarray, classes: int | None, strength: float,
+                           folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Each example's share (:func:`points`) of a ``folds``-fold cross-validated score of a
+    linear readout at L2 ``strength`` on features ``z`` with targets ``y``: every example is
+    predicted by the readout fitted on the other folds (standardised by their statistics).
+    Their mean is the cross-validated score; for regression, the R² of the pooled
+    out-of-fold predictions."""
+    z = torch.as_tensor(z)
+    dtype = torch.float32 if classes is not None else torch.float64
+    z = z.to(dtype)
+    y = np.asarray(y)
+    labels = fold_labels(y, folds, classes is not None, seed)
+    pred = np.zeros((len(y), *y.shape[1:]), dtype=np.int64 if classes is not None
+                    else np.float64)
+    for fold in range(folds):
+        held = labels == fold
+        if not held.any():
+            continue
+        fit_on = torch.as_tensor(~held)
+        z_fit = z[fit_on]
+        mean, std = z_fit.mean(0), z_fit.std(0).clamp_min(1e-6)
+        a_fit = _with_intercept((z_fit - mean) / std)
+        a_held = _with_intercept((z[torch.as_tensor(held)] - mean) / std)
+        if classes is not None:
+            weight = logistic_weights(a_fit, y[~held], classes, strength)
+            pred[held] = (a_held @ weight).argmax(1).numpy()
+        else:
+            weight = ridge_weights(a_fit, y[~held], strength)
+            pred[held] = (a_held @ weight).numpy().reshape(pred[held].shape)
+    return points(pred, y, classes is not None)
+
+
 def fit_linear(features: Sequence[torch.Tensor], targets: Sequence[np.ndarray],
                classes: int | None, device: torch.device | str | None = None
                ) -> tuple[float, float]:

@@ -227,7 +227,9 @@ _NO_SELECTION = "the gradient-learned vector, no selection"
 _STUDY_RULES = (("best on validation", "best_score"), ("one standard error", "one_se_score"),
                 ("one standard error, gradient vector first", "gradient_first_score"),
                 (_NO_SELECTION, "gradient_score"),
-                ("one standard error of the difference (paired)", "paired_score"))
+                ("one standard error of the difference (paired)", "paired_score"),
+                ("best, cross-validated (5 folds)", "cv_best_score"),
+                ("one standard error, cross-validated (5 folds)", "cv_one_se_score"))
 
 
 def rules_table(suites: dict[str, list[dict]]) -> str:

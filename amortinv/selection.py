@@ -23,10 +23,17 @@ not guessed. The test split is not read here: a candidate's fitted readout score
 
 Features are computed once per vector and split (:class:`Features`), so the selection, the
 test scores and the kNN baselines share them.
+
+``folds`` (:func:`candidates`, ``DownstreamConfig.folds``) compares the candidates by
+cross-validation instead: each readout, at the L2 strength its validation split chose, is
+refitted on all but one of ``folds`` parts of the training and validation splits pooled and
+scores the part left out (:func:`cross_validated`). Every example of both splits then weighs
+in, not the validation split's alone, at ``folds`` times the readouts' cost.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -35,7 +42,7 @@ import numpy as np
 import torch
 
 from amortinv.invariance import InvarianceSpace, VectorLike
-from amortinv.readout import LinearReadout, fit_readout
+from amortinv.readout import LinearReadout, cross_validated_points, fit_readout
 
 if TYPE_CHECKING:
     from amortinv.models import Encoder, Inputs
@@ -87,10 +94,21 @@ class Candidate:
     name: str  # GRADIENT or a corner's name (corner_name)
     vector: dict[str, float]
     readout: LinearReadout
+    #: Each example's share of the readout's cross-validated score on the training and
+    #: validation splits pooled (:func:`amortinv.readout.cross_validated_points`), where the
+    #: selection cross-validates (``folds``); else None.
+    cv_points: np.ndarray | None = None
+
+    @property
+    def val_points(self) -> np.ndarray:
+        """Each example's share of :attr:`val_score`: what the selection weighs."""
+        return self.readout.val_points if self.cv_points is None else self.cv_points
 
     @property
     def val_score(self) -> float:
-        return self.readout.val_score
+        """The score the selection compares: the readout's on the validation split, or
+        cross-validated (``cv_points``)."""
+        return self.readout.val_score if self.cv_points is None else float(self.cv_points.mean())
 
     def test_score(self, features: Features) -> float:
         """The candidate's score on the test split (its readout is not fitted again)."""
@@ -121,7 +139,11 @@ class Selection:
         (``readable``: the app's names, as in :func:`corner_name`)."""
         label = readable_name if readable else str
         best, chosen = self.best, self.chosen
-        text = f"{label(chosen.name)} ({chosen.val_score:.3f} on validation)"
+        crossed = chosen.cv_points is not None
+        where = (f"cross-validated on {len(chosen.cv_points):,} training and validation "
+                 "examples") if crossed else "on validation"
+        first = "the best cross-validated" if crossed else "the best on validation"
+        text = f"{label(chosen.name)} ({chosen.val_score:.3f} {where})"
         of = "their difference" if self.paired else "its score"
         if best is not chosen:
             return (f"{text} kept: {label(best.name)} was ahead by "
@@ -133,12 +155,12 @@ class Selection:
                 break
             passed.append(self.candidates[name])
         if not passed:
-            return f"{text}: the best on validation"
+            return f"{text}: {first}"
         below = " and ".join(f"{label(c.name)} by {chosen.val_score - c.val_score:.3f}"
                              for c in passed)
         margins = ", ".join(f"{margin(best, c, self.paired):.3f}"
                             for c in (passed if self.paired else passed[:1]))
-        return (f"{text}: the best on validation, ahead of {below}, more than one standard "
+        return (f"{text}: {first}, ahead of {below}, more than one standard "
                 f"error of {'each difference' if self.paired else of} ({margins})")
 
 
@@ -172,10 +194,12 @@ def rounded(space: InvarianceSpace, vector: VectorLike) -> dict[str, float]:
     return space.to_dict((space.vector(vector) >= 0.5).float())
 
 
-def candidates(features: Features, gradient: VectorLike | None, with_corners: bool = True
-               ) -> Iterator[Candidate]:
+def candidates(features: Features, gradient: VectorLike | None, with_corners: bool = True,
+               folds: int = 0) -> Iterator[Candidate]:
     """Fit each candidate's readout: the gradient vector first (``None``: none), then every
-    corner; yields them as they are fitted (each a few seconds: an app can show progress)."""
+    corner; yields them as they are fitted (each a few seconds: an app can show progress).
+    ``folds`` > 1 also cross-validates each readout, at the strength the validation split
+    chose, on the training and validation splits pooled (:attr:`Candidate.cv_points`)."""
     space, task = features.encoder.space, features.task
     pool = {} if gradient is None else {GRADIENT: space.to_dict(gradient)}
     if with_corners:
@@ -183,7 +207,19 @@ def candidates(features: Features, gradient: VectorLike | None, with_corners: bo
     for name, vector in pool.items():
         readout = fit_readout(features(vector, "train"), task.train.y, features(vector, "val"),
                               task.val.y, task.classes)
-        yield Candidate(name, vector, readout)
+        candidate = Candidate(name, vector, readout)
+        yield cross_validated(features, candidate, folds) if folds > 1 else candidate
+
+
+def cross_validated(features: Features, candidate: Candidate, folds: int = 5) -> Candidate:
+    """``candidate`` with :attr:`Candidate.cv_points`: its readout cross-validated in
+    ``folds`` folds on the training and validation splits pooled, at the L2 strength the
+    validation split chose (:func:`amortinv.readout.cross_validated_points`)."""
+    task = features.task
+    z = torch.cat([features(candidate.vector, "train"), features(candidate.vector, "val")])
+    y = np.concatenate([task.train.y, task.val.y])
+    points = cross_validated_points(z, y, task.classes, candidate.readout.strength, folds)
+    return dataclasses.replace(candidate, cv_points=points)
 
 
 def noise(candidate: Candidate) -> float:
@@ -191,7 +227,7 @@ def noise(candidate: Candidate) -> float:
     validation example's share of it (:func:`amortinv.readout.points`); for an accuracy, the
     binomial one with a pseudo-count of one right and one wrong, so that a perfect score (a
     task whose validation split is too easy to tell candidates apart) still has its noise."""
-    shares = candidate.readout.val_points
+    shares = candidate.val_points
     n = len(shares)
     if n < 2:
         return 0.0
@@ -207,7 +243,7 @@ def paired_noise(best: Candidate, other: Candidate) -> float:
     wrong together is no evidence either way. For accuracies, with a pseudo-count of one
     disagreement each way (as :func:`noise`'s), so that two candidates that never disagree
     still have a margin."""
-    diff = best.readout.val_points - other.readout.val_points
+    diff = best.val_points - other.val_points
     if best.readout.classes is not None:
         diff = np.concatenate([diff, [1.0, -1.0]])
     if len(diff) < 2:
@@ -253,8 +289,9 @@ def choose(fitted: dict[str, Candidate], space: InvarianceSpace,
                      best, preferred, paired)
 
 
-def select(features: Features, gradient: VectorLike, with_corners: bool = True) -> Selection:
+def select(features: Features, gradient: VectorLike, with_corners: bool = True,
+           folds: int = 0) -> Selection:
     """Choose the task's vector on the validation split among the gradient vector and every
-    corner (see the module's docstring)."""
-    fitted = {c.name: c for c in candidates(features, gradient, with_corners)}
+    corner (see the module's docstring); ``folds`` as for :func:`candidates`."""
+    fitted = {c.name: c for c in candidates(features, gradient, with_corners, folds)}
     return choose(fitted, features.encoder.space)

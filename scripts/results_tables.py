@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import re
 import sys
@@ -126,6 +127,11 @@ COLOUR = ("downstream-colour-a", "downstream-colour-b")
 IMAGES = ("downstream-images-a", "downstream-images-b")
 IMAGES_W16 = ("downstream-images-w16-a", "downstream-images-w16-b")
 
+def selection_study(name: str) -> str:
+    """``scripts/study_selection.py``'s rows in docs/results/NAME.csv, summarised per rule."""
+    return results.selection_study_table(list(csv.DictReader((RESULTS / f"{name}.csv").open())))
+
+
 #: Block name -> the function that renders it.
 BLOCKS = {
     "images": lambda: suite_table(*IMAGES),
@@ -144,12 +150,9 @@ BLOCKS = {
     "colour": lambda: suite_table(*COLOUR),
     "colour-targets": lambda: suite_targets(*COLOUR)
     + results.targets(suite_rows(*COLOUR), results.colour_misses),
-    "selection-study": lambda: results.selection_study_table(
-        list(csv.DictReader((RESULTS / "selection-study.csv").open()))),
-    "selection-study-clear": lambda: results.selection_study_table(
-        list(csv.DictReader((RESULTS / "selection-study-clear.csv").open()))),
-    "selection-study-paired": lambda: results.selection_study_table(
-        list(csv.DictReader((RESULTS / "selection-study-paired.csv").open()))),
+    **{name: functools.partial(selection_study, name)
+       for name in ("selection-study", "selection-study-clear", "selection-study-paired",
+                    "selection-study-cv")},
     "study": study,
     "study-corner": lambda: study_corner(STUDY_CORNER),
     "study-corner-colour": lambda: study_corner(["learner-study-corner-start-colour"]),

@@ -15,7 +15,10 @@ on the validation split:
   the best beats them by more than one standard error);
 - ``gradient-first``: the same rule with the gradient vector before all ones;
 - ``paired``: the one-standard-error rule with the standard error of each difference, example
-  by example (:func:`amortinv.selection.paired_noise`), in place of the best score's own.
+  by example (:func:`amortinv.selection.paired_noise`), in place of the best score's own;
+- ``cv_best`` and ``cv_one_se``: the best and the one-standard-error rule, each candidate's
+  readout scored by ``--folds``-fold cross-validation on the training and validation splits
+  pooled (:func:`amortinv.selection.cross_validated`) instead of on the validation split.
 
 Every choice, the gradient vector, all ones and the best corner on the held-out part (an
 oracle) are scored there; ``start`` says where the vector started
@@ -43,17 +46,20 @@ from amortinv.downstream import (
     learn,
     start_name,
 )
-from amortinv.selection import GRADIENT, Features, candidates, choose
+from amortinv.selection import GRADIENT, Features, candidates, choose, cross_validated
 
 FIELDS = ["suite", "task", "held_out", "best", "best_score", "one_se", "one_se_score",
           "all_ones_score", "oracle", "oracle_score", "seconds", "gradient_score",
-          "gradient_first", "gradient_first_score", "start", "paired", "paired_score"]
+          "gradient_first", "gradient_first_score", "start", "paired", "paired_score",
+          "cv_best", "cv_best_score", "cv_one_se", "cv_one_se_score"]
+#: Folds of the cross-validated rules (``--folds``; 0 leaves them out).
+FOLDS = 5
 #: The rule studied beside the default one: the gradient vector kept before all ones.
 GRADIENT_FIRST = (GRADIENT, "all_ones")
 
 
-def study(encoder, name: str, suite: str, config: DownstreamConfig) -> dict:
-    """One task's row: both rules' choices scored on the held-out part."""
+def study(encoder, name: str, suite: str, config: DownstreamConfig, folds: int = FOLDS) -> dict:
+    """One task's row: every rule's choice scored on the held-out part."""
     start = time.perf_counter()
     task = held_out_task(encoder, name, config)
     features = Features(encoder, task, config.precision)
@@ -64,6 +70,12 @@ def study(encoder, name: str, suite: str, config: DownstreamConfig) -> dict:
     other = choose(fitted, encoder.space, GRADIENT_FIRST).chosen.name
     paired = choose(fitted, encoder.space, paired=True).chosen.name
     held = {n: c.test_score(features) for n, c in fitted.items()}
+    row = {}
+    if folds > 1:  # the same readouts, compared by their cross-validated scores
+        cv = choose({n: cross_validated(features, c, folds) for n, c in fitted.items()},
+                    encoder.space)
+        row = {"cv_best": cv.best.name, "cv_best_score": round(held[cv.best.name], 4),
+               "cv_one_se": cv.chosen.name, "cv_one_se_score": round(held[cv.chosen.name], 4)}
     corners = {n: v for n, v in held.items() if n != GRADIENT}
     oracle = max(corners, key=corners.get)
     return {"suite": suite, "task": name, "held_out": len(task.test),
@@ -76,7 +88,7 @@ def study(encoder, name: str, suite: str, config: DownstreamConfig) -> dict:
             "gradient_score": round(held[GRADIENT], 4), "gradient_first": other,
             "gradient_first_score": round(held[other], 4),
             "start": start_name(encoder.space, begin), "paired": paired,
-            "paired_score": round(held[paired], 4)}
+            "paired_score": round(held[paired], 4)} | row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="+", required=True)
     parser.add_argument("--suite", required=True, help="the suite's name in the summary")
     parser.add_argument("--out", default="docs/results/selection-study")
+    parser.add_argument("--folds", type=int, default=FOLDS,
+                        help="folds of the cross-validated rules (0: leave them out)")
     args = parser.parse_args(argv)
     encoder = amortinv.load(args.checkpoint)
     out = Path(args.out).with_suffix(".csv")
@@ -96,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         if (args.suite, name) in done:
             continue
         try:
-            row = study(encoder, name, args.suite, DownstreamConfig())
+            row = study(encoder, name, args.suite, DownstreamConfig(), args.folds)
         except TaskMismatch as err:  # too small to hold a part out: say so, go on
             print(f"{name}: skipped: {err}", file=sys.stderr, flush=True)
             continue

@@ -57,3 +57,22 @@ def test_each_examples_share_averages_to_the_score():
     assert 0 < readout.score(pred, y, classification=False) < 1
     labels, guesses = np.array([0, 1, 2, 1]), np.array([0, 2, 2, 1])
     assert readout.points(guesses, labels, classification=True).tolist() == [1, 0, 1, 1]
+
+
+def test_cross_validation_predicts_every_example_from_the_other_folds():
+    x, y, _, _ = digits()
+    labels = readout.fold_labels(y, 5, classification=True)
+    for c in range(10):  # stratified: each class dealt out evenly
+        counts = np.bincount(labels[y == c], minlength=5)
+        assert counts.max() - counts.min() <= 1
+    shares = readout.cross_validated_points(x, y, 10, strength=1e-2)
+    assert shares.shape == (len(y),) and set(np.unique(shares)) <= {0.0, 1.0}
+    held = fit_readout(x[:960], y[:960], x[960:], y[960:], 10)  # one fold's worth held out
+    assert abs(shares.mean() - held.val_score) < 0.05 and shares.mean() > 0.9
+    # a feature that is only noise scores about nothing, out of fold
+    rng = np.random.default_rng(0)
+    target = x[:, 20].numpy()
+    noise = torch.as_tensor(rng.normal(size=(len(y), 4)))
+    assert readout.cross_validated_points(noise, target, None, 1e-2).mean() < 0.02
+    signal = torch.stack([x[:, 20], torch.as_tensor(rng.normal(size=len(y)))], 1)
+    assert readout.cross_validated_points(signal, target, None, 1e-4).mean() > 0.99

@@ -69,6 +69,30 @@ def test_selection_uses_validation_only_and_picks_what_the_task_needs(mirror_enc
     assert selection.gradient.val_score < 0.7 < chosen.val_score
 
 
+def test_cross_validated_selection_weighs_every_training_and_validation_example(
+        mirror_encoder):
+    enc = mirror_encoder(8)
+    task = prepare(enc, sided_task(), DownstreamConfig())
+    counting = Counting(enc)
+    stuck = {"crop": 0.5, "flip": 1.0, "color": 0.5, "blur": 0.5}
+    plain = select(Features(enc, task), stuck)
+    crossed = select(Features(enc, task), stuck, folds=5)
+    assert id(task.test.x) not in {x for x, _ in counting.calls}  # the test split is unread
+    pooled = len(task.train) + len(task.val)
+    for name, c in crossed.candidates.items():
+        assert c.cv_points.shape == (pooled,) and c.val_points is c.cv_points
+        assert c.val_score == pytest.approx(c.cv_points.mean())
+        assert c.readout.strength == plain.candidates[name].readout.strength  # same readouts
+    # the margin shrinks with the examples weighed: 5 folds of 400 against 40 validation ones
+    assert selection.noise(crossed.best) < selection.noise(plain.best) / 2
+    assert crossed.chosen.vector["flip"] == 0.0
+    assert crossed.gradient.val_score < 0.7 < crossed.chosen.val_score
+    assert f"cross-validated on {pooled:,} training and validation examples): the best " \
+        "cross-validated" in crossed.reason()
+    with pytest.raises(ValueError, match="folds"):
+        DownstreamConfig(folds=1)
+
+
 def candidate(name: str, right: list[int]) -> Candidate:
     """A candidate whose readout got the validation examples ``right`` (1) or wrong (0)."""
     shares = np.array(right, dtype=np.float64)
@@ -329,12 +353,16 @@ def test_the_selection_study_is_summarised_per_suite_and_rule():
     # The later round's files add the gradient-first rule and the gradient vector alone.
     later = [row("grey", 0.70, 0.80, 0.80, 0.805) | {"gradient_first_score": "0.79",
                                                      "gradient_score": "0.79",
-                                                     "paired_score": "0.81"}]
+                                                     "paired_score": "0.81",
+                                                     "cv_best_score": "0.805",
+                                                     "cv_one_se_score": "0.80"}]
     lines = results.selection_study_table(later).splitlines()
     assert lines[4:] == [
         "| grey | 1 | one standard error, gradient vector first | 0.790 | 0 | 1 |",
         "| grey | 1 | the gradient-learned vector, no selection | 0.790 | 0 | 1 |",
-        "| grey | 1 | one standard error of the difference (paired) | 0.810 | 1 | 0 |"]
+        "| grey | 1 | one standard error of the difference (paired) | 0.810 | 1 | 0 |",
+        "| grey | 1 | best, cross-validated (5 folds) | 0.805 | 1 | 0 |",
+        "| grey | 1 | one standard error, cross-validated (5 folds) | 0.800 | 1 | 0 |"]
 
 
 def test_a_held_out_task_never_reads_the_test_split(mirror_encoder):
