@@ -139,6 +139,10 @@ def cross_validated_points(z: torch.Tensor, y: np.ndarray, classes: int | None, 
     dtype = torch.float32 if classes is not None else torch.float64
     z = z.to(dtype)
     y = np.asarray(y)
+    if len(y) < 2 * folds:
+        raise ValueError(f"cross-validation in {folds} folds needs at least {2 * folds} "
+                         f"training and validation examples, got {len(y)}: use fewer folds, "
+                         "or 0 to score on the validation split")
     labels = fold_labels(y, folds, classes is not None, seed)
     pred = np.zeros((len(y), *y.shape[1:]), dtype=np.int64 if classes is not None
                     else np.float64)

@@ -76,3 +76,5 @@ def test_cross_validation_predicts_every_example_from_the_other_folds():
     assert readout.cross_validated_points(noise, target, None, 1e-2).mean() < 0.02
     signal = torch.stack([x[:, 20], torch.as_tensor(rng.normal(size=len(y)))], 1)
     assert readout.cross_validated_points(signal, target, None, 1e-4).mean() > 0.99
+    with pytest.raises(ValueError, match="needs at least 10 training and validation examples"):
+        readout.cross_validated_points(noise[:6], target[:6], None, 1e-2)
