@@ -121,6 +121,8 @@ def gradients() -> str:
 
 #: The colour suite's two halves (run side by side on the two cores).
 COLOUR = ("downstream-colour-a", "downstream-colour-b")
+#: The colour suite again with cross-validated selection (``--folds 5``).
+COLOUR_CV = ("downstream-colour-cv-a", "downstream-colour-cv-b")
 
 #: The grey-image suite's halves: on the app's width-8 encoder, and on width 16 (the plain
 #: encoder's width).
@@ -150,6 +152,9 @@ BLOCKS = {
     "colour": lambda: suite_table(*COLOUR),
     "colour-targets": lambda: suite_targets(*COLOUR)
     + results.targets(suite_rows(*COLOUR), results.colour_misses),
+    "colour-cv": lambda: suite_table(*COLOUR_CV),
+    "colour-cv-targets": lambda: suite_targets(*COLOUR_CV)
+    + results.targets(suite_rows(*COLOUR_CV), results.colour_misses),
     **{name: functools.partial(selection_study, name)
        for name in ("selection-study", "selection-study-clear", "selection-study-paired",
                     "selection-study-cv")},
