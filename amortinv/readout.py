@@ -75,8 +75,7 @@ class LinearReadout:
     def predict(self, z: torch.Tensor) -> np.ndarray:
         """Predicted classes (classification) or values (regression) for features ``z``."""
         z = torch.as_tensor(z).to(self.weight.device, self.weight.dtype)
-        out = _with_intercept((z - self.mean) / self.std) @ self.weight
-        return (out.argmax(1) if self.classes is not None else out).cpu().numpy()
+        return _outputs(_with_intercept((z - self.mean) / self.std), self.weight, self.classes)
 
     def score(self, z: torch.Tensor, y: np.ndarray) -> float:
         """Accuracy or R² of the readout on features ``z`` with targets ``y``."""
@@ -92,25 +91,12 @@ def fit_readout(z_train: torch.Tensor, y_train: np.ndarray, z_val: torch.Tensor,
     starting from the previous solution (the same optimum, reached in fewer iterations).
     ``device`` fits there (a GPU: seconds for 60,000 examples where a CPU core takes
     minutes); default the training features' device."""
-    # float32 for L-BFGS (about half the time of float64 here), float64 for ridge's normal
-    # equations (cheap either way)
-    dtype = torch.float32 if classes is not None else torch.float64
-    z_train = torch.as_tensor(z_train)
-    device = device or z_train.device
-    z_train = z_train.to(device, dtype)
-    mean, std = z_train.mean(0), z_train.std(0).clamp_min(1e-6)
-    a_train = _with_intercept((z_train - mean) / std)
-    a_val = _with_intercept((torch.as_tensor(z_val).to(device, dtype) - mean) / std)
+    mean, std, (a_train, a_val) = _standardised(z_train, z_val, classes=classes, device=device)
     best: LinearReadout | None = None
     weight = None
     for strength in sorted(REGULARISATION, reverse=True):
-        if classes is not None:
-            weight = logistic_weights(a_train, y_train, classes, strength, start=weight)
-            pred = (a_val @ weight).argmax(1).cpu().numpy()
-        else:
-            weight = ridge_weights(a_train, y_train, strength)
-            pred = (a_val @ weight).cpu().numpy()
-        shares = points(pred, y_val, classes is not None)
+        weight = _weights(a_train, y_train, classes, strength, start=weight)
+        shares = points(_outputs(a_val, weight, classes), y_val, classes is not None)
         val = float(shares.mean())
         if best is None or val >= best.val_score:  # a tie goes to the weaker strength, as before
             best = LinearReadout(mean, std, weight, classes, strength, val, shares)
@@ -135,33 +121,21 @@ def cross_validated_points(z: torch.Tensor, y: np.ndarray, classes: int | None, 
     predicted by the readout fitted on the other folds (standardised by their statistics).
     Their mean is the cross-validated score; for regression, the R² of the pooled
     out-of-fold predictions."""
-    z = torch.as_tensor(z)
-    dtype = torch.float32 if classes is not None else torch.float64
-    z = z.to(dtype)
-    y = np.asarray(y)
+    z, y = torch.as_tensor(z), np.asarray(y)
     if len(y) < 2 * folds:
         raise ValueError(f"cross-validation in {folds} folds needs at least {2 * folds} "
                          f"training and validation examples, got {len(y)}: use fewer folds, "
                          "or 0 to score on the validation split")
     labels = fold_labels(y, folds, classes is not None, seed)
-    pred = np.zeros((len(y), *y.shape[1:]), dtype=np.int64 if classes is not None
-                    else np.float64)
-    for fold in range(folds):
+    pred = [None] * folds
+    for fold in range(folds):  # each fold holds at least two examples (dealt out in turn)
         held = labels == fold
-        if not held.any():
-            continue
-        fit_on = torch.as_tensor(~held)
-        z_fit = z[fit_on]
-        mean, std = z_fit.mean(0), z_fit.std(0).clamp_min(1e-6)
-        a_fit = _with_intercept((z_fit - mean) / std)
-        a_held = _with_intercept((z[torch.as_tensor(held)] - mean) / std)
-        if classes is not None:
-            weight = logistic_weights(a_fit, y[~held], classes, strength)
-            pred[held] = (a_held @ weight).argmax(1).numpy()
-        else:
-            weight = ridge_weights(a_fit, y[~held], strength)
-            pred[held] = (a_held @ weight).numpy().reshape(pred[held].shape)
-    return points(pred, y, classes is not None)
+        _, _, (a_fit, a_held) = _standardised(z[torch.as_tensor(~held)],
+                                              z[torch.as_tensor(held)], classes=classes)
+        pred[fold] = _outputs(a_held, _weights(a_fit, y[~held], classes, strength), classes)
+    # the folds' predictions, concatenated, put back in the examples' order
+    order = np.concatenate([np.flatnonzero(labels == fold) for fold in range(folds)])
+    return points(np.concatenate(pred)[np.argsort(order)], y, classes is not None)
 
 
 def fit_linear(features: Sequence[torch.Tensor], targets: Sequence[np.ndarray],
@@ -173,6 +147,36 @@ def fit_linear(features: Sequence[torch.Tensor], targets: Sequence[np.ndarray],
     as for :func:`fit_readout`."""
     readout = fit_readout(features[0], targets[0], features[1], targets[1], classes, device)
     return readout.val_score, readout.score(features[2], targets[2])
+
+
+def _standardised(z_fit: torch.Tensor, *others: torch.Tensor, classes: int | None,
+                  device: torch.device | str | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """``z_fit``'s mean and std, and ``z_fit`` and ``others`` standardised by them with an
+    intercept column, on ``device`` (default ``z_fit``'s): float32 for L-BFGS (about half the
+    time of float64 here), float64 for ridge's normal equations (cheap either way)."""
+    dtype = torch.float32 if classes is not None else torch.float64
+    z_fit = torch.as_tensor(z_fit)
+    device = device or z_fit.device
+    z_fit = z_fit.to(device, dtype)
+    mean, std = z_fit.mean(0), z_fit.std(0).clamp_min(1e-6)
+    return mean, std, [_with_intercept((torch.as_tensor(z).to(device, dtype) - mean) / std)
+                       for z in (z_fit, *others)]
+
+
+def _weights(a: torch.Tensor, y: np.ndarray, classes: int | None, strength: float,
+             start: torch.Tensor | None = None) -> torch.Tensor:
+    """A readout's weights on the design ``a``: logistic regression (``classes``, from
+    ``start``) or ridge regression (None)."""
+    if classes is not None:
+        return logistic_weights(a, y, classes, strength, start=start)
+    return ridge_weights(a, y, strength)
+
+
+def _outputs(a: torch.Tensor, weight: torch.Tensor, classes: int | None) -> np.ndarray:
+    """What the readout ``weight`` predicts on the design ``a``: classes or values."""
+    out = a @ weight
+    return (out.argmax(1) if classes is not None else out).cpu().numpy()
 
 
 def _with_intercept(z: torch.Tensor) -> torch.Tensor:

@@ -108,7 +108,7 @@ class Candidate:
     def val_score(self) -> float:
         """The score the selection compares: the readout's on the validation split, or
         cross-validated (``cv_points``)."""
-        return self.readout.val_score if self.cv_points is None else float(self.cv_points.mean())
+        return float(self.val_points.mean())
 
     def test_score(self, features: Features) -> float:
         """The candidate's score on the test split (its readout is not fitted again)."""
