@@ -24,10 +24,22 @@ reqs=requirements.txt
 # install includes the runtime one.
 hash=$(cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 stamp_ok() { [[ "$(cat "$VENV/.installed-$1" 2>/dev/null)" == "$hash" ]]; }
-if ! stamp_ok dev && { (( DEV )) || ! stamp_ok runtime; }; then
-  say "installing Python packages from $reqs (first time: a few minutes, ~5 GB for torch)"
+# uv (from PyPI) installs the same pinned packages in a fifth of pip's time (36 s against
+# 180 s on a 2-core machine, docs/BENCHMARKS.md); where it cannot (an index only pip is
+# configured for, say), pip does. AMORTINV_INSTALLER=pip skips uv.
+install() {
+  if [[ "${AMORTINV_INSTALLER:-uv}" != pip ]] \
+      && "$VENV/bin/python" -m pip install -q uv==0.13.9 \
+      && "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" -r "$1"; then
+    return
+  fi
+  say "installing with pip (slower)"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -r "$reqs"
+  "$VENV/bin/python" -m pip install -q -r "$1"
+}
+if ! stamp_ok dev && { (( DEV )) || ! stamp_ok runtime; }; then
+  say "installing Python packages from $reqs (first time: a minute or more, ~5 GB for torch)"
+  install "$reqs"
   echo "$hash" > "$VENV/.installed-$( (( DEV )) && echo dev || echo runtime)"
 fi
 
