@@ -24,13 +24,16 @@ reqs=requirements.txt
 # install includes the runtime one.
 hash=$(cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 stamp_ok() { [[ "$(cat "$VENV/.installed-$1" 2>/dev/null)" == "$hash" ]]; }
-# uv (from PyPI) installs the same pinned packages in a fifth of pip's time (36 s against
-# 180 s on a 2-core machine, docs/BENCHMARKS.md); where it cannot (an index only pip is
-# configured for, say), pip does. AMORTINV_INSTALLER=pip skips uv.
+# uv (from PyPI) installs the same pinned packages in a third of pip's time (62 s against
+# 180 s on a 2-core machine, docs/BENCHMARKS.md), compiled to bytecode as pip does (without
+# it, every process that first imports torch compiles it: in CI, twice as slow and the GPU
+# slice's dry run out of time); where uv cannot (an index only pip is configured for, say),
+# pip does. AMORTINV_INSTALLER=pip skips uv.
 install() {
   if [[ "${AMORTINV_INSTALLER:-uv}" != pip ]] \
       && "$VENV/bin/python" -m pip install -q uv==0.13.9 \
-      && "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" -r "$1"; then
+      && "$VENV/bin/uv" pip install -q --compile-bytecode --python "$VENV/bin/python" \
+        -r "$1"; then
     return
   fi
   say "installing with pip (slower)"
