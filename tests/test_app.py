@@ -72,16 +72,25 @@ def test_probe_slider_moves_the_projection_and_reports_accuracy(app):
     assert all(at.session_state[f"probe-{g}"] == 0.0 for g in ("crop", "flip", "color", "blur"))
 
 
-def test_learning_runs_live_and_ends_with_scores(app):
-    at = app("learn")
+def learn(at, max_train: int, **choices):
+    """Start a 10-step Learn job on ``max_train`` examples (and ``choices``: selectbox key ->
+    value), wait for it, check it ended well, and return its snapshot."""
     at.number_input(key="learn-steps").set_value(10)
-    at.number_input(key="learn-max-train").set_value(300)
+    at.number_input(key="learn-max-train").set_value(max_train)
+    for key, value in choices.items():
+        at.selectbox(key=key).set_value(value)
     at.button[0].click().run()  # Start
     assert not at.exception, at.exception
     job = at.session_state["learn-job"]
     job.join(180)
     snap = job.snapshot()
     assert snap.error is None and not snap.cancelled
+    return snap
+
+
+def test_learning_runs_live_and_ends_with_scores(app):
+    at = app("learn")
+    snap = learn(at, 300)
     assert {GRADIENT, "all_ones", PLAIN, RAW} <= set(snap.result["scores"])  # plain: a baseline
     assert snap.result["selected_name"] in snap.result["val_scores"]
     at.run()
@@ -99,6 +108,16 @@ def test_learning_runs_live_and_ends_with_scores(app):
     stages = snap.result["stages"]
     assert "corners for the start" in spent and "learning" in spent and "baselines" in spent
     assert f"learning {stages['learning']:.{1 if stages['learning'] < 10 else 0}f} s" in spent
+
+
+def test_the_choice_can_be_cross_validated(app):
+    at = app("learn")
+    snap = learn(at, 200, **{"learn-folds": 5})
+    # 200 training examples and 20 for validation, pooled: every candidate scored on all 220
+    assert "cross-validated on 220 training and validation examples" in snap.result["reason"]
+    at.run()
+    assert not at.exception, at.exception
+    assert any(snap.result["reason"] in c.value for c in at.caption)
 
 
 def test_live_charts_redraw_once_per_validation_score_every_1_to_3_s():
