@@ -55,6 +55,7 @@ from amortinv.selection import (
     candidates,
     choose,
     corner_name,
+    cross_validated,
     within_noise,
 )
 from amortinv.settings import check_settings, setting
@@ -62,7 +63,7 @@ from amortinv.task import Task
 
 __all__ = ["GRADIENT", "Assessment", "DownstreamConfig", "Result", "Scored", "State", "Task",
            "TaskMismatch", "assess", "baselines", "corner_name", "evaluate_vector", "fit",
-           "learn", "prepare", "raw_input_score"]
+           "learn", "prepare", "raw_input_score", "usable_folds"]
 
 
 @dataclass
@@ -102,9 +103,11 @@ class DownstreamConfig:
     standardise: str = setting("batch", choices=("batch", "start"))  # the readout's statistics
     round_vector: bool = False  # round the learned vector to {0, 1} before scoring
     select: bool = True  # choose the final vector on validation among it and every corner
-    #: > 1: each candidate is scored for the selection (and the start) by cross-validation on
-    #: the training and validation splits pooled, in this many folds; 0: on validation alone
-    folds: int = setting(0, minimum=0)
+    #: > 1: each candidate is scored for the final choice by cross-validation on the training
+    #: and validation splits pooled, in this many folds (the start is still chosen on the
+    #: validation split, as in the held-out study that chose this default); 0: on validation
+    #: alone. A task with fewer than ``2 * folds`` such examples is scored on validation.
+    folds: int = setting(5, minimum=0)
     #: bf16 (where the device computes it fast, else fp32) for the learning steps and every
     #: score's features: about twice as fast on this CPU; results files record which was used
     precision: str = setting("bf16", choices=("fp32", "bf16"))
@@ -164,6 +167,9 @@ class Result:
     #: Where the gradient path started (:func:`start_name`): a corner by name, or
     #: ``config.init`` (every value there) as a number.
     start: str = ""
+    #: The folds the selection was cross-validated in (:func:`usable_folds`); 0: it was made
+    #: on the validation split.
+    folds: int = 0
 
     def to_json(self) -> dict:
         return {"task": self.task_name, "metric": self.metric, "learned": self.learned,
@@ -177,7 +183,7 @@ class Result:
                 "select_seconds": None if self.select_seconds is None
                 else round(self.select_seconds, 1),
                 "val_scores": {k: round(v, 4) for k, v in self.val_scores.items()},
-                "reason": self.reason, "start": self.start}
+                "reason": self.reason, "start": self.start, "folds": self.folds}
 
 
 class TaskMismatch(ValueError):
@@ -496,22 +502,30 @@ def corner_start(encoder: Encoder, task: Task, config: DownstreamConfig,
     only if it beats that by more than one standard error of its validation score (the
     selection's rule, :func:`amortinv.selection.within_noise`): on a small validation split the best
     corner is often best by chance, and a start there held the vector near a wrong corner.
-    ``init``: nothing is fitted; returns (``config.init`` everywhere, {})."""
+    ``init``: nothing is fitted; returns (``config.init`` everywhere, {}).
+
+    The start is chosen on the validation split even where ``config.folds`` cross-validates
+    the final choice: :func:`assess` cross-validates these corners then."""
     if config.start == "init":
         return encoder.space.to_dict(config.init), {}
     features = features or Features(encoder, task, config.precision)
     total = 2 ** len(encoder.space) + 1  # the gradient vector's score comes after learning
     fitted = {}
-    for done, candidate in enumerate(candidates(features, None, folds=config.folds), 1):
+    for done, candidate in enumerate(candidates(features, None), 1):
         fitted[candidate.name] = candidate
         yield Scored(done, total, candidate.name, "val", candidate.val_score)
     best = max(fitted.values(), key=lambda c: c.val_score)  # a tie: the corner met first
     if config.start == "clear":
-        centre = next(candidates(features, config.init, with_corners=False,
-                                 folds=config.folds))
+        centre = next(candidates(features, config.init, with_corners=False))
         if within_noise(best, centre):
             return centre.vector, fitted
     return best.vector, fitted
+
+
+def usable_folds(task: Task, folds: int) -> int:
+    """``folds``, or 0 (the validation split) where the training and validation splits
+    pooled hold fewer than two examples per fold."""
+    return folds if len(task.train.y) + len(task.val.y) >= 2 * folds else 0
 
 
 def start_name(space: InvarianceSpace, start: dict[str, float]) -> str:
@@ -527,8 +541,9 @@ def assess(encoder: Encoder, task: Task, learned: VectorLike, config: Downstream
            plain: Encoder | None = None, with_baselines: bool = True,
            features: Features | None = None, fitted: dict[str, Candidate] | None = None
            ) -> Generator[Scored | Selection, None, Assessment]:
-    """Select the task's vector on the validation split among the gradient vector ``learned``
-    and every corner (:mod:`amortinv.selection`), then score on the test split the gradient
+    """Select the task's vector among the gradient vector ``learned`` and every corner
+    (:mod:`amortinv.selection`), by cross-validation in ``config.folds`` folds
+    (:func:`usable_folds`) or on the validation split, then score on the test split the gradient
     vector, the selected one and, ``with_baselines``, every baseline
     (:mod:`amortinv.baselines`). Yields a :class:`Scored` per score, and the
     :class:`Selection` once it is made (between the two stages); returns the
@@ -537,8 +552,12 @@ def assess(encoder: Encoder, task: Task, learned: VectorLike, config: Downstream
     features = features or Features(encoder, task, config.precision)
     n_val = 1 + (2 ** len(encoder.space) if config.select else 0)
     fitted = dict(fitted or {}) if config.select else {}
-    pending = candidates(features, learned, config.select and not fitted, config.folds)
-    for done, candidate in enumerate(pending, len(fitted) + 1):
+    folds = usable_folds(task, config.folds)
+    pending = candidates(features, learned, config.select and not fitted, folds)
+    # the start's corners were scored on validation alone: cross-validated now, if asked
+    stale = [c for c in fitted.values() if folds > 1 and c.cv_points is None]
+    pending = itertools.chain(pending, (cross_validated(features, c, folds) for c in stale))
+    for done, candidate in enumerate(pending, len(fitted) - len(stale) + 1):
         fitted[candidate.name] = candidate
         yield Scored(done, n_val, candidate.name, "val", candidate.val_score)
     selection = choose(fitted, encoder.space)
@@ -563,8 +582,9 @@ def assess(encoder: Encoder, task: Task, learned: VectorLike, config: Downstream
 # -- everything -----------------------------------------------------------------------------------
 def fit(encoder: Encoder, task: Task | Dataset | str, config: DownstreamConfig | None = None,
         plain: Encoder | None = None, with_baselines: bool = True) -> Result:
-    """Learn ``task``'s invariance vector, select the final one on the validation split, score
-    both on the test split, and (``with_baselines``) every baseline.
+    """Learn ``task``'s invariance vector, select the final one (by cross-validation, or on
+    the validation split: ``config.folds``), score both on the test split, and
+    (``with_baselines``) every baseline.
 
     ``task`` is a registry name, ``folder:PATH``, a :class:`Dataset`, or a :class:`Task`
     already made by :func:`prepare` with the same ``config`` (it is not prepared again)."""
@@ -603,7 +623,8 @@ def fit(encoder: Encoder, task: Task | Dataset | str, config: DownstreamConfig |
                   select_seconds=select_seconds,
                   val_scores={k: c.val_score for k, c in selection.candidates.items()},
                   reason=selection.reason(),
-                  start=start_name(encoder.space, begin))
+                  start=start_name(encoder.space, begin),
+                  folds=usable_folds(prepared, config.folds))
 
 
 def finish(run: Generator):

@@ -19,7 +19,7 @@ from amortinv.selection import best_name
 #: The columns before the baselines' (which follow in alphabetical order), then ``error``.
 FIELDS = ["task", "needs", "metric", "learned", "learned_score", "val_score", "selected_name",
           "selected", "selected_score", "selected_val", "rounded", "start", "precision",
-          "select_seconds", "seconds", "reason", "val_scores"]
+          "select_seconds", "seconds", "reason", "val_scores", "folds"]
 _JSON = ("learned", "selected", "val_scores")
 _TEXT = ("task", "needs", "metric", "selected_name", "rounded", "start", "precision", "reason",
          "error")
@@ -85,19 +85,34 @@ def oracle(row: dict) -> tuple[str, float]:
     return best, corners[best]
 
 
+def folds_of(rows: list[dict]) -> int | None:
+    """The folds the rows' selections cross-validated in (0: on the validation split, as in
+    files from before the ``folds`` column), or None where the rows differ."""
+    folds = {int(r.get("folds") or 0) for r in rows}
+    return folds.pop() if len(folds) == 1 else None
+
+
+def selected_header(rows: list[dict]) -> str:
+    """The selected column's header: how the rows' selections scored their candidates."""
+    folds = folds_of(rows)
+    how = ("chosen without the test split" if folds is None else
+           f"cross-validated, {folds} folds" if folds else "chosen on validation")
+    return f"selected ({how})"
+
+
 def table(rows: Iterable[dict]) -> str:
     """The suite's Markdown table: per task, the gradient-learned vector and its score, the
-    selected vector (chosen on validation) and its score, the oracle corner, all ones, all
-    zeros, plain, raw input, and the seconds to the selected vector's score and for the row."""
+    selected vector (chosen by cross-validation or on validation, as the rows record) and its
+    score, the oracle corner, all ones, all zeros, plain, raw input, and the seconds to the
+    selected vector's score and for the row."""
+    rows = [r for r in rows if "error" not in r]
     lines = [
-        "| task | needs | metric | gradient-learned vector | gradient-learned | selected "
-        "(chosen on validation) | best corner (oracle: picked on test) | all ones | all zeros "
+        "| task | needs | metric | gradient-learned vector | gradient-learned | "
+        f"{selected_header(rows)} | best corner (oracle: picked on test) | all ones | all zeros "
         "| plain | raw linear | s to selected | s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        if "error" in r:
-            continue
         b = r["baselines"]
         best, best_score = oracle(r)
         plain = f"{b['plain']:.3f}" if "plain" in b else "—"
@@ -233,9 +248,10 @@ _STUDY_RULES = (("best on validation", "best_score"), ("one standard error", "on
 
 
 def rules_table(suites: dict[str, list[dict]]) -> str:
-    """The one-standard-error rule (the suite's ``selected``) against the best candidate on
-    validation (:func:`best_on_validation`) and the gradient-learned vector kept without a
-    selection, all scored on the test split of the same runs:
+    """The one-standard-error rule (the suite's ``selected``) against the best candidate
+    (:func:`best_on_validation`; both as the suite scored them, :func:`folds_of`) and the
+    gradient-learned vector kept without a selection, all scored on the test split of the
+    same runs:
     per suite, the mean score, the tasks within 1 point of the oracle corner and those below
     all ones. Rows without validation scores (older files) are left out."""
     lines = list(_RULES_HEADER)
@@ -245,10 +261,13 @@ def rules_table(suites: dict[str, list[dict]]) -> str:
             continue
         oracles = [oracle(r)[1] for r in rows]
         ones = [r["baselines"]["all_ones"] for r in rows]
-        lines.append(_rule_line(suite, "best on validation", [
+        folds = folds_of(rows)
+        how = f", cross-validated ({folds} folds)" if folds else ""
+        best, one_se = (f"best{how}" if how else "best on validation", f"one standard error{how}")
+        lines.append(_rule_line(suite, best, [
             candidate_test_score(r, best_on_validation(r)) for r in rows], oracles, ones))
-        lines.append(_rule_line(suite, "one standard error",
-                                [r["selected_score"] for r in rows], oracles, ones))
+        lines.append(_rule_line(suite, one_se, [r["selected_score"] for r in rows], oracles,
+                                ones))
         lines.append(_rule_line(suite, _NO_SELECTION,
                                 [r["learned_score"] for r in rows], oracles, ones))
     return "\n".join(lines) + "\n"

@@ -41,6 +41,7 @@ from amortinv.downstream import (
     learn,
     prepare,
     start_name,
+    usable_folds,
 )
 from amortinv.models import Encoder
 from amortinv.selection import Features, Selection
@@ -251,8 +252,9 @@ def assessed_stage(record: Scored | Selection) -> str:
 def learning_job(encoder: Encoder, task: Task | Dataset | str, config: DownstreamConfig,
                  plain: Encoder | None = None, alive: Callable[[], bool] | None = None
                  ) -> Job:
-    """Learn ``task``'s vector in the background, select the final vector on the validation
-    split, then score on the test split the gradient-learned vector, the selected one, every
+    """Learn ``task``'s vector in the background, select the final vector (by
+    cross-validation or on the validation split, ``config.folds``; the result's ``folds``),
+    then score on the test split the gradient-learned vector, the selected one, every
     corner, the ``plain`` encoder (if given, as :data:`PLAIN`) and the raw input (:data:`RAW`):
     :func:`amortinv.downstream.assess`, so the corners' features serve both the selection and
     their own scores.
@@ -277,7 +279,8 @@ def learning_job(encoder: Encoder, task: Task | Dataset | str, config: Downstrea
         laps = Laps()
         prepared = task if isinstance(task, Task) else prepare(encoder, task, config)
         job.set_result(task=prepared.data.name, metric=prepared.metric, note=prepared.note,
-                       steps=config.steps, stages=laps("preparing"))
+                       steps=config.steps, folds=usable_folds(prepared, config.folds),
+                       stages=laps("preparing"))
         scores: dict[str, dict[str, float]] = {"val": {}, "test": {}}
 
         def published(run: Generator, stage: Callable[[Scored | Selection], str]

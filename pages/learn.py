@@ -11,9 +11,6 @@ from amortinv.downstream import DownstreamConfig
 from amortinv.selection import corners
 from amortinv.workers import STAGES, Scored, learning_job
 
-#: The folds of "choose by: cross-validation" (those of the held-out study, docs/DOWNSTREAM.md).
-CV_FOLDS = 5
-
 encoder, dataset, path, _ = ui.page("Learn invariances", with_dataset=False)
 space = encoder.space
 
@@ -90,17 +87,19 @@ with st.expander("Settings", expanded=False):
                               f"there, else at {defaults.init:g}; **best corner**: always "
                               f"there; **{starts['init']}**: {defaults.init:g} everywhere, "
                               "between the corners, nothing scored first.")
-    choosers = {0: "the validation split", CV_FOLDS: f"cross-validation ({CV_FOLDS} folds)"}
+    cv = defaults.folds  # the held-out study's folds (docs/DOWNSTREAM.md)
+    choosers = {cv: f"cross-validation ({cv} folds)", 0: "the validation split"}
     folds = c6.selectbox("choose by", list(choosers), format_func=choosers.get,
                          key="learn-folds",
                          help="How the vectors (the gradient-learned one, its rounding, every "
-                              "corner) are compared, for the start and the final choice. "
-                              "**Cross-validation**: each one's readout is refitted on all "
-                              f"but one of {CV_FOLDS} parts of the training and validation "
-                              "examples pooled, and scored on the part left out, so every "
-                              "example counts: steadier on small tasks and uploads (on "
-                              "held-out data, within a point of the best corner on 19 of 23 "
-                              "tasks, against 14), about a third more time on a "
+                              "corner) are compared for the final choice (the start is "
+                              "chosen on the validation split). **Cross-validation** (the "
+                              "default): each one's readout is refitted on all but one of "
+                              f"{cv} parts of the training and validation examples pooled, "
+                              "and scored on the part left out, so every example counts: "
+                              "steadier on small tasks and uploads (on held-out data, within "
+                              "a point of the best corner on 19 of 23 tasks, against 14). "
+                              "**The validation split**: about a quarter less time on a "
                               "5,000-example task.")
 config = DownstreamConfig(steps=int(steps), max_train=int(max_train), lr_invariance=lr,
                           parameterisation=param, start=start, max_test=2000, folds=folds)
@@ -153,15 +152,17 @@ def status(snapshot, opening, states, scored) -> None:
     else:
         last = scored[-1] if scored else None
         done, of = (last.done, last.total) if last else (0, len(space.corners(min_on=0)) + 1)
-        what = ("choosing the vector on the validation split" if last is None
-                or last.split == "val" else "scoring on the test split")
+        folds = result.get("folds", 0)
+        what = ((f"choosing the vector by cross-validation ({folds} folds)" if folds
+                 else "choosing the vector on the validation split")
+                if last is None or last.split == "val" else "scoring on the test split")
         after = f" (last: {charts.score_label(last.name)})" if last else ""
         st.progress(done / of, text=f"**{name}**: {what}, {done} of {of}{after} · "
                                     f"{seconds:.0f} s")
 
 
 STAGE_LABELS = dict(zip(STAGES, ("preparing the data", "corners for the start", "learning",
-                                 "selection on validation", "test scores",
+                                 "the selection", "test scores",
                                  "baselines (plain, raw input, kNN)"), strict=True))
 
 
@@ -225,15 +226,16 @@ def draw(snapshot) -> None:
             f"**{charts.GRADIENT_LABEL}**: where gradient descent on the vector ended (the "
             "best point of its path on the validation split"
             + started(result.get("start"), scored_first=bool(opening))
-            + "). **selected**: the vector kept "
-            "for the task, chosen on the validation split among that vector and every corner "
-            "(each scored with a fresh linear readout); the best there wins only if it beats "
-            "all ones, then the gradient-learned vector, by more than one standard error of "
-            "its validation score. **Corners** switch each group fully on (1) or off (0): 'crop + "
-            "flip' = crop and flip at 1, the rest at 0; 'all ones' is standard SimCLR-style "
-            "invariance. **plain**: the encoder trained without a "
-            "vector on the same data. **raw input**: the same readout on pixels or log-mel "
-            "spectrograms.")
+            + "). **selected**: the vector kept for the task, chosen "
+            + (f"by {result['folds']}-fold cross-validation on the training and validation "
+               "examples" if result.get("folds") else "on the validation split")
+            + " among that vector and every corner (each scored with a fresh linear readout); "
+            "the best there wins only if it beats all ones, then the gradient-learned vector, "
+            "by more than one standard error of its score. **Corners** switch each group "
+            "fully on (1) or off (0): 'crop + flip' = crop and flip at 1, the rest at 0; "
+            "'all ones' is standard SimCLR-style invariance. **plain**: the encoder trained "
+            "without a vector on the same data. **raw input**: the same readout on pixels or "
+            "log-mel spectrograms.")
 
 
 if job is not None:

@@ -121,8 +121,6 @@ def gradients() -> str:
 
 #: The colour suite's two halves (run side by side on the two cores).
 COLOUR = ("downstream-colour-a", "downstream-colour-b")
-#: The colour suite again with cross-validated selection (``--folds 5``).
-COLOUR_CV = ("downstream-colour-cv-a", "downstream-colour-cv-b")
 
 #: The grey-image suite's halves: on the app's width-8 encoder, and on width 16 (the plain
 #: encoder's width).
@@ -157,8 +155,6 @@ BLOCKS = {
         "FiLM": suite_rows("downstream-film")}),
     "colour": lambda: suite_table(*COLOUR),
     "colour-targets": lambda: colour_targets(*COLOUR),
-    "colour-cv": lambda: suite_table(*COLOUR_CV),
-    "colour-cv-targets": lambda: colour_targets(*COLOUR_CV),
     **{name: functools.partial(selection_study, name)
        for name in ("selection-study", "selection-study-clear", "selection-study-paired",
                     "selection-study-cv")},

@@ -110,14 +110,17 @@ def test_learning_runs_live_and_ends_with_scores(app):
     assert f"learning {stages['learning']:.{1 if stages['learning'] < 10 else 0}f} s" in spent
 
 
-def test_the_choice_can_be_cross_validated(app):
+def test_the_choice_is_cross_validated_or_made_on_the_validation_split(app):
     at = app("learn")
-    snap = learn(at, 200, **{"learn-folds": 5})
+    snap = learn(at, 200)  # the default: cross-validated
     # 200 training examples and 20 for validation, pooled: every candidate scored on all 220
     assert "cross-validated on 220 training and validation examples" in snap.result["reason"]
     at.run()
     assert not at.exception, at.exception
     assert any(snap.result["reason"] in c.value for c in at.caption)
+    assert any("chosen by 5-fold cross-validation" in c.value for c in at.caption)
+    snap = learn(at, 200, **{"learn-folds": 0})
+    assert snap.result["folds"] == 0 and " on validation)" in snap.result["reason"]
 
 
 def test_live_charts_redraw_once_per_validation_score_every_1_to_3_s():

@@ -216,8 +216,9 @@ def test_stop_still_scores_what_was_learned_and_cancel_ends_it(page, server):
     # all ones has its bar, named "selected (all ones)" when the rule kept it
     for label in ("plain", "raw input", r"(selected \()?all ones\)?", "gradient-learned"):
         expect(bars.filter(has_text=re.compile(f"^{label}$"))).to_have_count(1)
-    # Why the selected vector was kept, with its validation score
-    expect(page.get_by_text(re.compile(r"Selected: .+ \(\d\.\d{3} on validation\)"))
+    # Why the selected vector was kept, with its cross-validated score (the default)
+    expect(page.get_by_text(re.compile(
+        r"Selected: .+ \(\d\.\d{3} cross-validated on [\d,]+ training and validation examples\)"))
            ).to_be_visible()
     page.mouse.move(0, 0)  # no tooltip in the picture
     page.screenshot(path=SHOTS / "learn.png", full_page=True)

@@ -265,9 +265,9 @@ def test_results_files_round_trip_and_say_where_targets_are_missed(tmp_path):
            "learned_score": 0.70, "val_score": 0.7, "selected_name": "all_ones",
            "selected": {"crop": 1.0}, "selected_score": 0.745, "selected_val": 0.8,
            "rounded": "all_zeros", "start": "all_ones", "precision": "fp32", "select_seconds": 75.0,
-           "seconds": 200.0, "reason": "all_ones (0.800 on validation): the best",
+           "seconds": 200.0, "reason": "all_ones (0.800 cross-validated on 90 ...): the best",
            "val_scores": {"gradient": 0.7, "all_ones": 0.8, "all_zeros": 0.79},
-           "baselines": {"all_ones": 0.745, "all_zeros": 0.76, "raw_linear": 0.5}}
+           "baselines": {"all_ones": 0.745, "all_zeros": 0.76, "raw_linear": 0.5}, "folds": 5}
     path = tmp_path / "r.csv"
     results.write_csv(path, [row, {"task": "broken", "error": "no data"}])
     back = results.read_csv(path)
@@ -279,6 +279,12 @@ def test_results_files_round_trip_and_say_where_targets_are_missed(tmp_path):
     assert missed["seconds to selected <= 60"] == ["t (75 s)"]
     assert "| t | n | accuracy | crop 0.20 | 0.700 | **0.745** (all_ones) | 0.760 (all_zeros)" \
         in results.table(back)
+    # the selected column says how the candidates were scored: the rows' folds
+    assert "| selected (cross-validated, 5 folds) |" in results.table(back)
+    older = [{k: v for k, v in back[0].items() if k != "folds"}]  # a file from before folds
+    assert "| selected (chosen on validation) |" in results.table(older)
+    assert "| selected (chosen without the test split) |" in results.table([*back, *older])
+    assert "| s | 1 | best, cross-validated (5 folds) |" in results.rules_table({"s": back})
 
 
 def test_the_colour_targets_name_the_tasks_that_miss_them():

@@ -139,9 +139,10 @@ def wait_for_steps(job, n: int) -> None:
         time.sleep(0.02)
 
 
-def test_a_corner_start_scores_the_corners_first_and_learns_from_the_best_one():
+@pytest.mark.parametrize("folds", [0, 5])
+def test_a_corner_start_scores_the_corners_first_and_learns_from_the_best_one(folds):
     enc = small_encoder()
-    config = DownstreamConfig(steps=4, eval_every=2, max_train=300, start="corner")
+    config = DownstreamConfig(steps=4, eval_every=2, max_train=300, start="corner", folds=folds)
     job = learning_job(enc, prepare(enc, "sklearn-digits", config), config).start()
     job.join(120)
     snap = job.snapshot()
@@ -153,11 +154,17 @@ def test_a_corner_start_scores_the_corners_first_and_learns_from_the_best_one():
     assert [r.done for r in opening] == list(range(1, 17)) and opening[0].total == 17
     best = max(opening, key=lambda r: r.score)  # a tie: the corner met first
     assert snap.result["start"] == best.name
-    # The corners' readouts are reused: after learning, only the gradient vector is fitted.
+    # The corners' readouts are reused: after learning, only the gradient vector is fitted;
+    # cross-validated, the start's corners (scored on validation) are cross-validated then.
     after = [r for r in snap.records[first:] if isinstance(r, Scored) and r.split == "val"]
-    assert [(r.name, r.done, r.total) for r in after] == [(GRADIENT, 17, 17)]
-    assert set(snap.result["val_scores"]) == {GRADIENT} | corners
-    assert snap.result["val_scores"][best.name] == best.score
+    assert snap.result["folds"] == folds and set(snap.result["val_scores"]) == {GRADIENT} | corners
+    if folds:
+        assert [(r.done, r.total) for r in after] == [(k, 17) for k in range(1, 18)]
+        assert after[0].name == GRADIENT and {r.name for r in after[1:]} == corners
+        assert "cross-validated on 330 training and validation examples" in snap.result["reason"]
+    else:
+        assert [(r.name, r.done, r.total) for r in after] == [(GRADIENT, 17, 17)]
+        assert snap.result["val_scores"][best.name] == best.score
 
 
 def test_stop_ends_the_learning_but_still_scores_what_was_learned():
