@@ -17,6 +17,7 @@ from amortinv.downstream import (
     learn,
     prepare,
     start_name,
+    usable_folds,
 )
 from amortinv.invariance import GREY
 from amortinv.readout import LinearReadout
@@ -91,6 +92,15 @@ def test_cross_validated_selection_weighs_every_training_and_validation_example(
         "cross-validated" in crossed.reason()
     with pytest.raises(ValueError, match="folds"):
         DownstreamConfig(folds=1)
+
+
+def test_a_task_too_small_to_cross_validate_is_chosen_on_its_validation_split(mirror_encoder):
+    enc = mirror_encoder(8)
+    config = DownstreamConfig(steps=2, eval_every=1, warmup=2, start="init")  # folds: 5
+    result = fit(enc, sided_task(n_train=9, n_test=10), config, with_baselines=False)
+    assert config.folds == 5 and result.folds == 0  # 9 examples pooled: fewer than 2 a fold
+    assert " on validation)" in result.reason and "cross-validated" not in result.reason
+    assert usable_folds(prepare(enc, sided_task(n_train=10, n_test=10), config), 5) == 5
 
 
 def candidate(name: str, right: list[int]) -> Candidate:
