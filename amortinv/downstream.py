@@ -15,8 +15,10 @@ stages:
    data and the best point of the path is kept. A generator: it yields the live state, so an
    app can draw it and stop it.
 2. :func:`assess`, first half — validated selection (:mod:`amortinv.selection`): the final
-   vector is chosen on the validation split among the gradient path's best, its rounding to a
-   corner, and every corner, each scored by a fresh linear readout (:mod:`amortinv.readout`).
+   vector is chosen among the gradient path's best, its rounding to a corner, and every
+   corner, each scored by a fresh linear readout (:mod:`amortinv.readout`), cross-validated
+   on the training and validation splits pooled (``DownstreamConfig.folds``) or on the
+   validation split alone.
 3. :func:`assess`, second half — the gradient-learned and the selected vector are scored once
    on the test split, and every baseline (:mod:`amortinv.baselines`) when asked.
 
@@ -102,7 +104,7 @@ class DownstreamConfig:
     warmup: int = setting(200, minimum=0)  # readout-only steps on the start vector's features
     standardise: str = setting("batch", choices=("batch", "start"))  # the readout's statistics
     round_vector: bool = False  # round the learned vector to {0, 1} before scoring
-    select: bool = True  # choose the final vector on validation among it and every corner
+    select: bool = True  # choose the final vector among it and every corner (``folds``)
     #: > 1: each candidate is scored for the final choice by cross-validation on the training
     #: and validation splits pooled, in this many folds (the start is still chosen on the
     #: validation split, as in the held-out study that chose this default); 0: on validation
@@ -147,7 +149,7 @@ class Result:
     baselines: dict[str, float]
     history: list[dict]
     seconds: float
-    #: The vector chosen on the validation split (:mod:`amortinv.selection`): the gradient
+    #: The vector chosen without the test split (:mod:`amortinv.selection`): the gradient
     #: vector itself ("gradient") or a corner, by name; its test and validation scores.
     selected: dict[str, float] = field(default_factory=dict)
     selected_name: str = GRADIENT

@@ -1,4 +1,4 @@
-"""Validated selection: the final invariance vector is chosen on the validation split.
+"""Validated selection: the final invariance vector is chosen without the test split.
 
 Gradient descent on the vector (:func:`amortinv.downstream.learn`) finds a good direction, but
 on a short budget it can stop between corners, and the encoder was trained on corners. So the
@@ -117,7 +117,8 @@ class Candidate:
 
 @dataclass
 class Selection:
-    """Every candidate, by name, and the one chosen on the validation split."""
+    """Every candidate, by name, and the one chosen (on the validation split, or
+    cross-validated)."""
 
     candidates: dict[str, Candidate]
     chosen: Candidate

@@ -1,5 +1,6 @@
-"""Validated selection: the final vector is chosen on the validation split, never the test
-split, among the gradient vector and every corner; each vector is encoded once."""
+"""Validated selection: the final vector is chosen on the validation split or by
+cross-validation, never on the test split, among the gradient vector and every corner; each
+vector is encoded once."""
 
 import numpy as np
 import pytest
