@@ -13,6 +13,8 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+
 from amortinv.invariance import describe
 from amortinv.selection import best_name
 
@@ -286,6 +288,84 @@ def selection_study_table(rows: list[dict]) -> str:
             if all(r.get(key) for r in mine):
                 lines.append(_rule_line(suite, rule, [float(r[key]) for r in mine], oracles,
                                         ones))
+    return "\n".join(lines) + "\n"
+
+
+# -- the oracle's luck (scripts/oracle_gap.py) ------------------------------------------------
+#: The columns of scripts/oracle_gap.py's files.
+GAP_FIELDS = ["suite", "task", "metric", "test_examples", "selected_name", "selected_score",
+              "oracle_name", "oracle_score", "gap", "picked_gap", "honest_gap", "honest_se",
+              "reproduced"]
+
+
+def oracle_gaps(corner_points: dict[str, np.ndarray], selected: np.ndarray, halves: int = 500,
+                seed: int = 0) -> dict[str, float]:
+    """How far the oracle corner is ahead of the selected vector on the test split, and how
+    much of that lead is the oracle's luck: it is picked on the split it is scored on.
+    ``corner_points`` holds each corner's per-example test shares
+    (:func:`amortinv.readout.points`), ``selected`` the selected vector's.
+
+    ``gap`` is the best corner's score minus the selected one's, as in the suite's tables.
+    Over ``halves`` random halves of the test split: ``picked_gap``, the same with the corner
+    picked and scored on one half (as lucky as ``gap``, at half the size), and
+    ``honest_gap``, the corner picked on one half and scored on the other, so that its luck
+    does not count (half by half the picked gap is never below it; their difference is the
+    oracle's luck), with ``honest_se``, one standard error of that paired difference on a
+    half (the test split's own noise, which no selection can beat).
+
+        >>> rng = np.random.default_rng(0)
+        >>> same = {f"c{i}": (rng.random(400) < 0.8).astype(float) for i in range(16)}
+        >>> g = oracle_gaps(same, same["c0"])     # 16 corners, all as good in truth
+        >>> g["picked_gap"] - g["honest_gap"] > 0.03, abs(g["honest_gap"]) < 2 * g["honest_se"]
+        (True, True)
+    """
+    points = np.stack([np.asarray(v, dtype=np.float64) for v in corner_points.values()])
+    selected = np.asarray(selected, dtype=np.float64)
+    n = points.shape[1]
+    order = np.argsort(np.random.default_rng(seed).random((halves, n)), axis=1)
+    first = np.zeros((halves, n))
+    np.put_along_axis(first, order[:, : n // 2], 1.0, axis=1)
+    second, size = 1.0 - first, n - n // 2
+    on_first = points @ first.T / (n // 2)  # (corners, halves)
+    on_second = points @ second.T / size
+    selected_second = second @ selected / size
+    # the corner picked on each first half, against the selected vector on the second half
+    diff = points[on_first.argmax(0)] - selected  # (halves, n)
+    honest = (diff * second).sum(1) / size
+    spread = ((diff - honest[:, None]) ** 2 * second).sum(1) / max(size - 1, 1)
+    return {"gap": float(points.mean(1).max() - selected.mean()),
+            "picked_gap": float((on_second.max(0) - selected_second).mean()),
+            "honest_gap": float(honest.mean()),
+            "honest_se": float(np.sqrt(spread / size).mean())}
+
+
+def read_gaps(paths: Iterable[Path]) -> list[dict]:
+    """The rows of scripts/oracle_gap.py's CSV files, numbers as numbers."""
+    rows = []
+    for path in paths:
+        with open(path, newline="") as f:
+            for raw in csv.DictReader(f):
+                rows.append({k: v if k in ("suite", "task", "metric", "selected_name",
+                                           "oracle_name") else float(v) for k, v in raw.items()})
+    return rows
+
+
+def gap_table(rows: Iterable[dict]) -> str:
+    """The oracle's lead over the selected vector, as the suite's table has it and with the
+    oracle's luck taken out (:func:`oracle_gaps`), per task; classification gaps also in test
+    examples."""
+    lines = ["| suite | task | test examples | selected | oracle (picked on test) | gap "
+             "| gap, oracle picked and scored on a half | gap, oracle picked on the other half "
+             "| its standard error |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        n = int(r["test_examples"])
+        examples = f" ({round(r['gap'] * n)} of {n})" if r["metric"] == "accuracy" else ""
+        lines.append(
+            f"| {r['suite']} | {r['task']} | {n} | {r['selected_score']:.3f} "
+            f"({r['selected_name']}) | {r['oracle_score']:.3f} ({r['oracle_name']}) | "
+            f"{r['gap']:+.3f}{examples} | {r['picked_gap']:+.3f} | {r['honest_gap']:+.3f} | "
+            f"{r['honest_se']:.3f} |")
     return "\n".join(lines) + "\n"
 
 

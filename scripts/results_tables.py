@@ -138,6 +138,17 @@ def selection_study(name: str) -> str:
     return results.selection_study_table(list(csv.DictReader((RESULTS / f"{name}.csv").open())))
 
 
+#: scripts/oracle_gap.py's files, one per suite, in the suites' order.
+GAPS = ("oracle-gap-images-a", "oracle-gap-images-b", "oracle-gap-images-w16-a",
+        "oracle-gap-colour-b", "oracle-gap-audio")
+
+
+def oracle_gap() -> str:
+    """The oracle's lead over the selected vector, with and without its luck."""
+    return results.gap_table(results.read_gaps(RESULTS / f"{n}.csv" for n in GAPS
+                                               if (RESULTS / f"{n}.csv").exists()))
+
+
 #: Block name -> the function that renders it.
 BLOCKS = {
     "images": lambda: suite_table(*IMAGES),
@@ -155,6 +166,7 @@ BLOCKS = {
         "FiLM": suite_rows("downstream-film")}),
     "colour": lambda: suite_table(*COLOUR),
     "colour-targets": lambda: colour_targets(*COLOUR),
+    "oracle-gap": oracle_gap,
     **{name: functools.partial(selection_study, name)
        for name in ("selection-study", "selection-study-clear", "selection-study-paired",
                     "selection-study-cv")},

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import amortinv
-from amortinv import checkpoint
+from amortinv import checkpoint, results
 from amortinv.pretrain import Trainer, preset
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
@@ -107,3 +107,23 @@ def test_the_docs_tables_are_the_results_files(script, tmp_path, monkeypatch):
     assert tables.main([]) == 0 and tables.main(["--check"]) == 0
     text = doc.read_text()
     assert "hand-edited" not in text and "| fashion-mnist |" in text and text.startswith("before")
+
+
+def test_oracle_gap_scores_the_suites_corners_again_and_splits_the_test_split(script, tmp_path,
+                                                                            capsys):
+    gap = script("oracle_gap")
+    root = SCRIPTS.parent
+    suite = root / "docs" / "results" / "downstream-images-a.csv"
+    common = ["--checkpoint", str(root / "checkpoints" / "fmnist-hyper4-w8-cpu"),
+              "--results", str(suite), "--out", str(tmp_path / "gap")]
+    assert gap.main([*common, "--tasks", "no-such-task"]) == 1
+    assert "not a scored task" in capsys.readouterr().err  # and the file's tasks are named
+    assert gap.main([*common, "--tasks", "sklearn-digits", "--halves", "50"]) == 0
+    (row,) = results.read_gaps([tmp_path / "gap.csv"])
+    (file_row,) = [r for r in results.read_csv(suite) if r["task"] == "sklearn-digits"]
+    # the suite's readouts again: its test scores within an example or two of the file's
+    assert row["reproduced"] <= 2 / row["test_examples"]
+    assert row["selected_score"] == pytest.approx(file_row["selected_score"], abs=0.006)
+    assert row["gap"] == pytest.approx(row["oracle_score"] - row["selected_score"], abs=1e-3)
+    assert row["picked_gap"] >= row["honest_gap"] and row["honest_se"] > 0
+    assert "| sklearn-digits | 359 |" in (tmp_path / "gap.md").read_text()

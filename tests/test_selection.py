@@ -355,6 +355,34 @@ def test_the_rules_table_scores_every_rule_from_the_same_files():
     assert len(lines) == 5  # rows without validation scores are left out
 
 
+def test_the_oracle_gap_takes_the_oracles_luck_out_of_its_lead():
+    rng = np.random.default_rng(1)
+    n = 600
+
+    def corner(p):  # each test example right with probability p
+        return (rng.random(n) < p).astype(float)
+
+    # 16 corners as good as the selected vector in truth: the oracle leads by its luck only
+    same = {f"c{i}": corner(0.8) for i in range(16)}
+    chosen = corner(0.8)
+    luck = results.oracle_gaps(same, chosen, halves=300)
+    assert luck["gap"] == pytest.approx(max(v.mean() for v in same.values()) - chosen.mean())
+    assert luck["picked_gap"] > luck["honest_gap"] + 0.02  # picked on the half it scores
+    assert abs(luck["honest_gap"]) < 2 * luck["honest_se"]
+    # one corner 15 points better in truth: its lead survives the honest split
+    better = same | {"better": corner(0.95)}
+    real = results.oracle_gaps(better, chosen, halves=300)
+    assert real["honest_gap"] > 0.10 and real["honest_gap"] > 3 * real["honest_se"]
+    assert results.oracle_gaps(better, chosen, halves=300) == real  # seeded
+
+    rows = [{"suite": "s", "task": "t", "metric": "accuracy", "test_examples": n,
+             "selected_name": "gradient", "selected_score": chosen.mean(),
+             "oracle_name": "better", "oracle_score": better["better"].mean(), **real,
+             "reproduced": 0.0}]
+    line = results.gap_table(rows).splitlines()[2]
+    assert line.startswith("| s | t | 600 | ") and f"of {n})" in line
+
+
 def test_the_selection_study_is_summarised_per_suite_and_rule():
     def row(suite, best, one_se, ones, oracle):
         return {"suite": suite, "best_score": str(best), "one_se_score": str(one_se),

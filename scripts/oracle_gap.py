@@ -1,0 +1,110 @@
+"""How much of the oracle corner's lead over the selected vector is the oracle's luck.
+
+    python scripts/oracle_gap.py --checkpoint checkpoints/audio-hyper4-cpu \\
+        --results docs/results/downstream-audio.csv --out docs/results/oracle-gap-audio
+
+The suite's "best corner" is picked on the test split it is scored on, so on a small test
+split it is ahead of any vector chosen without that split partly by luck. For each task of a
+suite's results file (by default those whose selected vector is more than a point below the
+oracle), this fits every corner's readout and the selected vector's again, as the suite did
+(the same task, precision and readouts: ``reproduced`` is the largest difference from the
+file's test scores), keeps each test example's share of each score, and splits the test
+split in random halves (:func:`amortinv.results.oracle_gaps`): the oracle picked on one half
+and scored on the other is the lead without the luck. OUT.csv and OUT.md hold one row a task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import amortinv
+from amortinv import results
+from amortinv.checkpoint import CheckpointError
+from amortinv.cli import add_config_arguments, config_values
+from amortinv.downstream import DownstreamConfig, prepare
+from amortinv.models import Encoder
+from amortinv.readout import points
+from amortinv.selection import GRADIENT, Features, candidates
+
+
+def missed(rows: list[dict]) -> list[str]:
+    """The tasks whose selected vector is more than the target's point below the oracle."""
+    return [r["task"] for r in rows if "error" not in r and r["selected_score"]
+            < results.oracle(r)[1] - results.SELECTED_BELOW_ORACLE - 1e-9]
+
+
+def gap_row(encoder: Encoder, row: dict, suite: str, config: DownstreamConfig,
+            halves: int) -> dict:
+    """``row``'s task again: every corner's and the selected vector's test shares, and the
+    oracle's lead over the selected vector with and without its luck."""
+    task = prepare(encoder, row["task"], config)
+    features = Features(encoder, task, row["precision"])
+    shares = {}
+    for candidate in candidates(features, row["learned"]):
+        test = features(candidate.vector, "test")
+        shares[candidate.name] = points(candidate.readout.predict(test), task.test.y,
+                                        task.classification)
+    file_scores = row["baselines"] | {GRADIENT: row["learned_score"]}
+    reproduced = max(abs(float(v.mean()) - file_scores[k]) for k, v in shares.items())
+    corner_shares = {k: v for k, v in shares.items() if k != GRADIENT}
+    oracle = max(corner_shares, key=lambda k: corner_shares[k].mean())
+    selected = shares[row["selected_name"]]
+    return {"suite": suite, "task": row["task"], "metric": row["metric"],
+            "test_examples": len(selected), "selected_name": row["selected_name"],
+            "selected_score": float(selected.mean()), "oracle_name": oracle,
+            "oracle_score": float(corner_shares[oracle].mean()),
+            **results.oracle_gaps(corner_shares, selected, halves), "reproduced": reproduced}
+
+
+def write(out: Path, rows: list[dict], command: str) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_suffix(".csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(results.GAP_FIELDS)
+        for r in rows:
+            writer.writerow([f"{r[k]:.4f}" if isinstance(r[k], float) else r[k]
+                             for k in results.GAP_FIELDS])
+    out.with_suffix(".md").write_text(f"Command: `{command}`\n\n{results.gap_table(rows)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="the encoder the suite ran")
+    parser.add_argument("--results", required=True, help="the suite's results CSV")
+    parser.add_argument("--tasks", nargs="*",
+                        help="default: where the selected vector is more than a point below "
+                        "the oracle")
+    parser.add_argument("--halves", type=int, default=500, help="random halves (default 500)")
+    parser.add_argument("--out", required=True, help="OUT.csv and OUT.md are written")
+    add_config_arguments(parser, DownstreamConfig)
+    args = parser.parse_args(argv)
+    try:
+        config = DownstreamConfig(**config_values(args, DownstreamConfig))
+        encoder = amortinv.load(args.checkpoint, "cpu")
+        rows = {r["task"]: r for r in results.read_csv(Path(args.results))}
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    names = args.tasks if args.tasks is not None else missed(list(rows.values()))
+    unknown = [t for t in names if t not in rows or "error" in rows[t]]
+    if unknown:
+        print(f"error: {', '.join(unknown)}: not a scored task of {args.results} (it has "
+              f"{', '.join(rows)})", file=sys.stderr)
+        return 1
+    command = "python scripts/oracle_gap.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    suite = Path(args.results).stem.removeprefix("downstream-")
+    done = []
+    for name in names:
+        done.append(gap_row(encoder, rows[name], suite, config, args.halves))
+        print(results.gap_table(done[-1:]).splitlines()[-1], flush=True)
+        write(Path(args.out), done, command)
+    print(f"wrote {Path(args.out).with_suffix('.csv')} and .md", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
