@@ -358,15 +358,38 @@ def gap_table(rows: Iterable[dict]) -> str:
              "| gap, oracle picked and scored on a half | gap, oracle picked on the other half "
              "| its standard error |",
              "|---|---|---|---|---|---|---|---|---|"]
+    def signed(x: float) -> str:  # no "-0.000"
+        return f"{round(x, 3) + 0.0:+.3f}"
+
     for r in rows:
         n = int(r["test_examples"])
-        examples = f" ({round(r['gap'] * n)} of {n})" if r["metric"] == "accuracy" else ""
+        ahead = r["metric"] == "accuracy" and r["gap"] > 0
+        examples = f" ({round(r['gap'] * n)} of {n})" if ahead else ""
         lines.append(
             f"| {r['suite']} | {r['task']} | {n} | {r['selected_score']:.3f} "
             f"({r['selected_name']}) | {r['oracle_score']:.3f} ({r['oracle_name']}) | "
-            f"{r['gap']:+.3f}{examples} | {r['picked_gap']:+.3f} | {r['honest_gap']:+.3f} | "
-            f"{r['honest_se']:.3f} |")
+            f"{signed(r['gap'])}{examples} | {signed(r['picked_gap'])} | "
+            f"{signed(r['honest_gap'])} | {r['honest_se']:.3f} |")
     return "\n".join(lines) + "\n"
+
+
+def gap_summary(rows: list[dict]) -> str:
+    """A Markdown list: on how many runs the oracle leads the selected vector by more than the
+    target's point as the tables have it, and with its luck taken out; and where that lead
+    is more than two standard errors (:func:`oracle_gaps`)."""
+    def where(keep) -> str:
+        hits = [f"{r['suite']} {r['task']} ({r['honest_gap']:+.3f} ± {r['honest_se']:.3f})"
+                for r in rows if keep(r)]
+        return f"{len(hits)}" + (f": {'; '.join(hits)}" if hits else "")
+
+    over = SELECTED_BELOW_ORACLE + 1e-9
+    tables = sum(r["gap"] > over for r in rows)
+    return "\n".join([
+        f"- runs: {len(rows)}; the oracle more than a point ahead in the tables: {tables}",
+        "- more than a point ahead with its luck taken out: "
+        f"{where(lambda r: r['honest_gap'] > over)}",
+        f"- more than two standard errors ahead: "
+        f"{where(lambda r: r['honest_gap'] > 2 * r['honest_se'])}"]) + "\n"
 
 
 # -- the learner study (scripts/study_learner.py) -------------------------------------------

@@ -5,12 +5,13 @@
 
 The suite's "best corner" is picked on the test split it is scored on, so on a small test
 split it is ahead of any vector chosen without that split partly by luck. For each task of a
-suite's results file (by default those whose selected vector is more than a point below the
-oracle), this fits every corner's readout and the selected vector's again, as the suite did
-(the same task, precision and readouts: ``reproduced`` is the largest difference from the
-file's test scores), keeps each test example's share of each score, and splits the test
-split in random halves (:func:`amortinv.results.oracle_gaps`): the oracle picked on one half
-and scored on the other is the lead without the luck. OUT.csv and OUT.md hold one row a task.
+suite's results file (``--misses``: only those whose selected vector is more than a point
+below the oracle), this fits every corner's readout and the selected vector's again, as the
+suite did (the same task, precision and readouts: ``reproduced`` is the largest difference
+from the file's test scores), keeps each test example's share of each score, and splits the
+test split in random halves (:func:`amortinv.results.oracle_gaps`): the oracle picked on one
+half and scored on the other is the lead without the luck. OUT.csv and OUT.md hold one row a
+task.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import amortinv
 from amortinv import results
 from amortinv.checkpoint import CheckpointError
 from amortinv.cli import add_config_arguments, config_values
-from amortinv.downstream import DownstreamConfig, prepare
+from amortinv.data import DatasetUnavailable, UnknownDataset
+from amortinv.downstream import DownstreamConfig, TaskMismatch, prepare
 from amortinv.models import Encoder
 from amortinv.readout import points
 from amortinv.selection import GRADIENT, Features, candidates
@@ -75,9 +77,10 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="the encoder the suite ran")
     parser.add_argument("--results", required=True, help="the suite's results CSV")
-    parser.add_argument("--tasks", nargs="*",
-                        help="default: where the selected vector is more than a point below "
-                        "the oracle")
+    parser.add_argument("--tasks", nargs="*", help="default: every scored task of the file")
+    parser.add_argument("--misses", action="store_true",
+                        help="only where the selected vector is more than a point below the "
+                        "oracle")
     parser.add_argument("--halves", type=int, default=500, help="random halves (default 500)")
     parser.add_argument("--out", required=True, help="OUT.csv and OUT.md are written")
     add_config_arguments(parser, DownstreamConfig)
@@ -89,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    names = args.tasks if args.tasks is not None else missed(list(rows.values()))
+    names = args.tasks or [t for t, r in rows.items() if "error" not in r]
+    if args.misses:
+        names = [t for t in names if t in missed(list(rows.values()))]
     unknown = [t for t in names if t not in rows or "error" in rows[t]]
     if unknown:
         print(f"error: {', '.join(unknown)}: not a scored task of {args.results} (it has "
@@ -99,8 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     suite = Path(args.results).stem.removeprefix("downstream-")
     done = []
     for name in names:
-        done.append(gap_row(encoder, rows[name], suite, config, args.halves))
+        try:
+            done.append(gap_row(encoder, rows[name], suite, config, args.halves))
+        except (TaskMismatch, UnknownDataset, DatasetUnavailable) as err:
+            print(f"error: {name}: {err} (is {args.checkpoint} the encoder that ran "
+                  f"{args.results}?)", file=sys.stderr)
+            return 1
         print(results.gap_table(done[-1:]).splitlines()[-1], flush=True)
+        if done[-1]["reproduced"] > 1.5 / done[-1]["test_examples"]:
+            print(f"warning: {name}: the test scores differ from the file's by up to "
+                  f"{done[-1]['reproduced']:.4f}: is {args.checkpoint} the encoder that ran "
+                  f"{args.results}, with the same settings?", file=sys.stderr)
         write(Path(args.out), done, command)
     print(f"wrote {Path(args.out).with_suffix('.csv')} and .md", file=sys.stderr)
     return 0

@@ -140,13 +140,12 @@ def selection_study(name: str) -> str:
 
 #: scripts/oracle_gap.py's files, one per suite, in the suites' order.
 GAPS = ("oracle-gap-images-a", "oracle-gap-images-b", "oracle-gap-images-w16-a",
-        "oracle-gap-colour-b", "oracle-gap-audio")
+        "oracle-gap-images-w16-b", "oracle-gap-colour-a", "oracle-gap-colour-b",
+        "oracle-gap-audio", "oracle-gap-film")
 
 
-def oracle_gap() -> str:
-    """The oracle's lead over the selected vector, with and without its luck."""
-    return results.gap_table(results.read_gaps(RESULTS / f"{n}.csv" for n in GAPS
-                                               if (RESULTS / f"{n}.csv").exists()))
+def gap_rows() -> list[dict]:
+    return results.read_gaps(RESULTS / f"{n}.csv" for n in GAPS if (RESULTS / f"{n}.csv").exists())
 
 
 #: Block name -> the function that renders it.
@@ -166,7 +165,8 @@ BLOCKS = {
         "FiLM": suite_rows("downstream-film")}),
     "colour": lambda: suite_table(*COLOUR),
     "colour-targets": lambda: colour_targets(*COLOUR),
-    "oracle-gap": oracle_gap,
+    "oracle-gap": lambda: results.gap_table(gap_rows()),
+    "oracle-gap-summary": lambda: results.gap_summary(gap_rows()),
     **{name: functools.partial(selection_study, name)
        for name in ("selection-study", "selection-study-clear", "selection-study-paired",
                     "selection-study-cv")},

@@ -118,6 +118,9 @@ def test_oracle_gap_scores_the_suites_corners_again_and_splits_the_test_split(sc
               "--results", str(suite), "--out", str(tmp_path / "gap")]
     assert gap.main([*common, "--tasks", "no-such-task"]) == 1
     assert "not a scored task" in capsys.readouterr().err  # and the file's tasks are named
+    audio = ["--results", str(suite.with_name("downstream-audio.csv")), "--tasks", "sonic-pi"]
+    assert gap.main([*common[:2], *audio, "--out", str(tmp_path / "wrong")]) == 1
+    assert "the encoder that ran" in capsys.readouterr().err  # an image encoder, audio rows
     assert gap.main([*common, "--tasks", "sklearn-digits", "--halves", "50"]) == 0
     (row,) = results.read_gaps([tmp_path / "gap.csv"])
     (file_row,) = [r for r in results.read_csv(suite) if r["task"] == "sklearn-digits"]

@@ -381,6 +381,11 @@ def test_the_oracle_gap_takes_the_oracles_luck_out_of_its_lead():
              "reproduced": 0.0}]
     line = results.gap_table(rows).splitlines()[2]
     assert line.startswith("| s | t | 600 | ") and f"of {n})" in line
+    lucky = rows[0] | {"task": "lucky", **luck}
+    summary = results.gap_summary([*rows, lucky]).splitlines()
+    assert summary[0] == "- runs: 2; the oracle more than a point ahead in the tables: 2"
+    assert summary[1].startswith("- more than a point ahead with its luck taken out: 1: s t (")
+    assert summary[2].startswith("- more than two standard errors ahead: 1: s t (")
 
 
 def test_the_selection_study_is_summarised_per_suite_and_rule():
