@@ -37,6 +37,17 @@ CATEGORY_TASKS = ("openclipart", "tuxpaint-photos", "clipart-recoloured")
 COLOUR_GAIN = 0.10
 
 
+def is_below(score: float, reference: float) -> bool:
+    """``score`` < ``reference``, beyond float noise (the files keep four decimals): the one
+    comparison every target check makes."""
+    return score < reference - 1e-9
+
+
+def selected_misses_oracle(row: dict) -> bool:
+    """Whether ``row``'s selected vector is more than the target's point below the oracle."""
+    return is_below(row["selected_score"], oracle(row)[1] - SELECTED_BELOW_ORACLE)
+
+
 def write_csv(path: Path, rows: list[dict]) -> None:
     """Every row (failed ones with their ``error``) as one CSV file."""
     keys = sorted({k for r in rows for k in r.get("baselines", {})})
@@ -140,13 +151,13 @@ def misses(rows: Iterable[dict]) -> dict[str, list[str]]:
             continue
         _, best = oracle(r)
         task = r["task"]
-        if r["selected_score"] < best - SELECTED_BELOW_ORACLE - 1e-9:
+        if selected_misses_oracle(r):
             out["selected >= oracle - 0.01"].append(
                 f"{task} ({r['selected_score']:.3f} vs {best:.3f})")
-        if r["selected_score"] < r["baselines"]["all_ones"] - 1e-9:
+        if is_below(r["selected_score"], r["baselines"]["all_ones"]):
             out["selected >= all ones"].append(
                 f"{task} ({r['selected_score']:.3f} vs {r['baselines']['all_ones']:.3f})")
-        if r["learned_score"] < best - GRADIENT_BELOW_ORACLE - 1e-9:
+        if is_below(r["learned_score"], best - GRADIENT_BELOW_ORACLE):
             out["gradient-learned >= oracle - 0.02"].append(
                 f"{task} ({r['learned_score']:.3f} vs {best:.3f})")
         if r.get("select_seconds") and r["select_seconds"] > SECONDS:
@@ -167,12 +178,11 @@ def colour_misses(rows: Iterable[dict]) -> dict[str, list[str]]:
             continue
         task, selected, b = r["task"], r["selected_score"], r["baselines"]
         if task in COLOUR_TASKS:
-            if selected < b["all_ones"] + COLOUR_GAIN - 1e-9:
+            if is_below(selected, b["all_ones"] + COLOUR_GAIN):
                 out[gain].append(f"{task} ({selected:.3f} vs {b['all_ones']:.3f})")
-            _, best = oracle(r)
-            if selected < best - SELECTED_BELOW_ORACLE - 1e-9:
-                out[near].append(f"{task} ({selected:.3f} vs {best:.3f})")
-        if task in CATEGORY_TASKS and "plain" in b and selected < b["plain"] - 1e-9:
+            if selected_misses_oracle(r):
+                out[near].append(f"{task} ({selected:.3f} vs {oracle(r)[1]:.3f})")
+        if task in CATEGORY_TASKS and "plain" in b and is_below(selected, b["plain"]):
             out["category tasks: selected >= plain"].append(
                 f"{task} ({selected:.3f} vs {b['plain']:.3f})")
     return out
@@ -185,7 +195,7 @@ def audio_misses(rows: Iterable[dict]) -> dict[str, list[str] | str]:
     rows = [r for r in rows if "error" not in r]
     paired = [r for r in rows if "plain" in r["baselines"]]
     below = [f"{r['task']} ({r['selected_score']:.3f} vs {r['baselines']['plain']:.3f})"
-             for r in paired if r["selected_score"] < r["baselines"]["plain"] - 1e-9]
+             for r in paired if is_below(r["selected_score"], r["baselines"]["plain"])]
     kept = len(paired) - len(below)
     verdict = (f"{'met' if 2 * kept >= len(paired) else 'missed'} ({kept} of {len(paired)})"
                + (f"; below plain on {', '.join(below)}" if below else ""))
@@ -230,9 +240,9 @@ def _rule_line(suite: str, rule: str, scores: list[float], oracles: list[float],
                all_ones: list[float]) -> str:
     """One rule on one suite: the mean score of its choices, how many are within 1 point of
     the oracle corner and how many below all ones."""
-    near = sum(s >= o - SELECTED_BELOW_ORACLE - 1e-9 for s, o in zip(scores, oracles,
-                                                                     strict=True))
-    below = sum(s < a - 1e-9 for s, a in zip(scores, all_ones, strict=True))
+    near = sum(not is_below(s, o - SELECTED_BELOW_ORACLE)
+               for s, o in zip(scores, oracles, strict=True))
+    below = sum(is_below(s, a) for s, a in zip(scores, all_ones, strict=True))
     return (f"| {suite} | {len(scores)} | {rule} | {sum(scores) / len(scores):.3f} | {near} | "
             f"{below} |")
 
@@ -354,13 +364,13 @@ def gap_table(rows: Iterable[dict]) -> str:
     """The oracle's lead over the selected vector, as the suite's table has it and with the
     oracle's luck taken out (:func:`oracle_gaps`), per task; classification gaps also in test
     examples."""
+    def signed(x: float) -> str:  # no "-0.000"
+        return f"{round(x, 3) + 0.0:+.3f}"
+
     lines = ["| suite | task | test examples | selected | oracle (picked on test) | gap "
              "| gap, oracle picked and scored on a half | gap, oracle picked on the other half "
              "| its standard error |",
              "|---|---|---|---|---|---|---|---|---|"]
-    def signed(x: float) -> str:  # no "-0.000"
-        return f"{round(x, 3) + 0.0:+.3f}"
-
     for r in rows:
         n = int(r["test_examples"])
         ahead = r["metric"] == "accuracy" and r["gap"] > 0
@@ -382,12 +392,11 @@ def gap_summary(rows: list[dict]) -> str:
                 for r in rows if keep(r)]
         return f"{len(hits)}" + (f": {'; '.join(hits)}" if hits else "")
 
-    over = SELECTED_BELOW_ORACLE + 1e-9
-    tables = sum(r["gap"] > over for r in rows)
+    tables = sum(is_below(SELECTED_BELOW_ORACLE, r["gap"]) for r in rows)
     return "\n".join([
         f"- runs: {len(rows)}; the oracle more than a point ahead in the tables: {tables}",
         "- more than a point ahead with its luck taken out: "
-        f"{where(lambda r: r['honest_gap'] > over)}",
+        f"{where(lambda r: is_below(SELECTED_BELOW_ORACLE, r['honest_gap']))}",
         f"- more than two standard errors ahead: "
         f"{where(lambda r: r['honest_gap'] > 2 * r['honest_se'])}"]) + "\n"
 

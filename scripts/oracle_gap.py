@@ -32,12 +32,6 @@ from amortinv.readout import points
 from amortinv.selection import GRADIENT, Features, candidates
 
 
-def missed(rows: list[dict]) -> list[str]:
-    """The tasks whose selected vector is more than the target's point below the oracle."""
-    return [r["task"] for r in rows if "error" not in r and r["selected_score"]
-            < results.oracle(r)[1] - results.SELECTED_BELOW_ORACLE - 1e-9]
-
-
 def gap_row(encoder: Encoder, row: dict, suite: str, config: DownstreamConfig,
             halves: int) -> dict:
     """``row``'s task again: every corner's and the selected vector's test shares, and the
@@ -93,13 +87,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     names = args.tasks or [t for t, r in rows.items() if "error" not in r]
-    if args.misses:
-        names = [t for t in names if t in missed(list(rows.values()))]
     unknown = [t for t in names if t not in rows or "error" in rows[t]]
     if unknown:
         print(f"error: {', '.join(unknown)}: not a scored task of {args.results} (it has "
               f"{', '.join(rows)})", file=sys.stderr)
         return 1
+    if args.misses:
+        names = [t for t in names if results.selected_misses_oracle(rows[t])]
+        if not names:
+            print(f"nothing to do: no such task's selected vector in {args.results} is more "
+                  "than a point below the oracle", file=sys.stderr)
+            return 0
     command = "python scripts/oracle_gap.py " + " ".join(sys.argv[1:] if argv is None else argv)
     suite = Path(args.results).stem.removeprefix("downstream-")
     done = []

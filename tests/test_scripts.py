@@ -121,6 +121,8 @@ def test_oracle_gap_scores_the_suites_corners_again_and_splits_the_test_split(sc
     audio = ["--results", str(suite.with_name("downstream-audio.csv")), "--tasks", "sonic-pi"]
     assert gap.main([*common[:2], *audio, "--out", str(tmp_path / "wrong")]) == 1
     assert "the encoder that ran" in capsys.readouterr().err  # an image encoder, audio rows
+    assert gap.main([*common, "--misses", "--tasks", "fashion-mnist"]) == 0  # within a point
+    assert "nothing to do" in capsys.readouterr().err and not (tmp_path / "gap.csv").exists()
     assert gap.main([*common, "--tasks", "sklearn-digits", "--halves", "50"]) == 0
     (row,) = results.read_gaps([tmp_path / "gap.csv"])
     (file_row,) = [r for r in results.read_csv(suite) if r["task"] == "sklearn-digits"]
