@@ -305,7 +305,12 @@ def selection_study_table(rows: list[dict]) -> str:
 #: The columns of scripts/oracle_gap.py's files.
 GAP_FIELDS = ["suite", "task", "metric", "test_examples", "selected_name", "selected_score",
               "oracle_name", "oracle_score", "gap", "picked_gap", "honest_gap", "honest_se",
-              "reproduced"]
+              "gradient_score", "gradient_gap", "gradient_picked_gap", "gradient_honest_gap",
+              "gradient_honest_se", "plain_score", "plain_gap", "plain_se", "reproduced"]
+#: The vectors :func:`gap_table` and :func:`gap_summary` hold against the oracle: each one's
+#: columns' prefix and its target's margin.
+GAP_VECTORS = {"selected": ("", SELECTED_BELOW_ORACLE),
+               "gradient": ("gradient_", GRADIENT_BELOW_ORACLE)}
 
 
 def oracle_gaps(corner_points: dict[str, np.ndarray], selected: np.ndarray, halves: int = 500,
@@ -349,56 +354,121 @@ def oracle_gaps(corner_points: dict[str, np.ndarray], selected: np.ndarray, halv
             "honest_se": float(np.sqrt(spread / size).mean())}
 
 
+def paired_gap(reference: np.ndarray, selected: np.ndarray) -> dict[str, float]:
+    """How far ``reference`` (a fixed baseline's per-example test shares, e.g. the plain
+    encoder's) is ahead of the ``selected`` vector's on the same test examples, with one
+    standard error of that paired difference: no luck to take out, as nothing was picked on
+    the test split.
+
+        >>> paired_gap(np.array([1.0, 1, 0, 1]), np.array([1.0, 0, 0, 1]))
+        {'gap': 0.25, 'se': 0.25}
+    """
+    diff = np.asarray(reference, dtype=np.float64) - np.asarray(selected, dtype=np.float64)
+    se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
+    return {"gap": float(diff.mean()), "se": float(se)}
+
+
 def read_gaps(paths: Iterable[Path]) -> list[dict]:
-    """The rows of scripts/oracle_gap.py's CSV files, numbers as numbers."""
+    """The rows of scripts/oracle_gap.py's CSV files, numbers as numbers (None where a run
+    has no such column: the plain encoder's, without ``--plain``)."""
     rows = []
     for path in paths:
         with open(path, newline="") as f:
             for raw in csv.DictReader(f):
                 rows.append({k: v if k in ("suite", "task", "metric", "selected_name",
-                                           "oracle_name") else float(v) for k, v in raw.items()})
+                                           "oracle_name") else float(v) if v else None
+                             for k, v in raw.items()})
     return rows
 
 
-def gap_table(rows: Iterable[dict]) -> str:
-    """The oracle's lead over the selected vector, as the suite's table has it and with the
-    oracle's luck taken out (:func:`oracle_gaps`), per task; classification gaps also in test
-    examples."""
-    def signed(x: float) -> str:  # no "-0.000"
-        return f"{round(x, 3) + 0.0:+.3f}"
+def _signed(x: float) -> str:
+    """A gap to three decimals with its sign, and no "-0.000"."""
+    return f"{round(x, 3) + 0.0:+.3f}"
 
-    lines = ["| suite | task | test examples | selected | oracle (picked on test) | gap "
+
+def _as_examples(gap: float, row: dict) -> str:
+    """A classification lead also in test examples: `` (7 of 359)``; else nothing."""
+    n = int(row["test_examples"])
+    return f" ({round(gap * n)} of {n})" if row["metric"] == "accuracy" and gap > 0 else ""
+
+
+def plain_summary(rows: list[dict]) -> str:
+    """A Markdown list: on how many runs with the plain encoder's columns it is ahead of the
+    selected vector, and where by more than two standard errors (:func:`paired_gap`)."""
+    mine = [r for r in rows if r.get("plain_gap") is not None]
+    ahead = [r for r in mine if r["plain_gap"] > 0]
+    clear = [f"{r['suite']} {r['task']} ({r['plain_gap']:+.3f} ± {r['plain_se']:.3f})"
+             for r in ahead if r["plain_gap"] > 2 * r["plain_se"]]
+    return "\n".join([
+        f"- runs: {len(mine)}; the plain encoder ahead of the selected vector: {len(ahead)}",
+        f"- by more than two standard errors: {len(clear)}"
+        + (f": {'; '.join(clear)}" if clear else "")]) + "\n"
+
+
+def plain_table(rows: Iterable[dict]) -> str:
+    """The plain encoder against the selected vector, per run that has its columns: its lead
+    on the whole test split (classification: also in test examples) and one standard error of
+    that paired difference (:func:`paired_gap`)."""
+    lines = ["| suite | task | test examples | selected | plain | plain ahead by "
+             "| its standard error |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r.get("plain_gap") is None:
+            continue
+        lines.append(f"| {r['suite']} | {r['task']} | {int(r['test_examples'])} | "
+                     f"{r['selected_score']:.3f} ({r['selected_name']}) | "
+                     f"{r['plain_score']:.3f} | {_signed(r['plain_gap'])}"
+                     f"{_as_examples(r['plain_gap'], r)} | {r['plain_se']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def gap_table(rows: Iterable[dict], vector: str = "selected") -> str:
+    """The oracle's lead over the selected vector (``vector="gradient"``: the gradient-learned
+    one), as the suite's table has it and with the oracle's luck taken out
+    (:func:`oracle_gaps`), per task; classification gaps also in test examples."""
+    key = GAP_VECTORS[vector][0]
+    label = "selected" if vector == "selected" else "gradient-learned"
+    lines = [f"| suite | task | test examples | {label} | oracle (picked on test) | gap "
              "| gap, oracle picked and scored on a half | gap, oracle picked on the other half "
              "| its standard error |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        n = int(r["test_examples"])
-        ahead = r["metric"] == "accuracy" and r["gap"] > 0
-        examples = f" ({round(r['gap'] * n)} of {n})" if ahead else ""
+        gap = r[f"{key}gap"]
+        name = f" ({r['selected_name']})" if vector == "selected" else ""
         lines.append(
-            f"| {r['suite']} | {r['task']} | {n} | {r['selected_score']:.3f} "
-            f"({r['selected_name']}) | {r['oracle_score']:.3f} ({r['oracle_name']}) | "
-            f"{signed(r['gap'])}{examples} | {signed(r['picked_gap'])} | "
-            f"{signed(r['honest_gap'])} | {r['honest_se']:.3f} |")
+            f"| {r['suite']} | {r['task']} | {int(r['test_examples'])} | "
+            f"{r[f'{vector}_score']:.3f}{name} | {r['oracle_score']:.3f} ({r['oracle_name']}) | "
+            f"{_signed(gap)}{_as_examples(gap, r)} | {_signed(r[f'{key}picked_gap'])} | "
+            f"{_signed(r[f'{key}honest_gap'])} | {r[f'{key}honest_se']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
-def gap_summary(rows: list[dict]) -> str:
-    """A Markdown list: on how many runs the oracle leads the selected vector by more than the
-    target's point as the tables have it, and with its luck taken out; and where that lead
-    is more than two standard errors (:func:`oracle_gaps`)."""
+def gap_misses(rows: Iterable[dict], vector: str = "selected") -> list[dict]:
+    """The rows where the oracle leads ``vector`` by more than its target's margin (a point
+    for the selected vector, two for the gradient-learned one) in the tables, or with its luck
+    taken out."""
+    key, target = GAP_VECTORS[vector]
+    return [r for r in rows if is_below(target, max(r[f"{key}gap"], r[f"{key}honest_gap"]))]
+
+
+def gap_summary(rows: list[dict], vector: str = "selected") -> str:
+    """A Markdown list: on how many runs the oracle leads ``vector`` (as for :func:`gap_table`)
+    by more than its target's margin as the tables have it, and with its luck taken out; and
+    where that lead is more than two standard errors (:func:`oracle_gaps`)."""
+    key, target = GAP_VECTORS[vector]
+    margin = {SELECTED_BELOW_ORACLE: "a point", GRADIENT_BELOW_ORACLE: "two points"}[target]
+
     def where(keep) -> str:
-        hits = [f"{r['suite']} {r['task']} ({r['honest_gap']:+.3f} ± {r['honest_se']:.3f})"
-                for r in rows if keep(r)]
+        hits = [f"{r['suite']} {r['task']} ({r[f'{key}honest_gap']:+.3f} ± "
+                f"{r[f'{key}honest_se']:.3f})" for r in rows if keep(r)]
         return f"{len(hits)}" + (f": {'; '.join(hits)}" if hits else "")
 
-    tables = sum(is_below(SELECTED_BELOW_ORACLE, r["gap"]) for r in rows)
+    tables = sum(is_below(target, r[f"{key}gap"]) for r in rows)
     return "\n".join([
-        f"- runs: {len(rows)}; the oracle more than a point ahead in the tables: {tables}",
-        "- more than a point ahead with its luck taken out: "
-        f"{where(lambda r: is_below(SELECTED_BELOW_ORACLE, r['honest_gap']))}",
+        f"- runs: {len(rows)}; the oracle more than {margin} ahead in the tables: {tables}",
+        f"- more than {margin} ahead with its luck taken out: "
+        f"{where(lambda r: is_below(target, r[f'{key}honest_gap']))}",
         f"- more than two standard errors ahead: "
-        f"{where(lambda r: r['honest_gap'] > 2 * r['honest_se'])}"]) + "\n"
+        f"{where(lambda r: r[f'{key}honest_gap'] > 2 * r[f'{key}honest_se'])}"]) + "\n"
 
 
 # -- the learner study (scripts/study_learner.py) -------------------------------------------

@@ -10,8 +10,12 @@ below the oracle), this fits every corner's readout and the selected vector's ag
 suite did (the same task, precision and readouts: ``reproduced`` is the largest difference
 from the file's test scores), keeps each test example's share of each score, and splits the
 test split in random halves (:func:`amortinv.results.oracle_gaps`): the oracle picked on one
-half and scored on the other is the lead without the luck. OUT.csv and OUT.md hold one row a
-task.
+half and scored on the other is the lead without the luck. The same for the gradient-learned
+vector (its test shares come with the refitted candidates; the same halves), against its
+target's two points. ``--plain CHECKPOINT`` (the suite's plain encoder) fits its readout again
+too and gives how far it is ahead of the selected vector, with one standard error of that
+paired difference (nothing is picked on the test split there: no luck to take out). OUT.csv
+holds one row a task, OUT.md a table for each comparison.
 """
 
 from __future__ import annotations
@@ -28,14 +32,15 @@ from amortinv.cli import add_config_arguments, config_values
 from amortinv.data import DatasetUnavailable, UnknownDataset
 from amortinv.downstream import DownstreamConfig, TaskMismatch, prepare
 from amortinv.models import Encoder
-from amortinv.readout import points
+from amortinv.readout import fit_readout, points
 from amortinv.selection import GRADIENT, Features, candidates
 
 
 def gap_row(encoder: Encoder, row: dict, suite: str, config: DownstreamConfig,
-            halves: int) -> dict:
+            halves: int, plain: Encoder | None = None) -> dict:
     """``row``'s task again: every corner's and the selected vector's test shares, and the
-    oracle's lead over the selected vector with and without its luck."""
+    oracle's lead over the selected vector with and without its luck; with ``plain``, the
+    plain encoder's lead too."""
     task = prepare(encoder, row["task"], config)
     features = Features(encoder, task, row["precision"])
     shares = {}
@@ -43,16 +48,30 @@ def gap_row(encoder: Encoder, row: dict, suite: str, config: DownstreamConfig,
         test = features(candidate.vector, "test")
         shares[candidate.name] = points(candidate.readout.predict(test), task.test.y,
                                         task.classification)
+    if plain is not None:  # as the suite's baseline: a readout on its features
+        train, val, test = Features(plain, task, row["precision"]).splits(1.0)
+        readout = fit_readout(train, task.train.y, val, task.val.y, task.classes)
+        shares["plain"] = points(readout.predict(test), task.test.y, task.classification)
     file_scores = row["baselines"] | {GRADIENT: row["learned_score"]}
     reproduced = max(abs(float(v.mean()) - file_scores[k]) for k, v in shares.items())
-    corner_shares = {k: v for k, v in shares.items() if k != GRADIENT}
+    corner_shares = {k: v for k, v in shares.items() if k not in (GRADIENT, "plain")}
     oracle = max(corner_shares, key=lambda k: corner_shares[k].mean())
-    selected = shares[row["selected_name"]]
+    selected, gradient = shares[row["selected_name"]], shares[GRADIENT]
+    against_plain = dict.fromkeys(("plain_score", "plain_gap", "plain_se"))
+    if plain is not None:
+        against_plain = {"plain_score": float(shares["plain"].mean()),
+                         **{f"plain_{k}": v
+                            for k, v in results.paired_gap(shares["plain"], selected).items()}}
+    # the same halves for both vectors (oracle_gaps is seeded)
+    against_gradient = results.oracle_gaps(corner_shares, gradient, halves)
     return {"suite": suite, "task": row["task"], "metric": row["metric"],
             "test_examples": len(selected), "selected_name": row["selected_name"],
             "selected_score": float(selected.mean()), "oracle_name": oracle,
             "oracle_score": float(corner_shares[oracle].mean()),
-            **results.oracle_gaps(corner_shares, selected, halves), "reproduced": reproduced}
+            **results.oracle_gaps(corner_shares, selected, halves),
+            "gradient_score": float(gradient.mean()),
+            **{f"gradient_{k}": v for k, v in against_gradient.items()}, **against_plain,
+            "reproduced": reproduced}
 
 
 def write(out: Path, rows: list[dict], command: str) -> None:
@@ -61,9 +80,12 @@ def write(out: Path, rows: list[dict], command: str) -> None:
         writer = csv.writer(f)
         writer.writerow(results.GAP_FIELDS)
         for r in rows:
-            writer.writerow([f"{r[k]:.4f}" if isinstance(r[k], float) else r[k]
-                             for k in results.GAP_FIELDS])
-    out.with_suffix(".md").write_text(f"Command: `{command}`\n\n{results.gap_table(rows)}")
+            writer.writerow(["" if r[k] is None else f"{r[k]:.4f}" if isinstance(r[k], float)
+                             else r[k] for k in results.GAP_FIELDS])
+    tables = [results.gap_table(rows), results.gap_table(rows, "gradient")]
+    if any(r["plain_gap"] is not None for r in rows):
+        tables.append(results.plain_table(rows))
+    out.with_suffix(".md").write_text(f"Command: `{command}`\n\n" + "\n".join(tables))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,12 +98,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="only where the selected vector is more than a point below the "
                         "oracle")
     parser.add_argument("--halves", type=int, default=500, help="random halves (default 500)")
+    parser.add_argument("--plain", help="the suite's plain encoder: how far it is ahead of the "
+                        "selected vector, too")
     parser.add_argument("--out", required=True, help="OUT.csv and OUT.md are written")
     add_config_arguments(parser, DownstreamConfig)
     args = parser.parse_args(argv)
     try:
         config = DownstreamConfig(**config_values(args, DownstreamConfig))
         encoder = amortinv.load(args.checkpoint, "cpu")
+        plain = amortinv.load(args.plain, "cpu") if args.plain else None
         rows = {r["task"]: r for r in results.read_csv(Path(args.results))}
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -103,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     done = []
     for name in names:
         try:
-            done.append(gap_row(encoder, rows[name], suite, config, args.halves))
+            done.append(gap_row(encoder, rows[name], suite, config, args.halves, plain))
         except (TaskMismatch, UnknownDataset, DatasetUnavailable) as err:
             print(f"error: {name}: {err} (is {args.checkpoint} the encoder that ran "
                   f"{args.results}?)", file=sys.stderr)

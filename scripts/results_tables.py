@@ -167,6 +167,12 @@ BLOCKS = {
     "colour-targets": lambda: colour_targets(*COLOUR),
     "oracle-gap": lambda: results.gap_table(gap_rows()),
     "oracle-gap-summary": lambda: results.gap_summary(gap_rows()),
+    "gradient-gap": lambda: results.gap_table(results.gap_misses(gap_rows(), "gradient"),
+                                              "gradient"),
+    "gradient-gap-summary": lambda: results.gap_summary(gap_rows(), "gradient"),
+    "plain-gap": lambda: results.plain_table(r for r in gap_rows()
+                                             if (r.get("plain_gap") or 0) > 0),
+    "plain-gap-summary": lambda: results.plain_summary(gap_rows()),
     **{name: functools.partial(selection_study, name)
        for name in ("selection-study", "selection-study-clear", "selection-study-paired",
                     "selection-study-cv")},

@@ -123,7 +123,8 @@ def test_oracle_gap_scores_the_suites_corners_again_and_splits_the_test_split(sc
     assert "the encoder that ran" in capsys.readouterr().err  # an image encoder, audio rows
     assert gap.main([*common, "--misses", "--tasks", "fashion-mnist"]) == 0  # within a point
     assert "nothing to do" in capsys.readouterr().err and not (tmp_path / "gap.csv").exists()
-    assert gap.main([*common, "--tasks", "sklearn-digits", "--halves", "50"]) == 0
+    plain = ["--plain", str(root / "checkpoints" / "fmnist-plain-cpu")]
+    assert gap.main([*common, *plain, "--tasks", "sklearn-digits", "--halves", "50"]) == 0
     (row,) = results.read_gaps([tmp_path / "gap.csv"])
     (file_row,) = [r for r in results.read_csv(suite) if r["task"] == "sklearn-digits"]
     # the suite's readouts again: its test scores within an example or two of the file's
@@ -131,4 +132,14 @@ def test_oracle_gap_scores_the_suites_corners_again_and_splits_the_test_split(sc
     assert row["selected_score"] == pytest.approx(file_row["selected_score"], abs=0.006)
     assert row["gap"] == pytest.approx(row["oracle_score"] - row["selected_score"], abs=1e-3)
     assert row["picked_gap"] >= row["honest_gap"] and row["honest_se"] > 0
-    assert "| sklearn-digits | 359 |" in (tmp_path / "gap.md").read_text()
+    # the gradient-learned vector against the same oracle, on the same halves
+    assert row["gradient_score"] == pytest.approx(file_row["learned_score"], abs=0.006)
+    assert row["gradient_gap"] == pytest.approx(row["oracle_score"] - row["gradient_score"],
+                                                abs=1e-3)
+    assert row["gradient_picked_gap"] >= row["gradient_honest_gap"]
+    # the plain encoder's readout again, and its lead over the selected vector
+    assert row["plain_score"] == pytest.approx(file_row["baselines"]["plain"], abs=0.006)
+    assert row["plain_gap"] == pytest.approx(row["plain_score"] - row["selected_score"],
+                                             abs=1e-3) and row["plain_se"] > 0
+    tables = (tmp_path / "gap.md").read_text()
+    assert tables.count("| sklearn-digits | 359 |") == 3 and "| gradient-learned |" in tables

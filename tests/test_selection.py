@@ -375,17 +375,64 @@ def test_the_oracle_gap_takes_the_oracles_luck_out_of_its_lead():
     assert real["honest_gap"] > 0.10 and real["honest_gap"] > 3 * real["honest_se"]
     assert results.oracle_gaps(better, chosen, halves=300) == real  # seeded
 
+    # the gradient-learned vector is held against its own target, two points: 1.5 points
+    # behind in the table, and no more than luck
     rows = [{"suite": "s", "task": "t", "metric": "accuracy", "test_examples": n,
-             "selected_name": "gradient", "selected_score": chosen.mean(),
+             "selected_name": "all_ones", "selected_score": chosen.mean(),
              "oracle_name": "better", "oracle_score": better["better"].mean(), **real,
+             "gradient_score": better["better"].mean() - 0.015,
+             **{f"gradient_{k}": v for k, v in luck.items()} | {"gradient_gap": 0.015},
              "reproduced": 0.0}]
     line = results.gap_table(rows).splitlines()[2]
-    assert line.startswith("| s | t | 600 | ") and f"of {n})" in line
-    lucky = rows[0] | {"task": "lucky", **luck}
+    assert line.startswith("| s | t | 600 | ") and "(all_ones)" in line and f"of {n})" in line
+    gradient_line = results.gap_table(rows, "gradient").splitlines()[2]
+    assert f"| {rows[0]['gradient_score']:.3f} | " in gradient_line
+    assert "(9 of 600)" in gradient_line  # 1.5 points of 600 examples
+    lucky = rows[0] | {"task": "lucky", **luck,
+                       **{f"gradient_{k}": v for k, v in real.items()}}
     summary = results.gap_summary([*rows, lucky]).splitlines()
     assert summary[0] == "- runs: 2; the oracle more than a point ahead in the tables: 2"
     assert summary[1].startswith("- more than a point ahead with its luck taken out: 1: s t (")
     assert summary[2].startswith("- more than two standard errors ahead: 1: s t (")
+    gradient = results.gap_summary([*rows, lucky], "gradient").splitlines()
+    assert gradient[0] == "- runs: 2; the oracle more than two points ahead in the tables: 1"
+    assert gradient[1].startswith("- more than two points ahead with its luck taken out: 1: "
+                                  "s lucky (")
+    # the runs a gradient table lists: behind by more than two points either way
+    assert [r["task"] for r in results.gap_misses([*rows, lucky], "gradient")] == ["lucky"]
+    assert [r["task"] for r in results.gap_misses([*rows, lucky])] == ["t", "lucky"]
+
+
+def test_the_plain_encoders_lead_is_paired_example_by_example(tmp_path):
+    rng = np.random.default_rng(2)
+    chosen = (rng.random(400) < 0.8).astype(float)
+    flips = rng.random(400) < 0.1  # the plain encoder disagrees on a tenth of the examples
+    plain = np.where(flips, 1 - chosen, chosen)
+    lead = results.paired_gap(plain, chosen)
+    assert lead["gap"] == pytest.approx(plain.mean() - chosen.mean())
+    # only the disagreements count: about sqrt(their share / n), well below the unpaired
+    # standard error of a difference between two scores of 0.8 (0.028)
+    assert lead["se"] == pytest.approx(np.sqrt(flips.mean() / 400), rel=0.05)
+    assert lead["se"] < 0.6 * np.sqrt(2 * 0.8 * 0.2 / 400)
+    assert results.paired_gap(chosen, chosen) == {"gap": 0.0, "se": 0.0}
+
+    row = {"suite": "s", "task": "t", "metric": "accuracy", "test_examples": 400,
+           "selected_name": "all_ones", "selected_score": chosen.mean(),
+           "plain_score": plain.mean(), **{f"plain_{k}": v for k, v in lead.items()}}
+    table = results.plain_table([row, row | {"task": "no plain", "plain_gap": None}])
+    assert table.count("| s |") == 1 and f"| {plain.mean():.3f} |" in table
+    behind = row | {"task": "u", "plain_gap": -0.01}
+    clear = row | {"task": "v", "plain_gap": 0.05, "plain_se": 0.01}
+    summary = results.plain_summary([row, behind, clear, row | {"plain_gap": None}])
+    assert summary.splitlines() == [
+        "- runs: 3; the plain encoder ahead of the selected vector: "
+        f"{1 + (lead['gap'] > 0)}",
+        "- by more than two standard errors: 1: s v (+0.050 ± 0.010)"]
+    # a run without --plain is read back with no plain columns, not zeros
+    path = tmp_path / "gaps.csv"
+    path.write_text("suite,task,metric,plain_gap,reproduced\ns,t,accuracy,,0.0\n")
+    (read,) = results.read_gaps([path])
+    assert read["plain_gap"] is None and read["reproduced"] == 0.0
 
 
 def test_the_selection_study_is_summarised_per_suite_and_rule():
