@@ -308,9 +308,10 @@ GAP_FIELDS = ["suite", "task", "metric", "test_examples", "selected_name", "sele
               "gradient_score", "gradient_gap", "gradient_picked_gap", "gradient_honest_gap",
               "gradient_honest_se", "plain_score", "plain_gap", "plain_se", "reproduced"]
 #: The vectors :func:`gap_table` and :func:`gap_summary` hold against the oracle: each one's
-#: columns' prefix and its target's margin.
-GAP_VECTORS = {"selected": ("", SELECTED_BELOW_ORACLE),
-               "gradient": ("gradient_", GRADIENT_BELOW_ORACLE)}
+#: columns' prefix, its target's margin (as a number and in words) and its table's label.
+GAP_VECTORS = {"selected": ("", SELECTED_BELOW_ORACLE, "a point", "selected"),
+               "gradient": ("gradient_", GRADIENT_BELOW_ORACLE, "two points",
+                            "gradient-learned")}
 
 
 def oracle_gaps(corner_points: dict[str, np.ndarray], selected: np.ndarray, halves: int = 500,
@@ -425,8 +426,7 @@ def gap_table(rows: Iterable[dict], vector: str = "selected") -> str:
     """The oracle's lead over the selected vector (``vector="gradient"``: the gradient-learned
     one), as the suite's table has it and with the oracle's luck taken out
     (:func:`oracle_gaps`), per task; classification gaps also in test examples."""
-    key = GAP_VECTORS[vector][0]
-    label = "selected" if vector == "selected" else "gradient-learned"
+    key, *_, label = GAP_VECTORS[vector]
     lines = [f"| suite | task | test examples | {label} | oracle (picked on test) | gap "
              "| gap, oracle picked and scored on a half | gap, oracle picked on the other half "
              "| its standard error |",
@@ -446,7 +446,7 @@ def gap_misses(rows: Iterable[dict], vector: str = "selected") -> list[dict]:
     """The rows where the oracle leads ``vector`` by more than its target's margin (a point
     for the selected vector, two for the gradient-learned one) in the tables, or with its luck
     taken out."""
-    key, target = GAP_VECTORS[vector]
+    key, target, *_ = GAP_VECTORS[vector]
     return [r for r in rows if is_below(target, max(r[f"{key}gap"], r[f"{key}honest_gap"]))]
 
 
@@ -454,8 +454,7 @@ def gap_summary(rows: list[dict], vector: str = "selected") -> str:
     """A Markdown list: on how many runs the oracle leads ``vector`` (as for :func:`gap_table`)
     by more than its target's margin as the tables have it, and with its luck taken out; and
     where that lead is more than two standard errors (:func:`oracle_gaps`)."""
-    key, target = GAP_VECTORS[vector]
-    margin = {SELECTED_BELOW_ORACLE: "a point", GRADIENT_BELOW_ORACLE: "two points"}[target]
+    key, target, margin, _ = GAP_VECTORS[vector]
 
     def where(keep) -> str:
         hits = [f"{r['suite']} {r['task']} ({r[f'{key}honest_gap']:+.3f} ± "
