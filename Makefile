@@ -5,7 +5,8 @@
 # On a GPU machine (docs/GPU.md), without set-up: the Python that has torch runs them.
 #   make gpu          tests, benchmarks, pre-trains and evaluates in <= 7 minutes; files in
 #                     $OUT (else out/gpu). DRY_RUN=1: the same at toy sizes on the CPU.
-#                     SETS="fashion-mnist-large audio": only those runs; MINUTES=8: its length
+#                     SETS="fashion-mnist-large audio": only those sets' runs; RUNS="audio-plain-gpu":
+#                     only those runs (their sets by default); MINUTES=8: its length
 #   make gpu-data     packs the data the GPU runs need into gpu-data/ (it travels with the tree)
 #   make gpu-leave    keeps the shipped weights back (in gpu-left/) while the slice runs, so
 #                     the data fit; make gpu-restore (or gpu_slice.py unpack) puts them back
@@ -41,7 +42,8 @@ bench: setup
 
 gpu:
 	$(GPU_PYTHON) scripts/gpu_slice.py $(if $(DRY_RUN),--dry-run,) \
-		$(if $(SETS),--sets $(SETS),) $(if $(MINUTES),--minutes $(MINUTES),)
+		$(if $(SETS),--sets $(SETS),) $(if $(RUNS),--runs $(RUNS),) \
+		$(if $(MINUTES),--minutes $(MINUTES),)
 
 gpu-data:
 	$(GPU_PYTHON) scripts/gpu_slice.py pack-data --into gpu-data

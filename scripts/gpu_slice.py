@@ -4,6 +4,7 @@ on one GPU, and brings back at most 8 files of at most 16 MB (docs/GPU.md).
     make gpu                    # python scripts/gpu_slice.py: results in $OUT, else out/gpu
     make gpu DRY_RUN=1          # the same command end to end at toy sizes on the CPU (< 4 min)
     make gpu SETS="fashion-mnist-large" MINUTES=8   # only some sets: each run a larger share
+    make gpu RUNS="fmnist-plain-w24-gpu"            # only some runs (of their sets)
     make gpu-data               # python scripts/gpu_slice.py pack-data: the data that travels
     python scripts/gpu_slice.py unpack FILES DEST   # run folders from the files that came back
 
@@ -54,6 +55,8 @@ SETS: dict[str, dict[str, str]] = {
     "audio": {"audio-hyper4-gpu": "gpu-audio", "audio-plain-gpu": "gpu-audio-plain"},
     "colour": {"rgb-hyper4-gpu": "gpu-rgb", "rgb-plain-gpu": "gpu-rgb-plain"},
 }
+#: Each run's set.
+RUN_SETS = {run: set_name for set_name, runs in SETS.items() for run in runs}
 #: Share of the slice's minutes per stage (the rest is slack for start-up and the unforeseen).
 SHARES = {"data": 0.04, "bench": 0.14, "train": 0.45, "evaluate": 0.24, "ship": 0.04}
 #: Seconds of a training process that are not training (start, imports, CUDA, data, model;
@@ -184,6 +187,7 @@ class Slice:
     summary: dict = field(default_factory=dict)
     runs: dict[str, dict] = field(default_factory=dict)  # run name -> {set, preset, ...}
     sets: tuple[str, ...] = tuple(SETS)  # the sets that train (:data:`SETS`)
+    only: tuple[str, ...] = ()  # of their runs, only these (all when empty)
 
     @property
     def shares(self) -> dict[str, float]:
@@ -246,6 +250,8 @@ class Slice:
                 print(f"[slice] {set_name}: {skipped[set_name]}", flush=True)
                 continue
             for run, preset_name in runs.items():
+                if self.only and run not in self.only:
+                    continue
                 self.runs[run] = {"set": set_name, "preset": preset_name,
                                   "overrides": self.overrides(preset_name)}
         return skipped
@@ -446,7 +452,7 @@ class Slice:
     # -- all -------------------------------------------------------------------------------------
     def run(self) -> int:
         self.summary |= {"dry_run": self.dry_run, "minutes": self.minutes,
-                         "sets": list(self.sets),
+                         "sets": list(self.sets), "only_runs": list(self.only),
                          "machine": machine(), "command": " ".join(sys.argv),
                          "out": str(self.out)}
         if not self.dry_run and not self.summary["machine"]["cuda"]:
@@ -750,20 +756,28 @@ def main(argv: list[str] | None = None) -> int:
                    help="scratch folder for runs and logs (default: runs/gpu-slice)")
     p.add_argument("--minutes", type=float, default=None,
                    help="the whole slice's wall time (default 7; dry run 2)")
-    p.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS),
+    p.add_argument("--sets", nargs="+", choices=list(SETS), default=None,
                    help="the sets of runs that train (default: all): fewer runs share the "
                         "GPU, so each trains more steps in the same minutes")
+    p.add_argument("--runs", nargs="+", choices=list(RUN_SETS), default=[],
+                   help="of the chosen sets' runs, only these (default: all; their sets "
+                        "when --sets is not given)")
     p.add_argument("--dry-run", action="store_true",
                    help="the same stages at toy sizes on the CPU")
     p.add_argument("--data", type=Path, default=None,
                    help="data folder (default: gpu-data/ when it exists, else the usual one)")
     a = p.parse_args(argv)
+    sets = a.sets or list(dict.fromkeys(RUN_SETS[r] for r in a.runs)) or list(SETS)
+    stray = [r for r in a.runs if RUN_SETS[r] not in sets]
+    if stray:
+        p.error(f"--runs {' '.join(stray)}: not in the chosen --sets ({' '.join(sets)}); "
+                f"{', '.join(f'{r} is in {RUN_SETS[r]}' for r in stray)}")
     data = a.data or (ROOT / "gpu-data" if (ROOT / "gpu-data").is_dir() else None)
     work = a.work or ROOT / "runs" / ("gpu-slice-dry" if a.dry_run else "gpu-slice")
     shutil.rmtree(work, ignore_errors=True)
     minutes = a.minutes or (DRY_MINUTES if a.dry_run else 7.0)
     return Slice(a.out.resolve(), work.resolve(), minutes, a.dry_run,
-                 data.resolve() if data else None, sets=tuple(a.sets)).run()
+                 data.resolve() if data else None, sets=tuple(sets), only=tuple(a.runs)).run()
 
 
 if __name__ == "__main__":

@@ -46,6 +46,17 @@ if ! stamp_ok dev && { (( DEV )) || ! stamp_ok runtime; }; then
   echo "$hash" > "$VENV/.installed-$( (( DEV )) && echo dev || echo runtime)"
 fi
 
+# UMAP's kernels, compiled once: numba caches them beside umap-learn's code in the virtual
+# environment, or the first projection on this machine (a test's, or the app's first page)
+# waits for them (40 s of one core on a 2-core AMD EPYC). In the background, beside the
+# system packages' install below; once per installed environment.
+umap_pid=
+if [[ "$(cat "$VENV/.umap-compiled" 2>/dev/null)" != "$hash" ]]; then
+  ( "$VENV/bin/python" -c "from amortinv.projection import warm_up_umap
+warm_up_umap(block=True)" >/dev/null 2>&1 && echo "$hash" > "$VENV/.umap-compiled" ) &
+  umap_pid=$!
+fi
+
 # --- 2. System data packages (Debian) ------------------------------------------------------
 # Each ships real data that works offline; see docs/DATA.md for what each gives.
 DATA_PACKAGES=(
@@ -93,4 +104,7 @@ if [[ ! -d /usr/share/datasets/fashion-mnist ]]; then
   "$VENV/bin/python" -m amortinv.data fetch fashion-mnist || say "download failed; continuing without it"
 fi
 
+if [[ -n $umap_pid ]] && ! wait "$umap_pid"; then
+  say "compiling UMAP's kernels failed; the first projection will compile them"
+fi
 say "ready"

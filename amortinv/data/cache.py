@@ -1,5 +1,6 @@
 """The on-disk cache of decoded datasets: where it lives, and splits written to and read from
-uncompressed ``.npz`` files (fast to read back, written atomically)."""
+uncompressed ``.npz`` files (fast to read back, written atomically, built once however many
+sessions or processes ask for them at the same time)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+from filelock import FileLock
 
 from amortinv.data.dataset import Split, Splits
+
+T = TypeVar("T")
 
 #: Bump to invalidate every cached array (a change of decoding or of a derived task).
 CACHE_VERSION = 1
@@ -32,31 +37,46 @@ def cache_path(name: str) -> Path:
 
 def cached(name: str, load: Callable[[], Splits]) -> Splits:
     """Dataset ``name``'s splits from the cache, else ``load()``-ed and written there."""
-    path = cache_path(name)
-    if path.exists():
-        try:
-            return load_splits(path)
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-            path.unlink(missing_ok=True)  # a torn or stale cache file: rebuild it
-    splits = load()
-    save_splits(path, splits)
-    return splits
+    return _read_or_build(cache_path(name), load_splits, load,
+                          lambda path, splits: save_splits(path, splits))
 
 
 def cached_arrays(name: str, build: Callable[[], dict[str, np.ndarray]]
                   ) -> dict[str, np.ndarray]:
     """Named arrays from the cache, else ``build()``-ed and written there: for a decoded
     intermediate that several datasets share (decoded once for all of them)."""
-    path = cache_path(name)
+    return _read_or_build(cache_path(name), _load_npz, build, _save_npz)
+
+
+def _read_or_build(path: Path, read: Callable[[Path], T], build: Callable[[], T],
+                   write: Callable[[Path, T], None]) -> T:
+    """``read(path)``, else ``build()`` and ``write`` it there, once: whoever else wants it
+    meanwhile (another app user's session, another process) waits for that build and reads
+    it, instead of decoding it again beside it. A torn or stale file is built again."""
+    found = _read_if_sound(path, read)
+    if found is not None:
+        return found
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(path.with_name(path.name + ".lock")):
+        found = _read_if_sound(path, read)  # built while this one waited
+        if found is None:
+            found = build()
+            write(path, found)
+    return found
+
+
+def _read_if_sound(path: Path, read: Callable[[Path], T]) -> T | None:
     if path.exists():
         try:
-            with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        except (OSError, ValueError, zipfile.BadZipFile):
+            return read(path)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             path.unlink(missing_ok=True)  # a torn or stale cache file: rebuild it
-    arrays = build()
-    _save_npz(path, arrays)
-    return arrays
+    return None
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
 
 
 def save_splits(path: Path, splits: Splits) -> None:
