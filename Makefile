@@ -29,7 +29,7 @@ run: setup
 
 dev: setup
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT) --server.fileWatcherType auto \
-		--server.runOnSave true
+		--server.runOnSave true --client.toolbarMode developer
 
 lint: setup-dev
 	$(VENV)/bin/ruff check .

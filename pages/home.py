@@ -21,7 +21,7 @@ left, right = st.columns(2)
 with left:
     st.subheader("Encoder card")
     st.markdown(
-        f"- **file**: `{path}`\n"
+        f"- **file**: `{path.relative_to(ui.ROOT) if path.is_relative_to(ui.ROOT) else path}`\n"
         f"- **trained on**: {card.get('dataset', '?')} ({card.get('steps', '?')} steps, "
         f"preset `{card.get('preset', '?')}`, {card.get('method', '?')}, "
         f"{card.get('sampling', '?')} vectors)\n"

@@ -52,6 +52,9 @@ def go(page, server, path: str, ready: str) -> None:
 def test_home(page, server):
     go(page, server, "", "What the vector switches on")
     expect(page.get_by_text("Encoder card")).to_be_visible()
+    expect(page.get_by_text("checkpoints/fmnist-hyper4-w8-cpu", exact=True)).to_be_visible()
+    expect(page.get_by_text(str(ROOT))).to_have_count(0)  # the file, not where it sits here
+    expect(page.get_by_role("button", name="Deploy")).to_have_count(0)  # a user's toolbar
     expect(page.get_by_test_id("stImage").first).to_be_visible(timeout=LONG)
     page.screenshot(path=SHOTS / "home.png", full_page=True)
 
