@@ -46,12 +46,13 @@ if ! stamp_ok dev && { (( DEV )) || ! stamp_ok runtime; }; then
   echo "$hash" > "$VENV/.installed-$( (( DEV )) && echo dev || echo runtime)"
 fi
 
-# UMAP's kernels, compiled once: numba caches them beside umap-learn's code in the virtual
-# environment, or the first projection on this machine (a test's, or the app's first page)
-# waits for them (40 s of one core on a 2-core AMD EPYC). In the background, beside the
-# system packages' install below; once per installed environment.
+# For the tests: UMAP's kernels, compiled once (numba caches them beside umap-learn's code in
+# the virtual environment), or the first test that projects waits for them (20 s of CI; the
+# compilation alone, 40 s of one core on a 2-core AMD EPYC). In the background, beside the
+# system packages' install below; once per installed environment. (The app's server compiles
+# them in the background itself, so `make run` does not wait for this.)
 umap_pid=
-if [[ "$(cat "$VENV/.umap-compiled" 2>/dev/null)" != "$hash" ]]; then
+if (( DEV )) && [[ "$(cat "$VENV/.umap-compiled" 2>/dev/null)" != "$hash" ]]; then
   ( "$VENV/bin/python" -c "from amortinv.projection import warm_up_umap
 warm_up_umap(block=True)" >/dev/null 2>&1 && echo "$hash" > "$VENV/.umap-compiled" ) &
   umap_pid=$!
