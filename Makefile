@@ -5,8 +5,9 @@
 # On a GPU machine (docs/GPU.md), without set-up: the Python that has torch runs them.
 #   make gpu          tests, benchmarks, pre-trains and evaluates in <= 7 minutes; files in
 #                     $OUT (else out/gpu). DRY_RUN=1: the same at toy sizes on the CPU.
-#                     SETS="fashion-mnist-large audio": only those sets' runs; RUNS="audio-plain-gpu":
-#                     only those runs (their sets by default); MINUTES=8: its length
+#                     SETS="fashion-mnist-large audio": only those sets' runs;
+#                     RUNS="audio-plain-gpu": only those runs (of their sets); MINUTES=8: its
+#                     length
 #   make gpu-data     packs the data the GPU runs need into gpu-data/ (it travels with the tree)
 #   make gpu-leave    keeps the shipped weights back (in gpu-left/) while the slice runs, so
 #                     the data fit; make gpu-restore (or gpu_slice.py unpack) puts them back

@@ -755,7 +755,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=None,
                    help="scratch folder for runs and logs (default: runs/gpu-slice)")
     p.add_argument("--minutes", type=float, default=None,
-                   help="the whole slice's wall time (default 7; dry run 2)")
+                   help=f"the whole slice's wall time (default 7; dry run {DRY_MINUTES:g})")
     p.add_argument("--sets", nargs="+", choices=list(SETS), default=None,
                    help="the sets of runs that train (default: all): fewer runs share the "
                         "GPU, so each trains more steps in the same minutes")

@@ -37,8 +37,7 @@ def cache_path(name: str) -> Path:
 
 def cached(name: str, load: Callable[[], Splits]) -> Splits:
     """Dataset ``name``'s splits from the cache, else ``load()``-ed and written there."""
-    return _read_or_build(cache_path(name), load_splits, load,
-                          lambda path, splits: save_splits(path, splits))
+    return _read_or_build(cache_path(name), load_splits, load, save_splits)
 
 
 def cached_arrays(name: str, build: Callable[[], dict[str, np.ndarray]]
