@@ -580,24 +580,26 @@ def unpack(files: Path, dest: Path) -> list[Path]:
     ``dest`` from the files a slice brought back, ready for ``checkpoints/``."""
     work = dest / ".unpacked"
     work.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(files / ARCHIVE) as tar:
-        tar.extractall(work, filter="data")
-    encoders = {p.name: p for p in files.glob("*.safetensors")}
-    for bundle in files.glob("encoders-*.tar"):
-        with tarfile.open(bundle) as tar:
-            tar.extractall(work / "encoders", filter="data")
-        encoders |= {p.name: p for p in (work / "encoders").glob("*.safetensors")}
-    made = []
-    for name, path in sorted(encoders.items()):
-        run = dest / name.removesuffix(".safetensors")
-        run.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, run / "encoder.safetensors")
-        kept = work / "slice" / "runs" / run.name
-        for part in ("card.json", "metrics.jsonl"):
-            if (kept / part).exists():
-                shutil.copyfile(kept / part, run / part)
-        made.append(run)
-    shutil.rmtree(work)
+    try:
+        with tarfile.open(files / ARCHIVE) as tar:
+            tar.extractall(work, filter="data")
+        encoders = {p.name: p for p in files.glob("*.safetensors")}
+        for bundle in files.glob("encoders-*.tar"):
+            with tarfile.open(bundle) as tar:
+                tar.extractall(work / "encoders", filter="data")
+            encoders |= {p.name: p for p in (work / "encoders").glob("*.safetensors")}
+        made = []
+        for name, path in sorted(encoders.items()):
+            run = dest / name.removesuffix(".safetensors")
+            run.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, run / "encoder.safetensors")
+            kept = work / "slice" / "runs" / run.name
+            for part in ("card.json", "metrics.jsonl"):
+                if (kept / part).exists():
+                    shutil.copyfile(kept / part, run / part)
+            made.append(run)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return made
 
 
@@ -743,9 +745,18 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("files", type=Path, help="the folder the slice's files came back to")
         p.add_argument("dest", type=Path)
         a = p.parse_args(argv[1:])
+        if not (a.files / ARCHIVE).is_file():  # before anything moves
+            p.error(f"{a.files} holds no {ARCHIVE}: give the folder the slice's files came "
+                    "back to (the device reply's files_at, or the slice's --out)")
         for path in restore():  # what `make gpu-leave` kept back comes home first
             print(f"restored {path.relative_to(ROOT)}")
-        for run in unpack(a.files, a.dest):
+        try:
+            made = unpack(a.files, a.dest)
+        except (tarfile.TarError, EOFError) as err:  # a file cut short on its way back
+            print(f"error: cannot unpack {a.files}: {err}; fetch its files again",
+                  file=sys.stderr)
+            return 1
+        for run in made:
             print(run)
         return 0
     p = argparse.ArgumentParser(description=__doc__,

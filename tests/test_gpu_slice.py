@@ -120,6 +120,21 @@ def test_unpack_rebuilds_run_folders(dry_run, tmp_path):
         assert amortinv.load(tmp_path / name).card["steps"] == summary["runs"][name]["steps"]
 
 
+def test_unpack_says_what_is_wrong_with_what_came_back(tmp_path):
+    unpack = [sys.executable, ROOT / "scripts" / "gpu_slice.py", "unpack"]
+    missing = subprocess.run([*unpack, str(tmp_path / "nowhere"), str(tmp_path / "dest")],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "holds no slice.tar.xz" in missing.stderr
+    torn = tmp_path / "torn"
+    torn.mkdir()
+    (torn / "slice.tar.xz").write_bytes(b"\xfd7zXZ\x00 cut short")
+    done = subprocess.run([*unpack, str(torn), str(tmp_path / "dest")], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1 and "cannot unpack" in done.stderr and "Traceback" not in \
+        done.stderr
+    assert list((tmp_path / "dest").iterdir()) == []  # nothing half-made left behind
+
+
 # -- the parts, in process -----------------------------------------------------------------------
 def test_every_set_has_its_presets_and_their_dry_run_settings_are_valid(script, tmp_path):
     gpu_slice = script("gpu_slice")
