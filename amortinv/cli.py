@@ -49,6 +49,18 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *,
         parser.add_argument(*flags, help=f"{text} (default: {said})".strip(), **kwargs)
 
 
+def checkpoint_path(value: str) -> str:
+    """``type=`` for a checkpoint flag: ``value`` when it names a checkpoint (its folder or
+    file), else argparse's usage error saying there is none (instead of a traceback later)."""
+    from amortinv.checkpoint import resolve
+
+    try:
+        resolve(value)
+    except FileNotFoundError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return value
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 

@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from amortinv.cli import checkpoint_path
+
 ROOT = Path(__file__).resolve().parents[1]
 
 COLD_START = """
@@ -73,7 +75,8 @@ def slider_moves(encoder, dataset, method: str, moves: int) -> dict[str, list[fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "fmnist-hyper4-w8-cpu"),
+    parser.add_argument("--checkpoint", type=checkpoint_path,
+                        default=str(ROOT / "checkpoints" / "fmnist-hyper4-w8-cpu"),
                         help="default: the encoder the app opens on")
     parser.add_argument("--dataset", default="")
     parser.add_argument("--moves", type=int, default=8)

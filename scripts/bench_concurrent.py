@@ -16,6 +16,7 @@ import json
 import time
 
 import amortinv
+from amortinv.cli import checkpoint_path
 from amortinv.downstream import DownstreamConfig
 from amortinv.workers import learning_job
 
@@ -24,7 +25,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--checkpoint", default="checkpoints/fmnist-hyper4-w8-cpu")
+    parser.add_argument("--checkpoint", type=checkpoint_path,
+                        default="checkpoints/fmnist-hyper4-w8-cpu")
     parser.add_argument("--task", default="fashion-mnist")
     parser.add_argument("--max-train", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=DownstreamConfig().steps)

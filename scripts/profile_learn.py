@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from amortinv.cli import checkpoint_path
+
 SNIPPET = """
 import json, sys, threading, time
 def start(checkpoint, task):
@@ -94,8 +96,10 @@ def fresh(mode: str, checkpoint: str, task: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default="checkpoints/fmnist-hyper4-w8-cpu")
-    parser.add_argument("--plain", default="checkpoints/fmnist-plain-cpu")
+    parser.add_argument("--checkpoint", type=checkpoint_path,
+                        default="checkpoints/fmnist-hyper4-w8-cpu")
+    parser.add_argument("--plain", type=checkpoint_path,
+                        default="checkpoints/fmnist-plain-cpu")
     parser.add_argument("--task", default="fashion-mnist")
     parser.add_argument("--only-stages", action="store_true",
                         help="time the stages in the main thread only (a third of the time)")

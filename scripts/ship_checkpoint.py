@@ -20,12 +20,13 @@ import torch
 
 import amortinv
 from amortinv import checkpoint
+from amortinv.cli import checkpoint_path
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run")
+    parser.add_argument("run", type=checkpoint_path)
     parser.add_argument("dest")
     parser.add_argument("--eval", help="a JSON file whose object is added to the card's "
                         "'evaluation'")

@@ -33,6 +33,7 @@ import torch
 
 import amortinv
 from amortinv import results
+from amortinv.cli import checkpoint_path
 from amortinv.downstream import (
     DownstreamConfig,
     Readout,
@@ -286,7 +287,7 @@ def summary(rows: list[dict], command: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint", type=checkpoint_path, required=True)
     parser.add_argument("--tasks", nargs="+", required=True)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS),
                         choices=list(VARIANTS))

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import amortinv
+from amortinv.cli import checkpoint_path
 from amortinv.downstream import (
     DownstreamConfig,
     TaskMismatch,
@@ -94,7 +95,7 @@ def study(encoder, name: str, suite: str, config: DownstreamConfig, folds: int =
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint", type=checkpoint_path, required=True)
     parser.add_argument("--tasks", nargs="+", required=True)
     parser.add_argument("--suite", required=True, help="the suite's name in the summary")
     parser.add_argument("--out", default="docs/results/selection-study")

@@ -29,6 +29,20 @@ def smoke_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.parametrize("name, flag", [
+    ("bench_app", "--checkpoint"), ("bench_concurrent", "--checkpoint"),
+    ("profile_learn", "--plain"), ("study_learner", "--checkpoint"),
+    ("study_selection", "--checkpoint"), ("ship_checkpoint", None)])
+def test_a_missing_checkpoint_is_a_usage_error(script, monkeypatch, capsys, tmp_path, name,
+                                               flag):
+    missing = str(tmp_path / "no-such-run")
+    monkeypatch.setattr(sys, "argv", [name, *([flag] if flag else []), missing])
+    with pytest.raises(SystemExit) as ended:
+        script(name).main()
+    assert ended.value.code == 2  # argparse's usage error, before any work
+    assert f"no checkpoint at {missing}" in capsys.readouterr().err
+
+
 def test_bench_augment_prints_its_json():
     line = json.loads(run(str(SCRIPTS / "bench_augment.py"), "--batch", "16", "--seconds",
                           "0.2").splitlines()[-1])
