@@ -65,7 +65,13 @@ class InvarianceSpace:
         elif isinstance(value, int | float):
             vec = torch.full((len(self),), float(value))
         else:
-            vec = torch.as_tensor(value, dtype=torch.float32).detach().cpu().flatten()
+            try:
+                vec = torch.as_tensor(value, dtype=torch.float32).detach().cpu().flatten()
+            except (TypeError, ValueError, RuntimeError):
+                raise InvalidInvarianceVector(
+                    f"an invariance vector is one number, {len(self)} numbers in the order "
+                    f"{self._listing()}, or a mapping group -> number; got {value!r}"
+                ) from None
             if vec.numel() != len(self):
                 raise InvalidInvarianceVector(
                     f"the '{self.name}' space has {len(self)} groups ({self._listing()}), "

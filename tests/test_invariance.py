@@ -47,6 +47,8 @@ def test_vector_round_trips_through_a_named_dict():
         ({"crop": 1, "flip": 0, "color": 1, "grayscale": 1, "blur": 1, "hue": 1},
          ["unknown group(s) hue"]),
         ({"crop": "a", "flip": 0, "color": 1, "grayscale": 1, "blur": 1}, ["'crop'", "'a'"]),
+        ("half", ["one number, 5 numbers", "crop, flip, color, grayscale, blur", "'half'"]),
+        (None, ["or a mapping group -> number", "got None"]),
     ],
 )
 def test_invalid_vectors_name_the_groups(value, words):

@@ -170,6 +170,20 @@ def test_float_images_must_be_in_0_1_not_0_255():
         enc.features(x.astype(np.float32), 1.0)
 
 
+def test_inputs_with_nan_or_infinity_are_refused_by_count():
+    image = Encoder(ModelConfig(in_channels=1, image_size=28, width=4, bases=2), GREY)
+    x = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
+    x[1, 0, 3, 3] = np.nan
+    with pytest.raises(ValueError, match="1 of the 3 inputs hold NaN or infinite values"):
+        image.features(x, 1.0)
+    audio = Encoder(ModelConfig(modality="audio", width=4, stem="imagenet", bases=2), AUDIO)
+    clips = np.zeros((4, 16000), np.float32)
+    clips[[0, 2], 5] = np.inf
+    for convert in (lambda c: audio.features(c, 0.5), audio.reusable):  # both ways in
+        with pytest.raises(ValueError, match="2 of the 4 inputs hold NaN or infinite values"):
+            convert(clips)
+
+
 def test_audio_encoder_takes_waveforms():
     enc = Encoder(ModelConfig(modality="audio", width=4, stem="imagenet", bases=2), AUDIO)
     z = enc.features(np.random.default_rng(0).standard_normal((3, 16000)).astype(np.float32)

@@ -79,9 +79,15 @@ def test_loaders_that_break_conventions_are_refused(fresh_cache):
                  Split(np.zeros((2, 3, 8, 8), np.uint8), np.zeros(2, np.int64)), ("a",))
     empty = Splits(Split(np.zeros((0, 1, 8, 8), np.uint8), np.zeros(0, np.int64)),
                    Split(np.zeros((2, 1, 8, 8), np.uint8), np.zeros(2, np.int64)), ("a",))
-    for name, splits, message in (("test-float", bad, "uint8"), ("test-empty", empty, "empty")):
-        registry.register(name, modality="image", target_kind="classification", description="x",
-                          cache=False)(lambda s=splits: s)
+    noisy = np.zeros((4, 16000), np.float32)
+    noisy[2, 7] = np.nan
+    nan_audio = Splits(Split(noisy, np.zeros(4, np.int64)),
+                       Split(np.zeros((2, 16000), np.float32), np.zeros(2, np.int64)), ("a",))
+    for name, splits, message, modality in (
+            ("test-float", bad, "uint8", "image"), ("test-empty", empty, "empty", "image"),
+            ("test-nan", nan_audio, "train split: 1 clip.s. hold NaN", "audio")):
+        registry.register(name, modality=modality, target_kind="classification",
+                          description="x", cache=False)(lambda s=splits: s)
         try:
             with pytest.raises(ValueError, match=message):
                 data.get(name)

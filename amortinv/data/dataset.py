@@ -123,6 +123,9 @@ def check(data: Dataset) -> None:
                              f"{x.dtype} {x.shape}")
         if data.modality == "audio" and (x.dtype != np.float32 or x.ndim != 2):
             raise ValueError(f"{where}: audio must be float32 (N, T), got {x.dtype} {x.shape}")
+        if data.modality == "audio" and not np.isfinite(x).all():
+            bad = int((~np.isfinite(x)).any(1).sum())
+            raise ValueError(f"{where}: {bad} clip(s) hold NaN or infinite samples")
         if data.target_kind == "classification":
             if y.dtype != np.int64 or y.ndim != 1:
                 raise ValueError(f"{where}: class labels must be int64 (N,), got {y.dtype}")

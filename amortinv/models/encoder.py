@@ -169,7 +169,7 @@ class Encoder(nn.Module):
         (their conversion is a division, and uint8 is a quarter of the memory)."""
         if self.config.modality != "audio" or isinstance(x, Inputs):
             return x
-        parts = [self.to_input(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        parts = [self._given(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
         return Inputs(torch.cat(parts) if parts else torch.zeros(0, device=self.device))
 
     def forward(self, x: torch.Tensor, invariance: torch.Tensor) -> torch.Tensor:
@@ -219,7 +219,19 @@ class Encoder(nn.Module):
         """Examples ``start:start + size`` of ``x`` in the augmentation domain."""
         if isinstance(x, Inputs):
             return x.tensor[start:start + size].to(self.device)
-        return self.to_input(x[start:start + size])
+        return self._given(x[start:start + size])
+
+    def _given(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """:meth:`to_input` for inputs a caller gives, which may hold NaN or infinities (the
+        registry's datasets are checked when loaded, and pre-training's batches come from
+        them: no check, and no device sync, per step)."""
+        x = torch.as_tensor(x)
+        if x.is_floating_point() and not torch.isfinite(x).all():
+            bad = int((~torch.isfinite(x)).reshape(len(x), -1).any(1).sum()) if x.ndim else 1
+            raise ValueError(f"{bad} of the {len(x) if x.ndim else 1} inputs hold NaN or "
+                             "infinite values: features of them would be NaN; fix or drop "
+                             "them first")
+        return self.to_input(x)
 
 
 @dataclass(frozen=True)
