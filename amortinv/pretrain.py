@@ -38,7 +38,14 @@ from amortinv.models.heads import projection_head
 from amortinv.monitor import KnnMonitor
 from amortinv.optim import cosine_lr, make_optimizer
 from amortinv.presets import HELP, PRESET_NOTES, PRESETS, RENAMED, PretrainConfig, preset
-from amortinv.run_state import LAST_FILE, Log, TrainingState, restore_run, save_run
+from amortinv.run_state import (
+    LAST_FILE,
+    Log,
+    TrainingState,
+    claim_run_folder,
+    restore_run,
+    save_run,
+)
 from amortinv.settings import AUTO
 from amortinv.time_budget import OPEN_STEPS, TimeBudget
 
@@ -282,7 +289,13 @@ class Trainer:
         """Train to ``config.steps``, yielding each logged record (also written to
         ``metrics.jsonl``); checkpoints every ``checkpoint_every`` steps and at the end. With
         ``config.minutes`` the total is fixed once the first steps are timed
-        (:mod:`amortinv.time_budget`)."""
+        (:mod:`amortinv.time_budget`). While it trains, the run folder is this run's alone:
+        another run pointed at it (another app user, another terminal) stops at once
+        (:func:`~amortinv.run_state.claim_run_folder`)."""
+        with claim_run_folder(self.out) if self.process.main else contextlib.nullcontext():
+            yield from self._run()
+
+    def _run(self) -> Iterator[dict]:
         cfg = self.config
         if cfg.resume:
             self.restore()

@@ -1,15 +1,19 @@
 """A pre-training run's state on disk, in its folder: ``last.safetensors`` (every tensor needed
 to resume exactly: model, MoCo's momentum encoder and queues, optimiser state, with the step
-and settings), ``encoder.safetensors`` (the encoder to use) and ``metrics.jsonl`` (the log).
+and settings), ``encoder.safetensors`` (the encoder to use) and ``metrics.jsonl`` (the log);
+while a run trains, ``.writing.lock`` keeps a second run out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
+from filelock import FileLock, Timeout
 from torch import nn
 
 from amortinv import checkpoint
@@ -17,6 +21,8 @@ from amortinv.models import Encoder
 from amortinv.presets import PretrainConfig
 
 LAST_FILE = "last.safetensors"
+#: Held by the run that is writing the folder (:func:`claim_run_folder`).
+WRITING_LOCK = ".writing.lock"
 #: Settings a resumed run may change; any other difference refuses the resume.
 RESUMABLE = {"steps", "minutes", "resume", "progress", "log_every", "knn_every", "checkpoint_every",
              "tensorboard", "device", "compile", "knn_train", "knn_test", "out"}
@@ -66,6 +72,26 @@ def save_run(out: Path, state: TrainingState, encoder: Encoder, step: int,
     meta = checkpoint.encoder_meta(encoder) | {"step": step, "config": asdict(config)}
     checkpoint.save(out / LAST_FILE, state.tensors(), meta)
     checkpoint.save_encoder(out / checkpoint.ENCODER_FILE, encoder)
+
+
+@contextlib.contextmanager
+def claim_run_folder(out: Path) -> Iterator[None]:
+    """Hold run folder ``out`` for one run while it trains: a second run pointed at the same
+    folder meanwhile (two app users who kept the default run name, two terminals) is refused
+    at once, instead of both writing the same checkpoints and metrics. A lock file (released
+    by the system if the process dies), not a marker that a crash would leave behind."""
+    out.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(out / WRITING_LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise FileExistsError(f"another pre-training is writing to {out} right now: choose "
+                              "another --out (run name), or wait for it to end and pass "
+                              "--resume") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def restore_run(out: Path, state: TrainingState, encoder: Encoder,

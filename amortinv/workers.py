@@ -328,17 +328,24 @@ def learning_job(encoder: Encoder, task: Task | Dataset | str, config: Downstrea
 
 def pretraining_job(trainer, alive: Callable[[], bool] | None = None) -> Job:
     """Run a :class:`amortinv.pretrain.Trainer` in the background; records are its log.
-    Stopped or cancelled, it saves the encoder as it is (``--resume`` continues it)."""
+    Stopped or cancelled, it saves the encoder as it is (``--resume`` continues it); refused
+    before its first step (its folder holds a run, or another run is writing it), it saves
+    nothing there."""
 
     def work(stop: threading.Event) -> Iterator[dict]:
         run = trainer.run()
+        started = False
         try:
             for record in run:
+                started = True
                 yield record
                 if stop.is_set():
                     break
         finally:
-            run.close()  # the run's own clean-up: close the log and the progress bar
-            trainer.save(trainer.encoder.card.get("metrics", {}))
+            try:
+                if started:  # while the run still holds its folder
+                    trainer.save(trainer.encoder.card.get("metrics", {}))
+            finally:
+                run.close()  # the run's own clean-up: its log, progress bar and folder
 
     return Job(work, name=f"pretrain-{trainer.config.preset}", alive=alive)

@@ -109,6 +109,21 @@ def test_a_run_is_never_silently_overwritten_or_resumed_with_other_settings(tmp_
         run(preset("smoke", out=str(tmp_path / "new"), resume=True))
 
 
+def test_two_runs_at_once_in_one_folder_the_second_is_refused(tmp_path):
+    # Two app users who kept the default run name: the first has not saved yet, so the
+    # folder holds no run to find; it is claimed while the first trains.
+    first = Trainer(preset("smoke", out=str(tmp_path), steps=3))
+    training = first.run()
+    next(training)  # step 1 done, nothing saved yet
+    assert not (tmp_path / "last.safetensors").exists()
+    with pytest.raises(FileExistsError, match="another pre-training is writing to"):
+        run(preset("smoke", out=str(tmp_path), steps=3))
+    list(training)  # the first ends as if alone, and lets go of the folder
+    assert checkpoint.read_meta(tmp_path / "last.safetensors")["step"] == 3
+    resumed, _ = run(preset("smoke", out=str(tmp_path), steps=4, resume=True))
+    assert resumed.step == 4
+
+
 def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     trainer = Trainer(preset("smoke", out=str(tmp_path), steps=6, checkpoint_every=2))
     honest = trainer.loss

@@ -4,6 +4,7 @@ import time
 import pytest
 import torch
 
+from amortinv import checkpoint
 from amortinv.downstream import GRADIENT, DownstreamConfig, corner_name, evaluate_vector, prepare
 from amortinv.invariance import GREY
 from amortinv.models import Encoder, ModelConfig
@@ -132,6 +133,22 @@ def test_pretraining_job_streams_the_log_and_saves_when_ended(tmp_path, end):
     snap = job.snapshot()
     assert snap.error is None and 2 <= len(snap.records) < 500
     assert (tmp_path / "encoder.safetensors").exists()
+
+
+def test_a_second_pretraining_job_on_the_same_folder_is_refused_and_writes_nothing(tmp_path):
+    first = pretraining_job(Trainer(preset("smoke", out=str(tmp_path), steps=500, log_every=1,
+                                           checkpoint_every=1000))).start()
+    while len(first.snapshot().records) < 2:
+        time.sleep(0.05)
+    second = pretraining_job(Trainer(preset("smoke", out=str(tmp_path), steps=3))).start()
+    second.join(60)
+    snap = second.snapshot()
+    assert snap.records == [] and "another pre-training is writing to" in snap.error
+    assert not (tmp_path / "encoder.safetensors").exists()  # the first's folder, untouched
+    first.stop()
+    first.join(60)
+    assert first.snapshot().error is None
+    assert checkpoint.read_meta(tmp_path / "last.safetensors")["step"] >= 2  # the first's
 
 
 def wait_for_steps(job, n: int) -> None:
