@@ -4,9 +4,10 @@
         --plain runs/cpu-fmnist-plain --out docs/downstream [--device auto]
 
 Each task runs with the first checkpoint that can read it (modality, checked before any data is
-loaded, then channels); tasks no checkpoint can read are listed as skipped. A task that cannot
-be run (an unknown name, a dataset missing here, a failure while learning) is recorded as a
-failed row with the reason, and the suite goes on; the exit status is 1 when a row failed.
+loaded, then channels); tasks no checkpoint can read are listed as skipped. An unknown task
+name is refused before any work (exit status 2, with the names it may have meant). A task that
+cannot be run (a dataset missing here, a failure while learning) is recorded as a failed row
+with the reason, and the suite goes on; the exit status is 1 when a row failed.
 OUT.csv (every baseline, and an ``error`` column) and OUT.md (the table for the docs) are
 rewritten as each row finishes, and each row is printed as JSON.
 """
@@ -93,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help=DEVICE_HELP + " (default auto)")
     add_config_arguments(parser, DownstreamConfig)
     args = parser.parse_args(argv)
+    try:  # a misspelt task is refused before the suite starts, not recorded as its failure
+        for name in args.tasks or []:
+            if not name.startswith("folder:"):
+                data.info(name)
+    except data.UnknownDataset as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     try:
         config = DownstreamConfig(**config_values(args, DownstreamConfig))
         encoders = [amortinv.load(p, args.device) for p in args.checkpoint]

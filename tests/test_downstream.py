@@ -250,18 +250,28 @@ def test_suite_records_failed_tasks_writes_rows_as_they_finish_and_prepares_once
     def interrupted():
         raise KeyboardInterrupt  # the user stops the suite while this task loads
 
+    def broken():
+        raise ValueError("the source files are damaged")
+
     data.register("test-interrupt", modality="image", target_kind="classification",
                   description="x", cache=False)(interrupted)
+    data.register("test-broken", modality="image", target_kind="classification",
+                  description="x", cache=False)(broken)
     out = tmp_path / "suite"
     args = ["--checkpoint", str(tmp_path / "enc"), "--out", str(out), "--steps", "2",
             "--max-train", "200"]
     try:
-        assert suite.main([*args, "--tasks", "no-such-task", "sklearn-digits"]) == 1
+        # a misspelt name is refused before any work, with the names it may have meant
+        assert suite.main([*args, "--tasks", "sklearn-digit", "sklearn-digits"]) == 2
+        assert "Did you mean sklearn-digits" in capsys.readouterr().err
+        assert not out.with_suffix(".csv").exists() and prepared == []
+        # a task that breaks while the suite runs is recorded, and the suite goes on
+        assert suite.main([*args, "--tasks", "test-broken", "sklearn-digits"]) == 1
         rows = list(csv.DictReader(out.with_suffix(".csv").read_text().splitlines()))
-        assert [r["task"] for r in rows] == ["no-such-task", "sklearn-digits"]
-        assert "unknown dataset" in rows[0]["error"] and rows[1]["error"] == ""
+        assert [r["task"] for r in rows] == ["test-broken", "sklearn-digits"]
+        assert "damaged" in rows[0]["error"] and rows[1]["error"] == ""
         assert 0 <= float(rows[1]["learned_score"]) <= 1
-        assert "Failed: no-such-task (unknown dataset" in out.with_suffix(".md").read_text()
+        assert "Failed: test-broken (the source files" in out.with_suffix(".md").read_text()
         assert prepared.count("sklearn-digits") == 1  # the fit reuses the prepared task
         capsys.readouterr()
 
@@ -271,3 +281,4 @@ def test_suite_records_failed_tasks_writes_rows_as_they_finish_and_prepares_once
         assert [r["task"] for r in rows] == ["sklearn-digits"]  # finished rows are kept
     finally:
         data.registry._REGISTRY.pop("test-interrupt")
+        data.registry._REGISTRY.pop("test-broken")
