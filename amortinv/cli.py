@@ -61,6 +61,19 @@ def checkpoint_path(value: str) -> str:
     return value
 
 
+def task_name(value: str) -> str:
+    """``type=`` for a task flag: a registered dataset's name or ``folder:PATH``, else
+    argparse's usage error with the names it may have meant (before any work)."""
+    from amortinv import data
+
+    if not value.startswith("folder:"):
+        try:
+            data.info(value)
+        except data.UnknownDataset as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return value
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 

@@ -16,7 +16,7 @@ import json
 import time
 
 import amortinv
-from amortinv.cli import checkpoint_path
+from amortinv.cli import checkpoint_path, task_name
 from amortinv.downstream import DownstreamConfig
 from amortinv.workers import learning_job
 
@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--checkpoint", type=checkpoint_path,
                         default="checkpoints/fmnist-hyper4-w8-cpu")
-    parser.add_argument("--task", default="fashion-mnist")
+    parser.add_argument("--task", type=task_name, default="fashion-mnist")
     parser.add_argument("--max-train", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=DownstreamConfig().steps)
     args = parser.parse_args()

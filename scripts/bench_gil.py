@@ -35,6 +35,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from amortinv.cli import task_name
+
 
 def redraws(stop: threading.Event) -> None:
     from amortinv import charts
@@ -69,7 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default="checkpoints/fmnist-hyper4-w8-cpu")
-    parser.add_argument("--task", default="fashion-mnist")
+    parser.add_argument("--task", type=task_name, default="fashion-mnist")
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
 

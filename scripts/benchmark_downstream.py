@@ -23,7 +23,7 @@ import amortinv
 import amortinv.data as data
 from amortinv import results
 from amortinv.checkpoint import CheckpointError
-from amortinv.cli import add_config_arguments, config_values
+from amortinv.cli import add_config_arguments, config_values, task_name
 from amortinv.devices import DEVICE_HELP
 from amortinv.downstream import DownstreamConfig, Task, TaskMismatch, fit, prepare
 from amortinv.models import Encoder
@@ -88,19 +88,12 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", nargs="+", required=True)
     parser.add_argument("--plain", nargs="*", default=[], help="plain encoders, same order")
-    parser.add_argument("--tasks", nargs="*",
+    parser.add_argument("--tasks", nargs="*", type=task_name,
                         help="default: every available task (not the pre-training sets)")
     parser.add_argument("--out", default="docs/downstream")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP + " (default auto)")
     add_config_arguments(parser, DownstreamConfig)
     args = parser.parse_args(argv)
-    try:  # a misspelt task is refused before the suite starts, not recorded as its failure
-        for name in args.tasks or []:
-            if not name.startswith("folder:"):
-                data.info(name)
-    except data.UnknownDataset as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     try:
         config = DownstreamConfig(**config_values(args, DownstreamConfig))
         encoders = [amortinv.load(p, args.device) for p in args.checkpoint]

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from amortinv.cli import checkpoint_path
+from amortinv.cli import checkpoint_path, task_name
 
 SNIPPET = """
 import json, sys, threading, time
@@ -100,7 +100,7 @@ def main() -> None:
                         default="checkpoints/fmnist-hyper4-w8-cpu")
     parser.add_argument("--plain", type=checkpoint_path,
                         default="checkpoints/fmnist-plain-cpu")
-    parser.add_argument("--task", default="fashion-mnist")
+    parser.add_argument("--task", type=task_name, default="fashion-mnist")
     parser.add_argument("--only-stages", action="store_true",
                         help="time the stages in the main thread only (a third of the time)")
     args = parser.parse_args()

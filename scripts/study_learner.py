@@ -33,7 +33,7 @@ import torch
 
 import amortinv
 from amortinv import results
-from amortinv.cli import checkpoint_path
+from amortinv.cli import checkpoint_path, task_name
 from amortinv.downstream import (
     DownstreamConfig,
     Readout,
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=checkpoint_path, required=True)
-    parser.add_argument("--tasks", nargs="+", required=True)
+    parser.add_argument("--tasks", nargs="+", type=task_name, required=True)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS),
                         choices=list(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])

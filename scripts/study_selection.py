@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 import amortinv
-from amortinv.cli import checkpoint_path
+from amortinv.cli import checkpoint_path, task_name
 from amortinv.downstream import (
     DownstreamConfig,
     TaskMismatch,
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=checkpoint_path, required=True)
-    parser.add_argument("--tasks", nargs="+", required=True)
+    parser.add_argument("--tasks", nargs="+", type=task_name, required=True)
     parser.add_argument("--suite", required=True, help="the suite's name in the summary")
     parser.add_argument("--out", default="docs/results/selection-study")
     parser.add_argument("--folds", type=int, default=FOLDS,

@@ -262,7 +262,9 @@ def test_suite_records_failed_tasks_writes_rows_as_they_finish_and_prepares_once
             "--max-train", "200"]
     try:
         # a misspelt name is refused before any work, with the names it may have meant
-        assert suite.main([*args, "--tasks", "sklearn-digit", "sklearn-digits"]) == 2
+        with pytest.raises(SystemExit) as refused:
+            suite.main([*args, "--tasks", "sklearn-digit", "sklearn-digits"])
+        assert refused.value.code == 2
         assert "Did you mean sklearn-digits" in capsys.readouterr().err
         assert not out.with_suffix(".csv").exists() and prepared == []
         # a task that breaks while the suite runs is recorded, and the suite goes on

@@ -43,7 +43,19 @@ def test_a_missing_checkpoint_is_a_usage_error(script, monkeypatch, capsys, tmp_
     assert f"no checkpoint at {missing}" in capsys.readouterr().err
 
 
-def test_bench_augment_prints_its_json():
+@pytest.mark.parametrize("name, flag", [
+    ("benchmark_downstream", "--tasks"), ("bench_concurrent", "--task"),
+    ("bench_gil", "--task"), ("profile_learn", "--task"), ("study_learner", "--tasks"),
+    ("study_selection", "--tasks")])
+def test_a_misspelt_task_is_a_usage_error(script, monkeypatch, capsys, name, flag):
+    monkeypatch.setattr(sys, "argv", [name, flag, "fashion-mnst"])
+    with pytest.raises(SystemExit) as ended:
+        script(name).main()
+    assert ended.value.code == 2  # argparse's usage error, before any work
+    assert "Did you mean fashion-mnist" in capsys.readouterr().err
+
+
+
     line = json.loads(run(str(SCRIPTS / "bench_augment.py"), "--batch", "16", "--seconds",
                           "0.2").splitlines()[-1])
     assert {"device", "batched_img_s", "torchvision_img_s", "ratio"} <= set(line)
