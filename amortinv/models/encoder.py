@@ -227,10 +227,10 @@ class Encoder(nn.Module):
         them: no check, and no device sync, per step)."""
         x = torch.as_tensor(x)
         if x.is_floating_point() and not torch.isfinite(x).all():
-            bad = int((~torch.isfinite(x)).reshape(len(x), -1).any(1).sum()) if x.ndim else 1
-            raise ValueError(f"{bad} of the {len(x) if x.ndim else 1} inputs hold NaN or "
-                             "infinite values: features of them would be NaN; fix or drop "
-                             "them first")
+            rows = x.reshape(len(x) if x.ndim else 1, -1)  # one row an input
+            bad = int((~torch.isfinite(rows)).any(1).sum())
+            raise ValueError(f"{bad} of the {len(rows)} inputs hold NaN or infinite values: "
+                             "features of them would be NaN; fix or drop them first")
         return self.to_input(x)
 
 
