@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -79,7 +80,10 @@ def claim_run_folder(out: Path) -> Iterator[None]:
     """Hold run folder ``out`` for one run while it trains: a second run pointed at the same
     folder meanwhile (two app users who kept the default run name, two terminals) is refused
     at once, instead of both writing the same checkpoints and metrics. A lock file (released
-    by the system if the process dies), not a marker that a crash would leave behind."""
+    by the system if the process dies), not a marker that a crash would leave behind. A folder
+    made here for a run that wrote nothing (``--resume`` of a misspelt ``--out``, say) is
+    removed again."""
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     lock = FileLock(out / WRITING_LOCK, timeout=0)
     try:
@@ -92,6 +96,8 @@ def claim_run_folder(out: Path) -> Iterator[None]:
         yield
     finally:
         lock.release()
+        if made and [p.name for p in out.iterdir()] == [WRITING_LOCK]:
+            shutil.rmtree(out, ignore_errors=True)
 
 
 def restore_run(out: Path, state: TrainingState, encoder: Encoder,

@@ -107,6 +107,7 @@ def test_a_run_is_never_silently_overwritten_or_resumed_with_other_settings(tmp_
         run(preset("smoke", out=str(tmp_path), steps=4, width=16, resume=True))
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         run(preset("smoke", out=str(tmp_path / "new"), resume=True))
+    assert not (tmp_path / "new").exists()  # a misspelt --out leaves no folder behind
 
 
 def test_two_runs_at_once_in_one_folder_the_second_is_refused(tmp_path):
