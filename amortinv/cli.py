@@ -66,11 +66,10 @@ def task_name(value: str) -> str:
     argparse's usage error with the names it may have meant (before any work)."""
     from amortinv import data
 
-    if not value.startswith("folder:"):
-        try:
-            data.info(value)
-        except data.UnknownDataset as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
+    try:
+        data.folder_or_info(value)
+    except data.UnknownDataset as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
     return value
 
 

@@ -199,8 +199,8 @@ def prepare(encoder: Encoder, dataset: str | Dataset, config: DownstreamConfig) 
 
     A registry name of the wrong modality is refused before its data is loaded or rendered.
     """
-    if isinstance(dataset, str) and not dataset.startswith("folder:"):
-        check_modality(encoder, dataset, datasets.info(dataset).modality)
+    if isinstance(dataset, str) and (entry := datasets.folder_or_info(dataset)) is not None:
+        check_modality(encoder, dataset, entry.modality)
     data = datasets.get(dataset) if isinstance(dataset, str) else dataset
     if len(data.train) == 0 or len(data.test) == 0:
         raise TaskMismatch(f"task '{data.name}' has an empty split ({len(data.train)} train, "

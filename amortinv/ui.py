@@ -183,7 +183,7 @@ def dataset_when_ready(name: str, encoder: Encoder) -> data.Dataset | None:
 
 
 def _wait_for(job: Loading) -> None:
-    entry = data.info(job.name) if not job.name.startswith("folder:") else None
+    entry = data.folder_or_info(job.name)
 
     @st.fragment(run_every=1.0)
     def poll() -> None:

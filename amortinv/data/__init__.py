@@ -32,9 +32,10 @@ from amortinv.data import (  # noqa: F401  (they register themselves)
 from amortinv.data.cache import cache_dir
 from amortinv.data.channels import adapt_channels, to_channels
 from amortinv.data.dataset import Dataset, Split, Splits
-from amortinv.data.folders import load_folder
+from amortinv.data.folders import FOLDER, load_folder
 from amortinv.data.registry import (
     DatasetUnavailable,
+    Entry,
     UnknownDataset,
     entries,
     info,
@@ -47,12 +48,15 @@ from amortinv.data.registry import get as get_registered
 __all__ = [
     "Dataset",
     "DatasetUnavailable",
+    "Entry",
+    "FOLDER",
     "Split",
     "Splits",
     "UnknownDataset",
     "adapt_channels",
     "cache_dir",
     "entries",
+    "folder_or_info",
     "get",
     "info",
     "is_available",
@@ -69,6 +73,17 @@ def get(name: str) -> Dataset:
     Raises :class:`UnknownDataset` for a name nobody registered and
     :class:`DatasetUnavailable` (saying what to install) when its source is missing.
     """
-    if name.startswith("folder:"):
-        return load_folder(name.removeprefix("folder:"))
+    if name.startswith(FOLDER):
+        return load_folder(name.removeprefix(FOLDER))
     return get_registered(name)
+
+
+def folder_or_info(name: str) -> Entry | None:
+    """The registry entry of task ``name`` (no loading), or None for ``folder:PATH``, which
+    has none. An unregistered name raises :class:`UnknownDataset` with the names it may
+    have meant.
+
+        >>> folder_or_info("sklearn-digits").modality, folder_or_info("folder:/tmp/mine")
+        ('image', None)
+    """
+    return None if name.startswith(FOLDER) else info(name)

@@ -38,6 +38,9 @@ from PIL import Image, ImageOps
 from amortinv.data.dataset import Dataset, Modality, Split, Splits, check
 from amortinv.data.images import decode_parallel, fit_and_pad, holdout_splits, on_white
 
+#: What a task name starts with to load a folder of your own: ``folder:PATH``.
+FOLDER = "folder:"
+
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"})
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".mp3"})
 SAMPLE_RATE = 16000
@@ -335,7 +338,7 @@ def _dataset(root: Path, modality: Modality, splits: Splits,
     kind = "images" if modality == "image" else "audio clips"
     shape = "x".join(str(d) for d in splits.train.x.shape[1:])
     data = FolderDataset(
-        name=f"folder:{root}", modality=modality, target_kind="classification", train=splits.train,
+        name=f"{FOLDER}{root}", modality=modality, target_kind="classification", train=splits.train,
         test=splits.test, class_names=splits.class_names,
         description=f"your folder {root}: {n} {kind} ({shape}) in "
                     f"{len(splits.class_names)} classes",
