@@ -245,11 +245,15 @@ def sidebar() -> tuple[Encoder, str, Path] | None:
                  "see `python -m amortinv.data list --all`.")
         return None
     names = list(choices)
+    # The dataset is remembered for each kind of input (grey images, colour images, audio), by
+    # a widget of its own: choosing a colour encoder after a grey one shows colour data, and
+    # going back, the grey dataset chosen before.
+    kind = f"dataset-{encoder.config.modality}-{encoder.config.in_channels}"
     default = encoder.card.get("dataset", "").split(",")[0]
-    dataset = st.sidebar.selectbox("Dataset", names, index=_kept("dataset", names, default),
-                                   key="dataset", help="The examples every page shows.")
+    dataset = st.sidebar.selectbox("Dataset", names, index=_kept(kind, names, default),
+                                   key=kind, help="The examples every page shows.")
     st.sidebar.caption(choices[dataset])
-    st.session_state["_dataset"] = dataset
+    st.session_state[f"_{kind}"] = dataset
     return encoder, dataset, found[label]
 
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from apptests import dataset_box
 from streamlit.testing.v1 import AppTest
 
 from amortinv import ui
@@ -49,7 +50,7 @@ def test_home_shows_the_card_and_what_the_vector_does(app):
     at = app("home")
     assert "amortised invariance learning" in at.title[0].value
     assert at.sidebar.selectbox(key="checkpoint").options == ["checkpoints/digits-smoke"]
-    assert at.sidebar.selectbox(key="dataset").value == "sklearn-digits"
+    assert dataset_box(at).value == "sklearn-digits"
     assert len(shown_images(at)) == 3 * 6  # three vectors x six examples
     assert any("crop" in md.value for md in at.markdown)
 

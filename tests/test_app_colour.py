@@ -2,9 +2,11 @@
 the way to learned invariances."""
 
 import io
+import shutil
 
 import numpy as np
 import pytest
+from apptests import dataset_box
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 from zips import make_zip
@@ -43,7 +45,7 @@ def app(colour_dirs, monkeypatch):
         at = AppTest.from_file(APP, default_timeout=120)
         at.run()
         if dataset is not None:
-            at.sidebar.selectbox(key="dataset").select(dataset).run()
+            dataset_box(at).select(dataset).run()
         if page != "home":
             at.switch_page(f"pages/{page}.py").run()
         assert not at.exception, at.exception
@@ -59,7 +61,7 @@ def captions(at) -> str:
 def test_home_previews_the_groups_on_colour_images(app):
     at = app("home")
     assert at.sidebar.selectbox(key="checkpoint").options == ["checkpoints/rgb-smoke"]
-    assert at.sidebar.selectbox(key="dataset").value == RGB_DATA
+    assert dataset_box(at).value == RGB_DATA
     images = [img for element in at.get("image") for img in element.proto.imgs]
     assert len(images) == 3 * 6  # three vectors x six colour examples
     groups = at.dataframe[-1].value["group"].tolist()
@@ -92,6 +94,27 @@ def test_grey_data_with_a_colour_encoder_says_it_is_converted(app):
     at = app("probe", dataset="sklearn-digits")
     assert "copied to red, green and blue" in captions(at)
     assert at.session_state["probe-xy"].shape == (359, 2)
+
+
+def test_each_kind_of_encoder_keeps_its_own_dataset(colour_dirs, tmp_path, monkeypatch):
+    """A colour encoder chosen after a grey one shows colour data (its own), not the grey
+    encoder's dataset converted; back on the grey encoder, the grey dataset chosen before."""
+    grey = tmp_path / "checkpoints" / "digits-smoke"
+    list(Trainer(preset("smoke", out=str(grey), steps=2, checkpoint_every=2)).run())
+    shutil.copytree(colour_dirs / "checkpoints" / "rgb-smoke", grey.parent / "rgb-smoke")
+    monkeypatch.setattr(ui, "CHECKPOINT_DIRS", (grey.parent, colour_dirs / "runs"))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    encoders, datasets = at.sidebar.selectbox(key="checkpoint"), dataset_box(at)
+    assert encoders.value == "checkpoints/digits-smoke" and datasets.value == "sklearn-digits"
+    chosen = next(n for n in datasets.options if n != "sklearn-digits")
+    datasets.select(chosen).run()
+    at.sidebar.selectbox(key="checkpoint").select("checkpoints/rgb-smoke").run()
+    assert dataset_box(at).value == RGB_DATA  # the encoder's own
+    assert "luminance" not in captions(at) and "copied to red" not in captions(at)
+    at.sidebar.selectbox(key="checkpoint").select("checkpoints/digits-smoke").run()
+    assert dataset_box(at).value == chosen
+    assert not at.exception, at.exception
 
 
 def _colour_zip() -> bytes:
