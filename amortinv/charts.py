@@ -47,7 +47,8 @@ def embedding(xy: np.ndarray, labels: Sequence[Any] | np.ndarray, *, categorical
             marker={"size": 5, "opacity": 0.75, "color": values, "colorscale": "Viridis",
                     "colorbar": {"title": "target"}},
             hovertemplate="target %{marker.color:.3f}<br>example %{customdata}<extra></extra>"))
-    fig.update_layout(height=height, margin={"t": 10, "b": 10, "l": 10, "r": 10},
+    # the top margin holds Plotly's mode bar, which otherwise covers the legend's first entry
+    fig.update_layout(height=height, margin={"t": 36, "b": 10, "l": 10, "r": 10},
                       dragmode="lasso", legend={"itemsizing": "constant"},
                       xaxis={"showticklabels": False, "title": None},
                       yaxis={"showticklabels": False, "title": None})

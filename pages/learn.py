@@ -56,14 +56,18 @@ source = st.radio("Task", ["from the registry", "upload a zip"], horizontal=True
 if source == "from the registry":
     choices = ui.task_choices(encoder)
     names = list(choices)
-    task = st.selectbox("Downstream task", names, key="learn-task",
+    # keyed by the sidebar's dataset, so that the task follows it when it changes (as when
+    # another kind of encoder is chosen) and stays as chosen otherwise
+    task = st.selectbox("Downstream task", names, key=f"learn-task-{dataset}",
                         index=names.index(dataset) if dataset in names else 0,
                         format_func=lambda n: f"{n} — {choices[n]}")
 else:
     task = uploaded_task()
 
 with st.expander("Settings", expanded=False):
-    c1, c2, c3, c4, c5, c6 = st.columns(6)
+    # two rows of three, so that the choices' labels show in full
+    c1, c2, c3 = st.columns(3)
+    c4, c5, c6 = st.columns(3)
     defaults = DownstreamConfig()
     steps = c1.number_input("steps", 10, 2000, defaults.steps, 10, key="learn-steps",
                             help="At most this many steps: learning stops early when the "

@@ -82,7 +82,9 @@ with left:
                             selection_mode=("box", "lasso"))
 with right:
     st.metric("points", n)
-    st.metric("features + projection", f"{elapsed:.2f} s")
+    st.metric("features + projection", f"{elapsed:.2f} s",
+              help="This redraw's: the features at the vector (kept once computed, so a "
+                   "vector seen before costs nothing) and their projection.")
     if classification:
         train = ds.train.take(slice(len(feats["train"])))
         z_train, z_test = torch.from_numpy(feats["train"]), torch.from_numpy(feats["test"])
