@@ -92,6 +92,20 @@ def idle(page, timeout_ms: float = 180_000) -> None:
     expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=timeout_ms)
 
 
+#: A JavaScript predicate: every image has loaded (none pending, none broken) and every table
+#: (Streamlit's data grid, drawn on a canvas once its code has loaded) has its canvas.
+DRAWN = """() => [...document.images].every(i => i.complete && i.naturalWidth > 0)
+  && [...document.querySelectorAll('[data-testid="stDataFrame"]')].every(
+       d => d.querySelector('canvas[data-testid="data-grid-canvas"]'))"""
+
+
+def drawn(page, timeout_ms: float = 180_000) -> None:
+    """Wait until the page is idle (:func:`idle`) and what it shows is drawn: its images
+    loaded, its tables on their canvas (a screenshot taken sooner has grey boxes there)."""
+    idle(page, timeout_ms)
+    page.wait_for_function(DRAWN, timeout=timeout_ms)
+
+
 #: A JavaScript expression: a fingerprint of the first Plotly chart's data (or null).
 PLOT_SIGNATURE = """() => {
   const el = document.querySelector('.js-plotly-plot');

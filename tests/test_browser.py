@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import expect
 from zips import make_zip
 
-from amortinv.browser import CHROMIUM, browser, idle, serve
+from amortinv.browser import CHROMIUM, browser, drawn, idle, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = Path(os.environ.get("AMORTINV_SCREENSHOTS", ROOT / "tests" / "artifacts"))
@@ -56,6 +56,8 @@ def test_home(page, server):
     expect(page.get_by_text(str(ROOT))).to_have_count(0)  # the file, not where it sits here
     expect(page.get_by_role("button", name="Deploy")).to_have_count(0)  # a user's toolbar
     expect(page.get_by_test_id("stImage").first).to_be_visible(timeout=LONG)
+    drawn(page, LONG)  # every preview image loads (and the tables are drawn)
+    expect(page.get_by_test_id("stImage").locator("img")).to_have_count(3 * 6)  # 3 vectors x 6
     page.screenshot(path=SHOTS / "home.png", full_page=True)
 
 
@@ -130,6 +132,7 @@ def test_a_box_around_a_cluster_shows_the_examples_under_it(page, server):
     # The box is around that class's points: some are shown. (How many of the first 12 rows
     # under it are its own depends on the projection: 5 of 12 on fp32 features, more in bf16.)
     assert cluster[0]["label"] in captions
+    drawn(page, LONG)
     page.screenshot(path=SHOTS / "probe.png", full_page=True)
 
 
@@ -155,7 +158,7 @@ def test_invariance_map(page, server):
     expect(page.locator(".js-plotly-plot")).to_have_count(1, timeout=LONG)  # the radar
     page.get_by_text("Draw").first.click()  # the line is drawn when asked for
     expect(page.locator(".js-plotly-plot")).to_have_count(2, timeout=LONG)
-    idle(page, LONG)
+    drawn(page, LONG)
     page.screenshot(path=SHOTS / "map.png", full_page=True)
 
 
@@ -285,6 +288,13 @@ def test_a_colour_task_end_to_end_with_the_colour_encoder(page, server):
                    encoder="checkpoints/rgb-hyper4-cpu")
     expect(page.get_by_text("best first").first).to_be_visible(timeout=LONG)
     expect(page.get_by_text("grayscale").first).to_be_visible()  # the rgb space's groups
+    expect(page.get_by_text(re.compile(r"everything scored in \d+ s"))).to_be_visible(
+        timeout=LONG)  # the job ends: every corner, the plain encoder and the raw input
+    idle(page, LONG)
+    # the sidebar's dataset is the colour encoder's own, not the grey one's chosen before
+    # (its one-line description, under the sidebar's Dataset box)
+    expect(page.get_by_text(re.compile(r"^Colour pre-training images"))).to_be_visible(
+        timeout=LONG)
     page.mouse.move(0, 0)
     page.screenshot(path=SHOTS / "learn-colour.png", full_page=True)
 
@@ -306,4 +316,5 @@ def test_a_reloaded_tab_stops_its_learning_job(page, server):
 
 def test_runs_page(page, server):
     go(page, server, "runs", "Start a pre-training on this machine")
+    drawn(page, LONG)
     page.screenshot(path=SHOTS / "runs.png", full_page=True)
