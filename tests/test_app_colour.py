@@ -66,6 +66,7 @@ def test_home_previews_the_groups_on_colour_images(app):
     assert len(images) == 3 * 6  # three vectors x six colour examples
     groups = at.dataframe[-1].value["group"].tolist()
     assert tuple(groups) == RGB_GROUPS
+    assert any("colour suite" in md.value for md in at.markdown)  # what colour tasks learned
     assert "copied to red" not in captions(at) and "luminance" not in captions(at)
 
 
