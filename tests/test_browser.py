@@ -293,7 +293,7 @@ def test_a_colour_task_end_to_end_with_the_colour_encoder(page, server):
     idle(page, LONG)
     # the sidebar's dataset is the colour encoder's own, not the grey one's chosen before
     # (its one-line description, under the sidebar's Dataset box)
-    expect(page.get_by_text(re.compile(r"^Colour pre-training images"))).to_be_visible(
+    expect(page.get_by_text(re.compile(r"^Colour pre-training images")).first).to_be_visible(
         timeout=LONG)
     page.mouse.move(0, 0)
     page.screenshot(path=SHOTS / "learn-colour.png", full_page=True)
