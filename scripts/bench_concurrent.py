@@ -30,9 +30,13 @@ def main() -> None:
     parser.add_argument("--task", type=task_name, default="fashion-mnist")
     parser.add_argument("--max-train", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=DownstreamConfig().steps)
+    parser.add_argument("--folds", type=int, default=DownstreamConfig().folds,
+                        help="the selection's cross-validation folds (0: the validation split, "
+                             "the Learn page's other 'choose by'; default %(default)s)")
     args = parser.parse_args()
     encoder = amortinv.load(args.checkpoint)  # one encoder shared by every session, as in the app
-    config = DownstreamConfig(max_test=2000, max_train=args.max_train, steps=args.steps)
+    config = DownstreamConfig(max_test=2000, max_train=args.max_train, steps=args.steps,
+                              folds=args.folds)
     clock = time.perf_counter()
     jobs = [learning_job(encoder, args.task, config).start() for _ in range(args.jobs)]
     for job in jobs:
