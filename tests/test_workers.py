@@ -188,7 +188,8 @@ def test_a_corner_start_scores_the_corners_first_and_learns_from_the_best_one(fo
 
 def test_stop_ends_the_learning_but_still_scores_what_was_learned():
     enc, plain = small_encoder(), small_encoder("none")
-    config = DownstreamConfig(steps=10_000, eval_every=2, patience=10_000, max_train=300)
+    config = DownstreamConfig(steps=10_000, eval_every=2, patience=10_000, max_train=300,
+                              start="init", folds=0)  # the corners are scored after the stop
     task = prepare(enc, "sklearn-digits", config)
     job = learning_job(enc, task, config, plain=plain).start()
     wait_for_steps(job, 4)
@@ -204,7 +205,7 @@ def test_stop_ends_the_learning_but_still_scores_what_was_learned():
 
 def test_cancel_ends_the_job_without_scoring():
     enc = small_encoder()
-    config = DownstreamConfig(steps=10_000, eval_every=1000, max_train=300)
+    config = DownstreamConfig(steps=10_000, eval_every=1000, max_train=300, start="init")
     job = learning_job(enc, prepare(enc, "sklearn-digits", config), config).start()
     wait_for_steps(job, 2)
     job.cancel()
