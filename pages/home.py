@@ -14,18 +14,19 @@ LEARNED = {
 }
 
 st.title("amortinv: amortised invariance learning")
-# The card needs no data: it shows at once, even while a dataset is still being prepared.
-encoder, dataset, path, _ = ui.page(None, with_dataset=False)
-space, card, cfg = encoder.space, encoder.card, encoder.config
 st.markdown(
     "A contrastive encoder `f(x; i)` takes an **invariance vector** `i` — one value in [0, 1] "
     "per augmentation group — as an input. Pre-training draws one vector per batch and makes "
     "both views with only the groups it switches on, so one network learns every combination "
     "of invariances. Downstream, a linear readout and `i` are learned together by gradient "
     "descent: each task picks the invariances it needs — class labels want invariance to "
-    "crops and colour, flip or blur detection want sensitivity (Chavhan et al., ICLR 2023). "
-    + LEARNED.get(space.name, "")
+    "crops and colour, flip or blur detection want sensitivity (Chavhan et al., ICLR 2023)."
 )
+# The card needs no data: it shows at once, even while a dataset is still being prepared.
+encoder, dataset, path, _ = ui.page(None, with_dataset=False)
+space, card, cfg = encoder.space, encoder.card, encoder.config
+if space.name in LEARNED:
+    st.markdown(LEARNED[space.name])
 
 left, right = st.columns(2)
 with left:
