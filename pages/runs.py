@@ -29,11 +29,13 @@ for label, (_, meta) in found.items():
         continue
     card, model = meta.get("card", {}), meta.get("model", {})
     evaluation = card.get("evaluation", {})  # full test splits (scripts/evaluate.py)
-    rows.append({"run": label, "dataset": card.get("dataset"), "steps": card.get("steps"),
+    # the scores first, beside the name: the columns a user compares (the table scrolls)
+    rows.append({"run": label,
+                 "test linear, all ones": evaluation.get("linear", {}).get("all_ones"),
+                 "test kNN, all ones": evaluation.get("knn", {}).get("all_ones"),
+                 "dataset": card.get("dataset"), "steps": card.get("steps"),
                  "conditioning": model.get("conditioning"), "width": model.get("width"),
                  "space": meta.get("space", {}).get("name"),
-                 "test kNN, all ones": evaluation.get("knn", {}).get("all_ones"),
-                 "test linear, all ones": evaluation.get("linear", {}).get("all_ones"),
                  **{k: v for k, v in card.get("metrics", {}).items()}})
 if rows:
     st.dataframe(rows, hide_index=True)

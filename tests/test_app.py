@@ -160,7 +160,9 @@ def test_invariance_map_draws_scores_for_every_transform(app):
 
 def test_runs_page_lists_runs_and_starts_a_pretraining(app, encoder_dirs):
     at = app("runs")
-    rows = [str(row) for row in at.dataframe[0].value.values]
+    table = at.dataframe[0].value
+    assert list(table.columns[:3]) == ["run", "test linear, all ones", "test kNN, all ones"]
+    rows = [str(row) for row in table.values]
     assert any("digits-smoke-plain" in row for row in rows)  # plain runs are listed here
     assert any("digits-smoke" in row and "plain" not in row for row in rows)
     at.number_input(key="runs-steps").set_value(4)
