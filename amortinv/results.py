@@ -138,6 +138,36 @@ def table(rows: Iterable[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def speed_table(suites: dict[str, tuple[list[dict], list[dict]]], here: str,
+                there: str) -> str:
+    """The same suites run on two machines, by suite (``{name: (rows here, rows there)}``),
+    a row per task run on both: the seconds to the selected vector's score here and there,
+    and which candidate each run selected with its test score. Ends with how many tasks
+    reached their selected vector within :data:`SECONDS` here (and which did not) and how
+    many selected the same candidate on both machines."""
+    lines = [f"| suite | task | s to selected, {here} | s, {here} | s to selected, {there} "
+             f"| selected, {here} | selected, {there} |", "|---|---|---|---|---|---|---|"]
+    timed, over, same = 0, [], 0
+    for suite, (rows, others) in suites.items():
+        them = {r["task"]: r for r in others if "error" not in r}
+        for r in rows:
+            o = them.get(r["task"])
+            if "error" in r or o is None or not r.get("select_seconds"):
+                continue
+            timed += 1
+            same += r["selected_name"] == o["selected_name"]
+            if r["select_seconds"] > SECONDS:
+                over.append(f"{r['task']} ({suite}, {r['select_seconds']:.0f} s)")
+            lines.append(
+                f"| {suite} | {r['task']} | **{r['select_seconds']:.0f}** | {r['seconds']:.0f} "
+                f"| {o['select_seconds']:.0f} | {r['selected_score']:.3f} ({r['selected_name']}) "
+                f"| {o['selected_score']:.3f} ({o['selected_name']}) |")
+    lines += ["", f"Within {SECONDS:.0f} s to the selected vector on {here}: {timed - len(over)} "
+              f"of {timed} tasks" + (f" (not: {'; '.join(over)})" if over else "")
+              + f". The same candidate selected on both machines: {same} of {timed}."]
+    return "\n".join(lines) + "\n"
+
+
 def misses(rows: Iterable[dict]) -> dict[str, list[str]]:
     """Where each target is missed, by target: the selected vector more than 1 point below the
     oracle corner or below all ones; the gradient-learned vector more than 2 points below the

@@ -144,6 +144,24 @@ GAPS = ("oracle-gap-images-a", "oracle-gap-images-b", "oracle-gap-images-w16-a",
         "oracle-gap-audio", "oracle-gap-film")
 
 
+#: The suites run again on cpu-2 (bf16, the default selection) for their seconds, in
+#: RESULTS / "cpu2" under the same names as the suites' own files (run on AMD, fp32).
+SPEED = {"grey, width 8": IMAGES, "grey, width 16": IMAGES_W16, "colour": COLOUR,
+         "audio": ("downstream-audio",), "FiLM": ("downstream-film",)}
+
+
+def speed_rows(folder: Path, names: tuple[str, ...]) -> list[dict]:
+    return [r for n in names if (folder / f"{n}.csv").exists()
+            for r in results.read_csv(folder / f"{n}.csv")]
+
+
+def speed() -> str:
+    return results.speed_table({suite: (speed_rows(RESULTS / "cpu2", names),
+                                        speed_rows(RESULTS, names))
+                                for suite, names in SPEED.items()},
+                               "cpu-2 (bf16)", "AMD (fp32)")
+
+
 def gap_rows() -> list[dict]:
     return results.read_gaps(RESULTS / f"{n}.csv" for n in GAPS if (RESULTS / f"{n}.csv").exists())
 
@@ -182,6 +200,9 @@ BLOCKS = {
     "study-fp32": study_fp32,
     "clamp-sigmoid": clamp_sigmoid,
     "gradients": gradients,
+    "speed": speed,
+    "speed-targets": lambda: results.targets(
+        r for names in SPEED.values() for r in speed_rows(RESULTS / "cpu2", names)),
 }
 DOCS = [ROOT / "README.md", ROOT / "docs" / "DOWNSTREAM.md"]
 _BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)"

@@ -297,6 +297,15 @@ def test_results_files_round_trip_and_say_where_targets_are_missed(tmp_path):
     assert "| selected (chosen without the test split) |" in results.table([*back, *older])
     assert "| s | 1 | best, cross-validated (5 folds) |" in results.rules_table({"s": back})
 
+    # the same suite on another machine: the seconds side by side, and whether it chose alike
+    fast = [back[0] | {"select_seconds": 41.6, "seconds": 50.2}, back[1]]
+    slow = fast[0] | {"task": "u", "select_seconds": 61.0, "selected_name": "gradient"}
+    slow_there = slow | {"selected_name": "all_ones"}
+    speed = results.speed_table({"s": ([*fast, slow], [back[0], slow_there])}, "A", "B")
+    assert "| s | t | **42** | 50 | 75 | 0.745 (all_ones) | 0.745 (all_ones) |" in speed
+    assert "Within 60 s to the selected vector on A: 1 of 2 tasks (not: u (s, 61 s))" in speed
+    assert "The same candidate selected on both machines: 1 of 2." in speed
+
 
 def test_the_colour_targets_name_the_tasks_that_miss_them():
     def row(task, selected, all_ones, best, plain):
