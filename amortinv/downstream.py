@@ -491,7 +491,7 @@ class Assessment:
 
 
 def corner_start(encoder: Encoder, task: Task, config: DownstreamConfig,
-                 features: Features | None = None
+                 features: Features | None = None, known: dict[str, Candidate] | None = None
                  ) -> Generator[Scored, None, tuple[dict[str, float], dict[str, Candidate]]]:
     """Where :func:`learn` starts the vector (``config.start``); returns (the start: the best
     corner, or ``config.init`` everywhere, as a named vector to pass to :func:`learn`, which
@@ -507,13 +507,20 @@ def corner_start(encoder: Encoder, task: Task, config: DownstreamConfig,
     ``init``: nothing is fitted; returns (``config.init`` everywhere, {}).
 
     The start is chosen on the validation split even where ``config.folds`` cross-validates
-    the final choice: :func:`assess` cross-validates these corners then."""
+    the final choice: :func:`assess` cross-validates these corners then.
+
+    ``known``: every corner's candidate from an earlier run on the same task with the same
+    features (:mod:`amortinv.workers` keeps them between the app's jobs), yielded and chosen
+    from as if fitted again (the same readouts: fitting is deterministic), on their validation
+    split's scores."""
     if config.start == "init":
         return encoder.space.to_dict(config.init), {}
     features = features or Features(encoder, task, config.precision)
     total = 2 ** len(encoder.space) + 1  # the gradient vector's score comes after learning
     fitted = {}
-    for done, candidate in enumerate(candidates(features, None), 1):
+    pool = candidates(features, None) if known is None else (
+        dataclasses.replace(c, cv_points=None) for c in known.values())
+    for done, candidate in enumerate(pool, 1):
         fitted[candidate.name] = candidate
         yield Scored(done, total, candidate.name, "val", candidate.val_score)
     best = max(fitted.values(), key=lambda c: c.val_score)  # a tie: the corner met first

@@ -34,7 +34,7 @@ in, not the validation split's alone, at ``folds`` times the readouts' cost.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -80,6 +80,20 @@ class Features:
             data = {"train": self.task.train, "val": self.task.val, "test": self.task.test}[split]
             self._inputs[split] = self.encoder.reusable(data.x)
         return self._inputs[split]
+
+    def vectors(self) -> list[tuple[float, ...]]:
+        """Every vector with a split's features computed here."""
+        return list(dict.fromkeys(k[0] for k in self._cache))
+
+    def only(self, vectors: Iterable[VectorLike | float]) -> Features:
+        """A new :class:`Features` of the same encoder, task and precision holding what this
+        one has computed at ``vectors`` (and its converted splits): shared, not copied, as
+        nothing changes a feature tensor in place. What the new one computes is its own."""
+        keep = {tuple(self.encoder.space.vector(v).tolist()) for v in vectors}
+        kept = Features(self.encoder, self.task, self.precision)
+        kept._cache = {k: v for k, v in self._cache.items() if k[0] in keep}
+        kept._inputs = dict(self._inputs)
+        return kept
 
     def splits(self, vector: VectorLike | float) -> tuple[torch.Tensor, torch.Tensor,
                                                           torch.Tensor]:

@@ -30,8 +30,10 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from amortinv import data
 from amortinv.data import Dataset
 from amortinv.downstream import (
+    GRADIENT,
     DownstreamConfig,
     Scored,
     State,
@@ -44,10 +46,10 @@ from amortinv.downstream import (
     usable_folds,
 )
 from amortinv.models import Encoder
-from amortinv.selection import Features, Selection
+from amortinv.selection import Candidate, Features, Selection
 
-__all__ = ["PLAIN", "RAW", "STAGES", "TURNS", "Job", "Laps", "Scored", "Snapshot", "Turns",
-           "assessed_stage", "learning_job", "pretraining_job"]
+__all__ = ["KEPT", "PLAIN", "RAW", "STAGES", "TURNS", "Job", "KeptCorners", "Laps", "Scored",
+           "Snapshot", "Turns", "assessed_stage", "learning_job", "pretraining_job"]
 
 
 @dataclass
@@ -249,6 +251,74 @@ def assessed_stage(record: Scored | Selection) -> str:
     return "test scores"
 
 
+@dataclass
+class _Kept:
+    encoder: Encoder
+    task: Task
+    features: Features
+    corners: dict[str, Candidate]
+
+
+class KeptCorners:
+    """The last few learning jobs' corners, kept for the next job on the same registry task
+    with the same encoder and the same settings of its data and scores (examples, validation
+    fraction, test cap, seed, precision, folds): the prepared task, every corner's features
+    and readout (cross-validated where the selection was). The corners do not depend on
+    what is learned, so a second Learn with other steps, rates or starts skips the start's
+    and the selection's fits, which are most of a job (the same scores: the fits are
+    deterministic). A folder task's files may change and an upload is not named: neither
+    is kept."""
+
+    def __init__(self, size: int = 2):
+        self.size = size
+        self._lock = threading.Lock()
+        self._kept: dict[tuple, _Kept] = {}  # oldest first
+
+    @staticmethod
+    def key(encoder: Encoder, task: Task | Dataset | str, config: DownstreamConfig
+            ) -> tuple | None:
+        if not isinstance(task, str) or data.folder_or_info(task) is None:
+            return None
+        return (id(encoder), task, config.max_train, config.val_fraction, config.max_test,
+                config.seed, config.precision, config.folds)
+
+    def get(self, encoder: Encoder, task: Task | Dataset | str, config: DownstreamConfig
+            ) -> _Kept | None:
+        """What a job on ``task`` with ``config`` may reuse (its features a copy of its own),
+        or None."""
+        key = self.key(encoder, task, config)
+        with self._lock:
+            kept = self._kept.get(key)
+        if kept is None or kept.encoder is not encoder:
+            return None
+        return _Kept(encoder, kept.task, kept.features.only(kept.features.vectors()),
+                     kept.corners)
+
+    def put(self, encoder: Encoder, task: Task | Dataset | str, config: DownstreamConfig,
+            prepared: Task, features: Features, candidates: dict[str, Candidate]) -> None:
+        """Keep a finished job's corners (``candidates`` without the gradient vector) and
+        their features (and those at ``config.init``), dropping the oldest kept."""
+        key = self.key(encoder, task, config)
+        corners = {k: c for k, c in candidates.items() if k != GRADIENT}
+        if key is None or len(corners) != 2 ** len(encoder.space):
+            return
+        vectors = [c.vector for c in corners.values()] + [config.init]
+        kept = _Kept(encoder, prepared, features.only(vectors), corners)
+        with self._lock:
+            self._kept.pop(key, None)
+            self._kept[key] = kept
+            while len(self._kept) > self.size:
+                self._kept.pop(next(iter(self._kept)))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
+
+
+#: The app's process-wide store of corners between learning jobs.
+KEPT = KeptCorners()
+
+
 def learning_job(encoder: Encoder, task: Task | Dataset | str, config: DownstreamConfig,
                  plain: Encoder | None = None, alive: Callable[[], bool] | None = None
                  ) -> Job:
@@ -277,10 +347,12 @@ def learning_job(encoder: Encoder, task: Task | Dataset | str, config: Downstrea
 
     def work(stop: threading.Event) -> Iterator[State | Scored]:
         laps = Laps()
-        prepared = task if isinstance(task, Task) else prepare(encoder, task, config)
+        kept = KEPT.get(encoder, task, config) if config.start != "init" else None
+        prepared = kept.task if kept else task if isinstance(task, Task) else prepare(
+            encoder, task, config)
         job.set_result(task=prepared.data.name, metric=prepared.metric, note=prepared.note,
                        steps=config.steps, folds=usable_folds(prepared, config.folds),
-                       stages=laps("preparing"))
+                       reused=kept is not None, stages=laps("preparing"))
         scores: dict[str, dict[str, float]] = {"val": {}, "test": {}}
 
         def published(run: Generator, stage: Callable[[Scored | Selection], str]
@@ -294,7 +366,10 @@ def learning_job(encoder: Encoder, task: Task | Dataset | str, config: Downstrea
                     return end.value
                 job.set_result(stages=laps(stage(record)))
                 if isinstance(record, Selection):
-                    job.set_result(selected=record.chosen.vector,
+                    # every candidate's score as the selection weighed it: corners kept from
+                    # an earlier job were cross-validated there, not published again here
+                    scores["val"].update({k: c.val_score for k, c in record.candidates.items()})
+                    job.set_result(val_scores=dict(scores["val"]), selected=record.chosen.vector,
                                    selected_name=record.chosen.name, rounded=record.rounded,
                                    reason=record.reason(readable=True))
                     continue
@@ -303,9 +378,12 @@ def learning_job(encoder: Encoder, task: Task | Dataset | str, config: Downstrea
                                   dict(scores[record.split])})
                 yield record
 
-        features = Features(encoder, prepared, config.precision)
-        begin, fitted = yield from published(corner_start(encoder, prepared, config, features),
-                                             lambda _: "start")
+        features = kept.features if kept else Features(encoder, prepared, config.precision)
+        begin, fitted = yield from published(
+            corner_start(encoder, prepared, config, features, kept and kept.corners),
+            lambda _: "start")
+        if kept:  # the same readouts, with their folds' scores where they were cross-validated
+            fitted = {name: kept.corners[name] for name in fitted}
         job.set_result(start=start_name(encoder.space, begin), stages=laps("start"),
                        learning_since=time.perf_counter())
         last = None
@@ -318,8 +396,10 @@ def learning_job(encoder: Encoder, task: Task | Dataset | str, config: Downstrea
         if last is None:  # stopped before the first step
             return
         job.set_result(learned=last.vector)
-        yield from published(assess(encoder, prepared, last.vector, config, plain,
-                                    features=features, fitted=fitted), assessed_stage)
+        outcome = yield from published(assess(encoder, prepared, last.vector, config, plain,
+                                              features=features, fitted=fitted),
+                                       assessed_stage)
+        KEPT.put(encoder, task, config, prepared, features, outcome.selection.candidates)
 
     label = task.data.name if isinstance(task, Task) else getattr(task, "name", task)
     job = Job(work, name=f"learn-{label}", alive=alive)

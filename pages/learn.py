@@ -138,7 +138,10 @@ def status(snapshot, opening, states, scored) -> None:
         how = "learning stopped early by you" if result.get("stopped_early") else "done"
         st.progress(1.0, text=f"**{name}**: {how}, {len(learning)} learning steps, everything "
                               f"scored in {seconds:.0f} s")
-        st.caption(f"Where the time went: {spent(result.get('stages', {}))}.")
+        st.caption(f"Where the time went: {spent(result.get('stages', {}))}."
+                   + (" The corners' features and readouts were this server's from the last "
+                      "run on this task with the same examples, so they were not computed "
+                      "again (the same scores)." if result.get("reused") else ""))
     elif not states and not opening:
         st.progress(0.0, text=f"**{name}**: preparing the data… {seconds:.0f} s")
     elif not states:

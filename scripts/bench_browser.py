@@ -11,10 +11,13 @@ Starts the app as `make run` does (`python -m amortinv.serve` from the project f
   median of --moves moves, with PCA and with UMAP (``*_settled``: until the script is idle
   too, the kNN and linear-probe figures beside the chart drawn);
 - learn_s: Learn invariances on the default task (the encoder's own dataset) with default
-  settings, from Start to the final comparison (every corner, plain, raw) drawn.
+  settings, from Start to the final comparison (every corner, plain, raw) drawn;
+  learn_again_s (``--again``): Start pressed once more, the same task and settings, whose
+  corners the server kept from the first job.
 
     python scripts/bench_browser.py [--moves 8] [--out docs/results/bench-browser.json]
     python scripts/bench_browser.py --only-learning     # Learn alone, printed, not written
+    python scripts/bench_browser.py --only-learning --again   # then Learn again (learn_again_s)
 
 Prints one JSON object, with the encoder the app opened on (``encoder``, from Home's card).
 Run it on an idle machine: `uptime` before and after is recorded.
@@ -103,13 +106,19 @@ def _signature_js() -> str:
     return PLOT_SIGNATURE
 
 
-def learn(page) -> tuple[float, dict]:
+def learn(page, again: bool = False) -> tuple[float, dict]:
+    """Learn with the page's defaults, from Start to the whole comparison drawn; ``again``:
+    press Start once more on the page as the last job left it (the server keeps that job's
+    corners: ``amortinv.workers.KEPT``)."""
     from playwright.sync_api import expect
 
-    open_page(page, "Learn invariances")
+    if not again:
+        open_page(page, "Learn invariances")
     start = page.get_by_role("button", name="Start", exact=True)
 
     def ready():
+        if again:  # the last job's line first goes, then the new job's comes
+            expect(page.get_by_text("everything scored in")).to_have_count(0, timeout=LONG)
         expect(page.get_by_text("everything scored in")).to_be_visible(timeout=LONG)
         idle(page, LONG)
 
@@ -136,6 +145,9 @@ def main() -> None:
     parser.add_argument("--skip-learning", action="store_true")
     parser.add_argument("--only-learning", action="store_true",
                         help="open Home, then time Learn alone (no pages, no sliders)")
+    parser.add_argument("--again", action="store_true",
+                        help="with --only-learning: then Learn again, the same task and "
+                             "settings (learn_again_s)")
     parser.add_argument("--out", default="", help="also write the JSON here")
     args = parser.parse_args()
     load_before = os.getloadavg()
@@ -154,8 +166,12 @@ def main() -> None:
             encoder = page.locator("li", has_text="file:").first.inner_text()
             if args.only_learning:
                 seconds, status = learn(page)
-                print(json.dumps({"learn_s": seconds, **status,
-                                  "encoder": encoder.split(":", 1)[1].strip(),
+                found = {"learn_s": seconds, **status}
+                if args.again:
+                    seconds, status = learn(page, again=True)
+                    found |= {"learn_again_s": seconds,
+                              **{f"again_{k}": v for k, v in status.items()}}
+                print(json.dumps({**found, "encoder": encoder.split(":", 1)[1].strip(),
                                   "load_before": [round(x, 2) for x in load_before]}))
                 return
             cold = {title: open_page(page, title) for title in PAGES if title != "Home"}

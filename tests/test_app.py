@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from amortinv import ui
 from amortinv.downstream import GRADIENT
 from amortinv.pretrain import Trainer, preset
-from amortinv.workers import PLAIN, RAW
+from amortinv.workers import KEPT, PLAIN, RAW
 
 APP = "../app.py"
 
@@ -90,6 +90,7 @@ def learn(at, max_train: int, **choices):
 
 
 def test_learning_runs_live_and_ends_with_scores(app):
+    KEPT.clear()  # a first job on this task: nothing kept from another test's
     at = app("learn")
     snap = learn(at, 300)
     assert {GRADIENT, "all_ones", PLAIN, RAW} <= set(snap.result["scores"])  # plain: a baseline
@@ -109,6 +110,21 @@ def test_learning_runs_live_and_ends_with_scores(app):
     stages = snap.result["stages"]
     assert "corners for the start" in spent and "learning" in spent and "baselines" in spent
     assert f"learning {stages['learning']:.{1 if stages['learning'] < 10 else 0}f} s" in spent
+    assert "were not computed again" not in spent
+
+
+def test_learning_again_on_the_same_task_reuses_the_corners_and_says_so(app):
+    KEPT.clear()  # an earlier test's job on this task and these settings would be reused
+    at = app("learn")
+    first = learn(at, 300)
+    again = learn(at, 300, **{"learn-start": "corner"})  # another start: the same corners
+    assert not first.result["reused"] and again.result["reused"]
+    assert again.result["val_scores"].keys() == first.result["val_scores"].keys()
+    corners = [k for k in first.result["val_scores"] if k != GRADIENT]
+    assert all(again.result["val_scores"][k] == first.result["val_scores"][k] for k in corners)
+    at.run()
+    spent = next(c.value for c in at.caption if c.value.startswith("Where the time went"))
+    assert "were not computed again (the same scores)" in spent
 
 
 def test_the_choice_is_cross_validated_or_made_on_the_validation_split(app):

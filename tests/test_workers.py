@@ -1,3 +1,4 @@
+import dataclasses
 import threading
 import time
 
@@ -10,6 +11,7 @@ from amortinv.invariance import GREY
 from amortinv.models import Encoder, ModelConfig
 from amortinv.pretrain import Trainer, preset
 from amortinv.workers import (
+    KEPT,
     PLAIN,
     RAW,
     STAGES,
@@ -231,3 +233,35 @@ def test_a_job_whose_session_is_gone_is_cancelled_after_a_grace_period():
     job.join(5)
     snap = job.snapshot()
     assert not snap.running and snap.cancelled == "its browser session closed"
+
+
+def test_a_second_job_on_the_same_task_reuses_its_corners_and_scores_the_same(monkeypatch):
+    KEPT.clear()
+    enc = small_encoder()
+    config = DownstreamConfig(steps=4, eval_every=2, max_train=300, start="corner")
+
+    def run(config):
+        job = learning_job(enc, "sklearn-digits", config).start()
+        job.join(120)
+        snapshot = job.snapshot()
+        assert snapshot.error is None
+        return snapshot.result
+
+    first = run(config)
+    assert first["reused"] is False
+    computed = []
+    features = enc.features
+    monkeypatch.setattr(enc, "features", lambda x, vector, **kw: computed.append(tuple(vector))
+                        or features(x, vector, **kw))
+    again = run(config)
+    # nothing about the corners was computed again, and every score is the same
+    corners = {tuple(float(v) for v in c) for c in GREY.corners(min_on=0)}
+    assert again["reused"] is True and computed and not corners & set(computed)
+    for key in ("start", "learned", "selected_name", "val_scores", "scores", "reason"):
+        assert again[key] == first[key], key
+    assert again["stages"]["start"] < first["stages"]["start"] / 3
+    # other examples, or other folds, make other corners; a start at 0.5 fits none first
+    for other in (dataclasses.replace(config, max_train=200), dataclasses.replace(config, folds=0)):
+        assert KEPT.get(enc, "sklearn-digits", other) is None
+    assert KEPT.get(enc, "sklearn-digits", dataclasses.replace(config, steps=9)) is not None
+    assert run(dataclasses.replace(config, start="init", folds=0, steps=2))["reused"] is False
