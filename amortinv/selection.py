@@ -81,9 +81,10 @@ class Features:
             self._inputs[split] = self.encoder.reusable(data.x)
         return self._inputs[split]
 
-    def vectors(self) -> list[tuple[float, ...]]:
-        """Every vector with a split's features computed here."""
-        return list(dict.fromkeys(k[0] for k in self._cache))
+    def copy(self) -> Features:
+        """A new :class:`Features` holding everything this one has computed (see
+        :meth:`only`)."""
+        return self.only(key[0] for key in self._cache)
 
     def only(self, vectors: Iterable[VectorLike | float]) -> Features:
         """A new :class:`Features` of the same encoder, task and precision holding what this

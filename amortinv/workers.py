@@ -291,8 +291,7 @@ class KeptCorners:
             kept = self._kept.get(key)
         if kept is None or kept.encoder is not encoder:
             return None
-        return _Kept(encoder, kept.task, kept.features.only(kept.features.vectors()),
-                     kept.corners)
+        return _Kept(encoder, kept.task, kept.features.copy(), kept.corners)
 
     def put(self, encoder: Encoder, task: Task | Dataset | str, config: DownstreamConfig,
             prepared: Task, features: Features, candidates: dict[str, Candidate]) -> None:

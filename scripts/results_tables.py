@@ -31,8 +31,8 @@ ORDER = ["fashion-mnist", "mnist-subset", "opencv-digits", "sklearn-digits", "te
          "flags-mirrored", "openclipart", "tuxpaint-photos", "clipart-recoloured"]
 
 
-def suite_rows(*names: str) -> list[dict]:
-    rows = [r for name in names for r in results.read_csv(RESULTS / f"{name}.csv")]
+def suite_rows(*names: str, folder: Path = RESULTS) -> list[dict]:
+    rows = [r for name in names for r in results.read_csv(folder / f"{name}.csv")]
     return sorted(rows, key=lambda r: ORDER.index(r["task"]) if r["task"] in ORDER
                   else len(ORDER))
 
@@ -150,14 +150,9 @@ SPEED = {"grey, width 8": IMAGES, "grey, width 16": IMAGES_W16, "colour": COLOUR
          "audio": ("downstream-audio",), "FiLM": ("downstream-film",)}
 
 
-def speed_rows(folder: Path, names: tuple[str, ...]) -> list[dict]:
-    return [r for n in names if (folder / f"{n}.csv").exists()
-            for r in results.read_csv(folder / f"{n}.csv")]
-
-
 def speed() -> str:
-    return results.speed_table({suite: (speed_rows(RESULTS / "cpu2", names),
-                                        speed_rows(RESULTS, names))
+    return results.speed_table({suite: (suite_rows(*names, folder=RESULTS / "cpu2"),
+                                        suite_rows(*names))
                                 for suite, names in SPEED.items()},
                                "cpu-2 (bf16)", "AMD (fp32)")
 
@@ -202,7 +197,7 @@ BLOCKS = {
     "gradients": gradients,
     "speed": speed,
     "speed-targets": lambda: results.targets(
-        r for names in SPEED.values() for r in speed_rows(RESULTS / "cpu2", names)),
+        r for names in SPEED.values() for r in suite_rows(*names, folder=RESULTS / "cpu2")),
 }
 DOCS = [ROOT / "README.md", ROOT / "docs" / "DOWNSTREAM.md"]
 _BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)"
