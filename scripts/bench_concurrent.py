@@ -2,9 +2,10 @@
 
 Starts ``--jobs`` learning jobs (:func:`amortinv.workers.learning_job`, the Learn page's
 settings on ``--max-train`` examples) at the same moment, as that many browser sessions
-would, and prints one JSON object: the seconds until every job is done (``all_s``) and each
-job's own stages (``jobs``). Jobs take turns on the CPU (:data:`amortinv.workers.TURNS`);
-compare ``--jobs 2`` with ``--jobs 1``. Run it on an idle machine.
+would, and prints one JSON object: the seconds until every job is done (``all_s``), and each
+job's own seconds and stages (``each``; ``jobs`` is their count). Jobs take turns on the CPU
+(:data:`amortinv.workers.TURNS`); compare ``--jobs 2`` with ``--jobs 1``. Run it on an idle
+machine.
 
     python scripts/bench_concurrent.py --jobs 2 [--checkpoint checkpoints/fmnist-hyper4-w8-cpu]
 """

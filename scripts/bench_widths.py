@@ -8,7 +8,7 @@ of the GPU presets (docs/GPU.md): the features must stay well under ~0.5 s so th
 slider -> plot round trip stays within 0.8 s on 2 cores.
 
     python scripts/bench_widths.py [--widths 16 24 32] [--conditionings hyper-4 film]
-        [--inputs grey28 rgb32 rgb64 audio1s] [--images 3000] [--repeats 5]
+        [--inputs grey28 rgb32 rgb64 (or audio1s)] [--images 3000] [--repeats 5]
 
 One JSON line per (input, conditioning, width): median seconds of ``repeats`` timed calls
 after one warm-up, the parameters and the fp16 file size in MB.

@@ -6,12 +6,15 @@
 
 Prints one JSON object: task, metric (accuracy or r2); learned (the gradient-learned vector,
 group -> value), learned_score (its test score), val_score (its validation score); selected,
-selected_name (``gradient`` or a corner), selected_score, selected_val (the vector chosen on
-the validation split among the gradient-learned one and every corner, and its scores);
+selected_name (``gradient`` or a corner), selected_score, selected_val (the vector chosen
+without the test split among the gradient-learned one and every corner, by 5-fold
+cross-validation on the training and validation splits pooled, or with --folds 0 on the
+validation split; and its scores);
 rounded (the corner the gradient vector rounds to); baselines (name -> test score: every
 corner, plain with --plain, knn_*, raw_linear, raw_knn; none with --no-baselines);
 precision (of the features behind every score); select_seconds (to the selected vector's
-test score) and seconds (everything).
+test score) and seconds (everything); val_scores (every candidate's selection score), reason
+(why the selected one was kept), start (where the vector started) and folds.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 on one GPU, and brings back at most 8 files of at most 16 MB (docs/GPU.md).
 
     make gpu                    # python scripts/gpu_slice.py: results in $OUT, else out/gpu
-    make gpu DRY_RUN=1          # the same command end to end at toy sizes on the CPU (< 4 min)
+    make gpu DRY_RUN=1          # the same command end to end at toy sizes on the CPU (< 5 min)
     make gpu SETS="fashion-mnist-large" MINUTES=8   # only some sets: each run a larger share
     make gpu RUNS="fmnist-plain-w24-gpu"            # only some runs (of their sets)
     make gpu-data               # python scripts/gpu_slice.py pack-data: the data that travels

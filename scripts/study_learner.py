@@ -1,7 +1,8 @@
 """The study behind the downstream learner's defaults, on validation data only.
 
     python scripts/study_learner.py --checkpoint checkpoints/fmnist-hyper4-cpu \\
-        --tasks fmnist-flip fmnist-position --variants paper fast --out docs/results/learner-study
+        --tasks fmnist-flip fmnist-position --variants paper lr0.1-warm-nostop-clear \\
+        --out docs/results/learner-study
 
 Each registry task's TEST split is never read. Its training split is cut in two: a held-out
 part (``--holdout`` of it, at most ``--max-holdout`` examples, stratified by class) stands in for

@@ -7,8 +7,8 @@ is never read.
 Each task's training split is cut in two (:func:`amortinv.downstream.held_out_task`): a
 held-out part (a fifth, at most 2,000 examples) stands in for the test split, and the rest is
 the task as the suite sees it. The vector is learned with the defaults; every candidate (the
-gradient vector and every corner) gets its readout as in the suite, and three rules choose
-on the validation split:
+gradient vector and every corner) gets its readout as in the suite, and four rules choose
+on the validation split, two by cross-validation:
 
 - ``best``: the best validation score (the rule before the one-standard-error rule);
 - ``one-se``: :func:`amortinv.selection.choose` (all ones, then the gradient vector, unless
