@@ -193,6 +193,18 @@ def corner_name(space: InvarianceSpace, corner: VectorLike, readable: bool = Fal
     return readable_name(name) if readable else name
 
 
+def corner_example(space: InvarianceSpace) -> str:
+    """How a corner's name reads, on ``space``'s own groups (its first two, or its first where
+    two would be every group).
+
+    >>> from amortinv.invariance import AUDIO
+    >>> corner_example(AUDIO)
+    "'pitch + time' = pitch and time at 1, the rest at 0"
+    """
+    names = space.names[:2] if len(space) > 2 else space.names[:1]
+    return f"'{' + '.join(names)}' = {' and '.join(names)} at 1, the rest at 0"
+
+
 def readable_name(name: str) -> str:
     """A results-file key as the app writes it: ``crop+flip`` -> ``crop + flip``,
     ``gradient`` -> ``gradient-learned``."""

@@ -50,9 +50,9 @@ with right:
 
 st.subheader("What the vector switches on")
 entry = data.info(dataset)
-st.caption(f"Two views of the same examples from **{dataset}** ({entry.description}) at three "
-           "invariance vectors: at all zeros the views are identical; at all ones they differ "
-           "by every group.")
+st.caption(f"The same examples from **{dataset}** ({entry.description}) augmented at three "
+           "invariance vectors, one row each, with the same random draws: at all zeros they "
+           "are left as they are; at all ones every group applies.")
 ds = ui.dataset_when_ready(dataset, encoder)
 if ds is not None:
     st.markdown(f"{len(ds.train)} train / {len(ds.test)} test, {ds.target_kind}. *{ds.needs}*")

@@ -8,7 +8,7 @@ import streamlit as st
 from amortinv import charts, ui
 from amortinv.data.uploads import UploadError, load_zip
 from amortinv.downstream import DownstreamConfig
-from amortinv.selection import corners
+from amortinv.selection import corner_example, corners
 from amortinv.workers import STAGES, Scored, learning_job
 
 encoder, dataset, path, _ = ui.page("Learn invariances", with_dataset=False)
@@ -70,8 +70,11 @@ with st.expander("Settings", expanded=False):
     c4, c5, c6 = st.columns(3)
     defaults = DownstreamConfig()
     steps = c1.number_input("steps", 10, 2000, defaults.steps, 10, key="learn-steps",
-                            help="At most this many steps: learning stops early when the "
-                                 "validation score stops improving.")
+                            help="At most this many steps: learning stops early once the "
+                                 "validation score has not improved for "
+                                 f"{defaults.patience * defaults.eval_every} steps "
+                                 f"({defaults.patience} scores, one every "
+                                 f"{defaults.eval_every} steps).")
     max_train = c2.number_input("training examples", 100, 20000, defaults.max_train, 100,
                                 key="learn-max-train",
                                 help="A seeded subsample of the training split; 10% more are "
@@ -85,7 +88,8 @@ with st.expander("Settings", expanded=False):
               "init": f"{defaults.init:g} (the paper)"}
     start = c5.selectbox("initial i", list(starts), format_func=starts.get, key="learn-start",
                          help="Every corner is scored on the validation split first (the "
-                              "selection needs those scores anyway). **best corner if "
+                              "selection reuses those corners' readouts and features). "
+                              "**best corner if "
                               "clear**: i starts at the best one only if it beats "
                               f"{defaults.init:g} everywhere by more than one standard error "
                               f"there, else at {defaults.init:g}; **best corner**: always "
@@ -118,10 +122,11 @@ if b1.button("Start", type="primary", disabled=task is None or running):
     running = True
 if b2.button("Stop learning", disabled=not running or job.stopping,
              help="End the learning now; what was learned so far is still scored against "
-                  "every corner, the plain encoder and the raw input."):
+                  "every corner, the plain encoder (where one was trained on the same data) "
+                  "and the raw input."):
     job.stop()
 if b3.button("Cancel", disabled=not running, help="End the job, scores and all."):
-    job.cancel()
+    job.cancel("by you")
 
 def status(snapshot, opening, states, scored) -> None:
     """One progress bar: preparing, then scoring the corners for the start (``opening``), then
@@ -136,8 +141,9 @@ def status(snapshot, opening, states, scored) -> None:
         st.error(f"Learning stopped: {snapshot.error}")
     elif not snapshot.running:
         how = "learning stopped early by you" if result.get("stopped_early") else "done"
-        st.progress(1.0, text=f"**{name}**: {how}, {len(learning)} learning steps, everything "
-                              f"scored in {seconds:.0f} s")
+        learned = f"{len(learning)} learning step{'s' if len(learning) != 1 else ''}"
+        st.progress(1.0, text=f"**{name}**: {how}, {learned}, everything scored in "
+                              f"{seconds:.0f} s")
         st.caption(f"Where the time went: {spent(result.get('stages', {}))}."
                    + (" The corners' features and readouts were this server's from the last "
                       "run on this task with the same examples, so they were not computed "
@@ -239,10 +245,11 @@ def draw(snapshot) -> None:
             + " among that vector and every corner (each scored with a fresh linear readout); "
             "the best there wins only if it beats all ones, then the gradient-learned vector, "
             "by more than one standard error of its score. **Corners** switch each group "
-            "fully on (1) or off (0): 'crop + flip' = crop and flip at 1, the rest at 0; "
-            "'all ones' is standard SimCLR-style invariance. **plain**: the encoder trained "
-            "without a vector on the same data. **raw input**: the same readout on pixels or "
-            "log-mel spectrograms.")
+            f"fully on (1) or off (0): {corner_example(space)}; 'all ones' is standard "
+            "SimCLR-style invariance. "
+            + ("**plain**: the encoder trained without a vector on the same data. "
+               if "plain" in scores else "")
+            + "**raw input**: the same readout on pixels or log-mel spectrograms.")
 
 
 if job is not None:
@@ -266,8 +273,14 @@ if job is not None:
 
     ui.follow(job, draw, "learn-was-running", every=every)
 else:
-    st.info("Choose a task and press **Start**: every corner is scored on the validation "
-            "split and the invariance vector starts at the best one if it is clearly ahead of "
-            f"{DownstreamConfig().init:g} everywhere; then the readout and the "
-            "vector are learned together, each group's value drawn as it moves, and the result "
-            "is scored against every fixed corner, the plain encoder and the raw input.")
+    init = f"{DownstreamConfig().init:g}"
+    opening = {"clear": "every corner is scored on the validation split and the invariance "
+                        f"vector starts at the best one if it is clearly ahead of {init} "
+                        "everywhere, else at " + init,
+               "corner": "every corner is scored on the validation split and the invariance "
+                         "vector starts at the best one",
+               "init": f"the invariance vector starts at {init} everywhere"}[start]
+    plain = "the plain encoder, " if ui.plain_baseline(encoder) is not None else ""
+    st.info(f"Choose a task and press **Start**: {opening}; then the readout and the vector "
+            "are learned together, each group's value drawn as it moves, and the result is "
+            f"scored against every fixed corner, {plain}and the raw input.")

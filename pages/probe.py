@@ -12,6 +12,7 @@ from amortinv.invariance import describe
 from amortinv.measure import knn_accuracy
 from amortinv.projection import Projector, warm_up_umap
 from amortinv.readout import linear_probe
+from amortinv.selection import corner_example
 
 encoder, dataset, path, ds = ui.page("Probe features")
 space = encoder.space
@@ -33,8 +34,7 @@ for corner in sorted(space.corners(min_on=0), key=lambda c: -float(c.sum())):  #
 cols = st.columns([3, 1])
 preset = cols[0].selectbox(
     "Preset vector", list(presets), key="probe-preset",
-    help="A corner switches each group fully on (1) or off (0): 'crop + flip' means crop and "
-         "flip at 1, every other group at 0.")
+    help=f"A corner switches each group fully on (1) or off (0): {corner_example(space)}.")
 # the callback reads the selection when clicked (arguments bound at drawing time would lag)
 cols[1].button("Apply preset",
                on_click=lambda: set_vector(presets[st.session_state["probe-preset"]]))
@@ -88,7 +88,9 @@ with right:
     if classification:
         train = ds.train.take(slice(len(feats["train"])))
         z_train, z_test = torch.from_numpy(feats["train"]), torch.from_numpy(feats["test"])
-        st.metric("kNN accuracy (k=200)", f"{knn_accuracy(z_train, train.y, z_test, test.y):.3f}")
+        k = min(200, len(train))  # the suite's k, or every training example where fewer
+        st.metric(f"kNN accuracy (k={k})",
+                  f"{knn_accuracy(z_train, train.y, z_test, test.y, k=k):.3f}")
         probe = linear_probe(z_train, train.y, z_test, test.y, len(ds.class_names))
         st.metric("linear probe accuracy", f"{probe:.3f}",
                   help=f"A linear classifier (ridge regression on one-hot labels) fitted to "

@@ -87,6 +87,8 @@ if start.button("Start pre-training", type="primary", disabled=bool(job and job.
             job = pretraining_job(trainer, alive=ui.session_alive()).start()
             st.session_state["runs-job"] = job
             st.session_state["runs-total"] = int(steps)
+            st.session_state["runs-unit"] = ("clips" if trainer.encoder.config.modality == "audio"
+                                             else "images")
 if stop.button("Stop", disabled=not (job and job.running)):
     job.stop()
 
@@ -98,7 +100,8 @@ def draw(snap) -> None:
                 text=f"step {steps_done} / {total} ({snap.seconds:.0f} s)")
     losses = [r for r in snap.records if "loss" in r]
     if losses:
-        st.caption(f"loss {losses[-1]['loss']:.3f}, {losses[-1]['img_s']:.0f} images/s")
+        unit = st.session_state.get("runs-unit", "images")
+        st.caption(f"loss {losses[-1]['loss']:.3f}, {losses[-1]['img_s']:.0f} {unit}/s")
     if snap.error:
         st.error(f"Pre-training stopped: {snap.error}")
     elif not snap.running:

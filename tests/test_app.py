@@ -105,12 +105,25 @@ def test_learning_runs_live_and_ends_with_scores(app):
     start = snap.result["start"]
     assert (f"started at {start} everywhere (no corner beat it" in caption if start == "0.5"
             else "the best corner there" in caption)
+    # ... and explains the bars in the encoder's own groups, plain's only where it was scored
+    assert "'crop + flip' = crop and flip at 1" in caption and "**plain**" in caption
     # Under the finished bar: where the job's time went, stage by stage, as the job timed it.
     spent = next(c.value for c in at.caption if c.value.startswith("Where the time went"))
     stages = snap.result["stages"]
     assert "corners for the start" in spent and "learning" in spent and "baselines" in spent
     assert f"learning {stages['learning']:.{1 if stages['learning'] < 10 else 0}f} s" in spent
     assert "were not computed again" not in spent
+
+
+def test_before_start_the_page_says_what_a_job_will_do_with_these_settings(app):
+    at = app("learn")
+    said = next(i.value for i in at.info if "press **Start**" in i.value)
+    assert "clearly ahead of 0.5 everywhere, else at 0.5" in said  # the default start
+    assert "the plain encoder, and the raw input" in said  # a plain twin is shipped here
+    at.selectbox(key="learn-start").set_value("init").run()
+    said = next(i.value for i in at.info if "press **Start**" in i.value)
+    assert "the invariance vector starts at 0.5 everywhere" in said
+    assert "every corner is scored" not in said
 
 
 def test_learning_again_on_the_same_task_reuses_the_corners_and_says_so(app):

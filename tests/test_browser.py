@@ -243,7 +243,7 @@ def test_stop_still_scores_what_was_learned_and_cancel_ends_it(page, server):
     # fewest examples: its corners come first).
     start_learning(page, server, steps=2000, examples=100)
     page.get_by_role("button", name="Cancel").click()
-    expect(page.get_by_text("Cancelled (cancelled)")).to_be_visible(timeout=LONG)
+    expect(page.get_by_text("Cancelled (by you)")).to_be_visible(timeout=LONG)
 
 
 def test_two_users_learning_at_once_take_turns_and_each_ends_as_asked(page, server):
@@ -267,7 +267,7 @@ def test_two_users_learning_at_once_take_turns_and_each_ends_as_asked(page, serv
         # Each ends as its user says: the second is cancelled at once, the first stops early
         # and is scored, alone again (on 2,000 test examples: long enough to be seen doing so).
         other.get_by_role("button", name="Cancel").click()
-        expect(other.get_by_text("Cancelled (cancelled)")).to_be_visible(timeout=LONG)
+        expect(other.get_by_text("Cancelled (by you)")).to_be_visible(timeout=LONG)
         expect(page.get_by_text("other job(s) running")).to_have_count(0, timeout=LONG)
         page.get_by_role("button", name="Stop learning").click()
         expect(page.get_by_text("scoring on the test split")).to_be_visible(timeout=LONG)
