@@ -217,8 +217,9 @@ def prepare(encoder: Encoder, dataset: str | Dataset, config: DownstreamConfig) 
     try:
         train, val = data.validation_split(config.val_fraction, config.seed)
     except ValueError as err:  # too few examples to carve a validation split from
-        raise TaskMismatch(f"{err}: give task '{data.name}' more training examples, or carve "
-                           "a larger validation fraction (--val-fraction)") from err
+        raise TaskMismatch(f"{err}: give task '{data.name}' more training examples (or carve "
+                           "a larger validation fraction: DownstreamConfig.val_fraction, "
+                           "--val-fraction in scripts/downstream.py)") from err
     n_val = round(config.max_train * config.val_fraction) if config.max_train else 0
     return Task(data, cap(train, config.max_train), cap(val, n_val),
                 cap(data.test, config.max_test), note)

@@ -251,8 +251,9 @@ class Trainer:
         if not math.isfinite(value):
             raise TrainingDiverged(
                 f"the loss became {value} at step {self.step}; the last good checkpoint in "
-                f"{self.out} is kept. Lower --lr, raise --warmup-steps, or try --optimizer "
-                "adamw, then --resume")
+                f"{self.out} is kept. Start a new run (another --out) with a lower --lr, a "
+                "longer --warmup-steps (at most a tenth of --steps counts) or --optimizer "
+                "adamw: --resume continues only with the same settings")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

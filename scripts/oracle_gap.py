@@ -111,11 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    names = args.tasks or [t for t, r in rows.items() if "error" not in r]
-    unknown = [t for t in names if t not in rows or "error" in rows[t]]
+    scored = [t for t, r in rows.items() if "error" not in r]
+    names = args.tasks or scored
+    unknown = [t for t in names if t not in scored]
     if unknown:
-        print(f"error: {', '.join(unknown)}: not a scored task of {args.results} (it has "
-              f"{', '.join(rows)})", file=sys.stderr)
+        print(f"error: {', '.join(unknown)}: not a scored task of {args.results} (its scored "
+              f"tasks: {', '.join(scored)})", file=sys.stderr)
         return 1
     if args.misses:
         names = [t for t in names if results.selected_misses_oracle(rows[t])]

@@ -88,7 +88,8 @@ def _pack(names: list[str], into: Path, limit: int, lossless: bool, max_mb: floa
                 break
         if size > room:
             path.unlink()
-            print(f"{name}: does not fit in the {max_mb} MB left out", file=sys.stderr)
+            print(f"{name}: does not fit in the {max(room, 0) / 2**20:.1f} MB left of "
+                  f"--max-mb {max_mb:g}; left out", file=sys.stderr)
             failed.append(name)
             continue
         total += size

@@ -89,7 +89,7 @@ def _register_derived(name: str, base: str, *, target_kind: str, description: st
             name, modality="image", target_kind=target_kind, description=description,
             requires=(lambda: is_available(base),),
             hint=f"It is derived from '{base}': make that available first "
-            f"(`python -m amortinv.data list` says how).",
+            f"(`python -m amortinv.data list --all` says how).",
             kind="derived", needs=needs, target_names=target_names,
         )(loader)
         return transform

@@ -303,8 +303,8 @@ OPENCV_DIGITS = Path("/usr/share/doc/opencv-doc/examples/data/digits.png")
     target_kind="classification",
     description="OpenCV digits: 5,000 MNIST-derived digits, 20x20 grey, 80/20 holdout",
     requires=(OPENCV_DIGITS,),
-    hint="Install it with `sudo apt-get install opencv-doc` (or `apt-get download opencv-doc` "
-    "and `dpkg-deb -x` it to take digits.png alone).",
+    hint="Install it with `sudo apt-get install opencv-doc` (or `apt-get download opencv-doc`, "
+    "`dpkg-deb -x` it, and copy its digits.png to " + OPENCV_DIGITS.as_posix() + ").",
     needs="digit identity: invariance to small shifts and intensity helps, not to flips",
 )
 def opencv_digits() -> Splits:

@@ -235,7 +235,8 @@ def default_patch_size(image_size: int, max_patches: int = 64) -> int:
             return p
     raise ValueError(
         f"no patch size in 4..16 divides image_size {image_size} into at most {max_patches} "
-        f"patches; pass patch_size explicitly or resize the images (e.g. to 32 or 64 px)."
+        f"patches; resize the images (--image-size, e.g. 32 or 64 px), or build PromptViT(...) "
+        "directly with a patch_size that divides it."
     )
 
 
