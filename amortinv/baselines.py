@@ -75,7 +75,9 @@ def _pca(zs: list[torch.Tensor], dims: int = 256, seed: int = 0) -> list[torch.T
 
     Randomised, as ``torch.pca_lowrank(niter=3)`` (Halko et al. 2011), but its random
     matrix comes from a generator seeded by ``seed``, not from the global random state."""
-    dims = min(dims, len(zs[0]))  # a small task cannot have more components than examples
+    # n centred training examples span at most n - 1 directions: a component beyond them has
+    # no variance there, and standardised it would blow up whatever the test split holds in it
+    dims = min(dims, len(zs[0]) - 1)
     if zs[0].shape[1] <= dims:
         return zs
     mean = zs[0].mean(0)

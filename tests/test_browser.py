@@ -301,7 +301,13 @@ def test_a_colour_task_end_to_end_with_the_colour_encoder(page, server):
     start_learning(page, server, steps=10, examples=600, task="tuxpaint-photos",
                    encoder="checkpoints/rgb-hyper4-cpu", until="everything scored in")
     expect(page.get_by_text("best first").first).to_be_visible(timeout=LONG)
-    expect(page.get_by_text("grayscale").first).to_be_visible()  # the rgb space's groups
+    bars = page.locator(".js-plotly-plot .ytick text")
+    # a bar for each baseline and vector, the rgb space's corners among them
+    for label in ("plain", "raw input", r"(selected \()?all ones\)?", "gradient-learned",
+                  r"(selected \()?crop \+ flip \+ color \+ grayscale\)?"):
+        expect(bars.filter(has_text=re.compile(f"^{label}$"))).to_have_count(1)
+    expect(page.get_by_text(re.compile(r"Selected: .+ cross-validated on [\d,]+ training"))
+           ).to_be_visible()
     idle(page, LONG)
     # the sidebar's dataset is the colour encoder's own, not the grey one's chosen before
     # (its one-line description, under the sidebar's Dataset box)

@@ -222,11 +222,21 @@ def test_script_prints_the_documented_json(tmp_path, capsys, script):
 
 def test_raw_baseline_projection_copes_with_tiny_tasks():
     from amortinv.baselines import _pca
+    from amortinv.readout import fit_linear
 
     rng = np.random.default_rng(0)
     zs = [torch.tensor(rng.standard_normal((n, 1000)), dtype=torch.float32) for n in (12, 4, 5)]
     projected = _pca(zs)
-    assert [tuple(z.shape) for z in projected] == [(12, 12), (4, 12), (5, 12)]
+    # 12 centred examples span 11 directions: a twelfth would hold nothing but rounding
+    assert [tuple(z.shape) for z in projected] == [(12, 11), (4, 11), (5, 11)]
+    spread = projected[0].std(0)
+    assert float(spread.min()) > 0.1 * float(spread.max())
+    # Two classes 1,000 pixels apart in their mean, 12 training examples: the raw readout
+    # tells them apart (with a twelfth, empty component it scored at chance on test)
+    y = [np.arange(n) % 2 for n in (12, 4, 6)]
+    zs = [torch.tensor(rng.standard_normal((len(t), 1000)) + 3.0 * t[:, None],
+                       dtype=torch.float32) for t in y]
+    assert fit_linear(_pca(zs), y, classes=2)[1] == 1.0
 
 
 def test_suite_records_failed_tasks_writes_rows_as_they_finish_and_prepares_once(

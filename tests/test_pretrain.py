@@ -28,6 +28,18 @@ def weights(trainer):
     return {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
 
+def moved_by_gradients(before: dict, module: torch.nn.Module) -> list[str]:
+    """Names of ``module``'s parameters that moved since ``before`` other than by weight decay
+    alone (which only rescales a tensor: its update would be parallel to it)."""
+    moved = []
+    for name, param in module.named_parameters():
+        delta = (param.detach() - before[name]).flatten().double()
+        if delta.abs().max() > 0 and abs(torch.nn.functional.cosine_similarity(
+                delta, before[name].flatten().double(), dim=0)) < 0.99:
+            moved.append(name)
+    return moved
+
+
 @pytest.mark.parametrize("overrides", [
     {},  # SimCLR, hypernetwork, corners
     {"method": "moco", "queue_size": 64},  # per-corner heads and queues
@@ -41,7 +53,12 @@ def weights(trainer):
 ], ids=["simclr-hyper", "moco-per-corner", "moco-shared", "film-continuous", "plain", "vit",
         "audio", "audio-bands-per-bin"])
 def test_each_setting_trains_and_writes_a_usable_checkpoint(tmp_path, overrides):
-    trainer, records = run(preset("smoke", out=str(tmp_path), **overrides))
+    trainer = Trainer(preset("smoke", out=str(tmp_path), **overrides))
+    before = {n: p.detach().clone() for n, p in trainer.encoder.named_parameters()}
+    records = list(trainer.run())
+    # the encoder learned: most of its parameters (its conditioning's too) moved by gradients
+    moved = moved_by_gradients(before, trainer.encoder)
+    assert len(moved) > len(before) / 2, sorted(set(before) - set(moved))
     losses = [r["loss"] for r in records if "loss" in r]
     assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
     knn = [r["knn"] for r in records if "knn" in r]

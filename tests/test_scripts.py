@@ -55,7 +55,7 @@ def test_a_misspelt_task_is_a_usage_error(script, monkeypatch, capsys, name, fla
     assert "Did you mean fashion-mnist" in capsys.readouterr().err
 
 
-
+def test_bench_augment_prints_its_json():
     line = json.loads(run(str(SCRIPTS / "bench_augment.py"), "--batch", "16", "--seconds",
                           "0.2").splitlines()[-1])
     assert {"device", "batched_img_s", "torchvision_img_s", "ratio"} <= set(line)
