@@ -148,6 +148,10 @@ def status(snapshot, opening, states, scored) -> None:
                    + (" The corners' features and readouts were this server's from the last "
                       "run on this task with the same examples, so they were not computed "
                       "again (the same scores)." if result.get("reused") else ""))
+    elif not states and "learning_since" in result:  # the start is chosen: its features and
+        # the readout's warm-up on them come before the first step
+        st.progress(0.0, text=f"**{name}**: fitting the readout at the start vector before the "
+                              f"first step… {seconds:.0f} s")
     elif not states and not opening:
         st.progress(0.0, text=f"**{name}**: preparing the data… {seconds:.0f} s")
     elif not states:
