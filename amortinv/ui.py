@@ -318,7 +318,11 @@ def _probe_plan(file: str, mtime: float) -> tuple[int, str]:
     modality = "audio" if len(cost.input_shape) == 2 else "image"
     test, train = PROBE_POINTS[modality], PROBE_TRAIN_POINTS[modality]
     plan = probe_plan(cost, test + train, budget_s=PROBE_BUDGET_S)
-    return round(plan.points * test / (test + train)), plan.message
+    drawn = round(plan.points * test / (test + train))
+    if plan.points and plan.message:  # the plan counts training points too: say what is drawn
+        return drawn, (f"{plan.message} The plot draws {drawn:,} test examples of them; the "
+                       "rest are the training examples of its kNN and linear probe.")
+    return drawn, plan.message
 
 
 def probe_size(path: Path) -> tuple[int, str]:

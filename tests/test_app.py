@@ -214,6 +214,24 @@ def test_runs_page_lists_runs_and_starts_a_pretraining(app, encoder_dirs):
     assert (encoder_dirs / "runs" / "from-app" / "encoder.safetensors").exists()
 
 
+def test_an_encoder_probed_on_fewer_points_says_how_many_test_examples_are_drawn(monkeypatch):
+    from amortinv.checkpoint import resolve
+    from amortinv.models.cost import checkpoint_cost, probe_plan
+
+    image = ui.CHECKPOINT_DIRS[0] / "fmnist-hyper4-w8-cpu"
+    asked = ui.PROBE_POINTS["image"] + ui.PROBE_TRAIN_POINTS["image"]
+    full = probe_plan(checkpoint_cost(resolve(image)), asked, budget_s=1e9)
+    ui._probe_plan.clear()
+    monkeypatch.setattr(ui, "PROBE_BUDGET_S", full.seconds / 2)  # half the points fit
+    try:
+        points, message = ui.probe_points(image)
+    finally:
+        ui._probe_plan.clear()
+    assert 0 < points < ui.PROBE_POINTS["image"]
+    # the plan counts training points too; the message says how many test examples are drawn
+    assert f"The plot draws {points:,} test examples" in message
+
+
 def test_an_encoder_too_slow_to_probe_is_refused_before_it_is_loaded(app, monkeypatch):
     ui._probe_plan.clear()
     ui.load_encoder.clear()
