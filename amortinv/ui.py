@@ -95,17 +95,23 @@ def _order(path: Path, model: dict) -> tuple[bool, int, int, str]:
             path.name)
 
 
-def plain_baseline(encoder: Encoder) -> Encoder | None:
-    """A plain (non-amortised) encoder pre-trained on the same data as ``encoder``, if one
-    was shipped or trained: the Learn page's plain bar."""
+def plain_checkpoint(encoder: Encoder) -> Path | None:
+    """Where a plain (non-amortised) encoder pre-trained on the same data as ``encoder`` is,
+    if one was shipped or trained (from the checkpoints' headers: nothing is loaded)."""
     for path, meta in checkpoints().values():
         model, card = _meta(meta).get("model", {}), _meta(meta).get("card", {})
         if (model.get("conditioning") == "none"
                 and model.get("modality") == encoder.config.modality
                 and model.get("in_channels") == encoder.config.in_channels
                 and card.get("dataset") == encoder.card.get("dataset")):
-            return encoder_at(path)
+            return path
     return None
+
+
+def plain_baseline(encoder: Encoder) -> Encoder | None:
+    """The encoder at :func:`plain_checkpoint`, if any: the Learn page's plain bar."""
+    path = plain_checkpoint(encoder)
+    return encoder_at(path) if path is not None else None
 
 
 @st.cache_resource(show_spinner="Loading the encoder…", max_entries=8)

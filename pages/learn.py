@@ -277,14 +277,13 @@ if job is not None:
 
     ui.follow(job, draw, "learn-was-running", every=every)
 else:
-    init = f"{DownstreamConfig().init:g}"
-    opening = {"clear": "every corner is scored on the validation split and the invariance "
-                        f"vector starts at the best one if it is clearly ahead of {init} "
-                        "everywhere, else at " + init,
-               "corner": "every corner is scored on the validation split and the invariance "
-                         "vector starts at the best one",
-               "init": f"the invariance vector starts at {init} everywhere"}[start]
-    plain = "the plain encoder, " if ui.plain_baseline(encoder) is not None else ""
-    st.info(f"Choose a task and press **Start**: {opening}; then the readout and the vector "
+    init = f"{defaults.init:g}"
+    at_best = ("every corner is scored on the validation split and the invariance vector "
+               "starts at the best one")
+    begins = {"clear": f"{at_best} if it is clearly ahead of {init} everywhere, else at {init}",
+              "corner": at_best,
+              "init": f"the invariance vector starts at {init} everywhere"}[start]
+    plain = "the plain encoder, " if ui.plain_checkpoint(encoder) is not None else ""
+    st.info(f"Choose a task and press **Start**: {begins}; then the readout and the vector "
             "are learned together, each group's value drawn as it moves, and the result is "
             f"scored against every fixed corner, {plain}and the raw input.")
