@@ -1,4 +1,5 @@
-"""Measurements of frozen features: weighted kNN accuracy and the raw-input floor.
+"""Measurements of frozen features: weighted kNN accuracy, the raw-input floor and colour
+statistics (what colour alone tells).
 
 Invariance scores per transform live in :mod:`amortinv.invariance_scores`; linear readouts
 in :mod:`amortinv.readout`."""
@@ -68,3 +69,41 @@ def raw_features(x: np.ndarray, modality: str = "image") -> torch.Tensor:
             return LogMel()(torch.as_tensor(x)).flatten(1)
     return torch.as_tensor(x).float().flatten(1) / 255.0
 
+
+
+def colour_statistics(x: np.ndarray | torch.Tensor, bins: int = 36) -> torch.Tensor:
+    """Hand-made colour features of ``(N, 3, H, W)`` uint8 images, ``(N, bins + 4)``: a
+    histogram of hue over ``bins`` angles, each pixel weighted by its chroma and the whole
+    normalised to sum to one; the chroma-weighted mean hue direction (cos, sin); the mean
+    chroma; the fraction of pixels with chroma over 0.1 (a grey image has none). Hue and
+    chroma are the angle and length of a pixel's (I, Q) in YIQ, the plane that
+    :func:`amortinv.augment.vision.adjust_hue` (the hue jitter, and ``clipart-hue``'s
+    rotation) turns. A reference for the colour tasks: what a readout on colour alone reaches
+    (``scripts/colour_statistics.py``).
+
+    >>> red = np.zeros((1, 3, 4, 4), np.uint8); red[:, 0] = 255      # a red square
+    >>> grey = np.full((1, 3, 4, 4), 128, np.uint8)
+    >>> stats = colour_statistics(np.concatenate([red, grey]), bins=6)
+    >>> stats.shape
+    torch.Size([2, 10])
+    >>> stats[0, :6].round(decimals=3).tolist(), stats[0, 9].item()  # one hue; every pixel coloured
+    ([0.0, 0.0, 0.0, 1.0, 0.0, 0.0], 1.0)
+    >>> stats[1].abs().sum().item()                                    # grey: no colour at all
+    0.0
+    """
+    from amortinv.augment.vision import RGB_TO_YIQ
+
+    x = torch.as_tensor(x).float() / 255.0
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"colour statistics need (N, 3, H, W) colour images, got shape "
+                         f"{tuple(x.shape)}")
+    i, q = torch.einsum("cd,ndhw->nchw", torch.tensor(RGB_TO_YIQ[1:]), x).flatten(2).unbind(1)
+    chroma, angle = torch.hypot(i, q), torch.atan2(q, i)
+    chroma = torch.where(chroma < 1e-3, 0.0, chroma)  # grey, up to rounding (one level: 2e-3)
+    where = ((angle + np.pi) / (2 * np.pi) * bins).long().clamp(0, bins - 1)
+    total = chroma.sum(1, keepdim=True).clamp_min(1e-6)
+    histogram = torch.zeros(len(x), bins).scatter_add_(1, where, chroma) / total
+    direction = torch.stack([(chroma * angle.cos()).sum(1), (chroma * angle.sin()).sum(1)],
+                            1) / total
+    return torch.cat([histogram, direction, chroma.mean(1, keepdim=True),
+                      (chroma > 0.1).float().mean(1, keepdim=True)], 1)

@@ -399,9 +399,22 @@ def paired_gap(reference: np.ndarray, selected: np.ndarray) -> dict[str, float]:
     return {"gap": float(diff.mean()), "se": float(se)}
 
 
-def read_gaps(paths: Iterable[Path]) -> list[dict]:
-    """The rows of scripts/oracle_gap.py's CSV files, numbers as numbers (None where a run
-    has no such column: the plain encoder's, without ``--plain``)."""
+def write_numbers(path: Path, rows: Iterable[dict], fields: Iterable[str]) -> None:
+    """``rows`` as a CSV file of ``fields``, floats to four decimals and None as an empty cell
+    (what :func:`read_numbers` reads back)."""
+    fields = list(fields)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(fields)
+        for r in rows:
+            writer.writerow(["" if r[k] is None else f"{r[k]:.4f}" if isinstance(r[k], float)
+                             else r[k] for k in fields])
+
+
+def read_numbers(paths: Iterable[Path]) -> list[dict]:
+    """The rows of CSV files of scores by task (scripts/oracle_gap.py's,
+    scripts/colour_statistics.py's), numbers as numbers (None where a run has no such column:
+    the plain encoder's, without ``--plain``)."""
     rows = []
     for path in paths:
         with open(path, newline="") as f:
@@ -410,6 +423,26 @@ def read_gaps(paths: Iterable[Path]) -> list[dict]:
                                            "oracle_name") else float(v) if v else None
                              for k, v in raw.items()})
     return rows
+
+
+#: scripts/colour_statistics.py's columns: readouts on colour statistics (``linear``,
+#: ``forest``) beside the colour suite's scores.
+COLOUR_STATISTICS = ("task", "metric", "test_examples", "linear", "forest", "selected_name",
+                     "selected_score", "oracle_name", "oracle_score", "all_ones", "plain")
+
+
+def colour_statistics_table(rows: Iterable[dict]) -> str:
+    """scripts/colour_statistics.py's rows as a Markdown table."""
+    lines = ["| task | metric | test examples | colour statistics, linear | colour statistics, "
+             "forest | selected vector (suite) | oracle corner (suite) | all ones | plain |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        plain = "—" if r["plain"] is None else f"{r['plain']:.3f}"
+        lines.append(f"| {r['task']} | {r['metric']} | {int(r['test_examples'])} | "
+                     f"{r['linear']:.3f} | {r['forest']:.3f} | {r['selected_score']:.3f} "
+                     f"({r['selected_name']}) | {r['oracle_score']:.3f} ({r['oracle_name']}) | "
+                     f"{r['all_ones']:.3f} | {plain} |")
+    return "\n".join(lines) + "\n"
 
 
 def _signed(x: float) -> str:

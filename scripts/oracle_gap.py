@@ -21,7 +21,6 @@ holds one row a task, OUT.md a table for each comparison.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -76,12 +75,7 @@ def gap_row(encoder: Encoder, row: dict, suite: str, config: DownstreamConfig,
 
 def write(out: Path, rows: list[dict], command: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_suffix(".csv"), "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(results.GAP_FIELDS)
-        for r in rows:
-            writer.writerow(["" if r[k] is None else f"{r[k]:.4f}" if isinstance(r[k], float)
-                             else r[k] for k in results.GAP_FIELDS])
+    results.write_numbers(out.with_suffix(".csv"), rows, results.GAP_FIELDS)
     tables = [results.gap_table(rows), results.gap_table(rows, "gradient")]
     if any(r["plain_gap"] is not None for r in rows):
         tables.append(results.plain_table(rows))

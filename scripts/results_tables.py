@@ -158,7 +158,8 @@ def speed() -> str:
 
 
 def gap_rows() -> list[dict]:
-    return results.read_gaps(RESULTS / f"{n}.csv" for n in GAPS if (RESULTS / f"{n}.csv").exists())
+    return results.read_numbers(RESULTS / f"{n}.csv" for n in GAPS
+                                if (RESULTS / f"{n}.csv").exists())
 
 
 #: Block name -> the function that renders it.
@@ -178,6 +179,8 @@ BLOCKS = {
         "FiLM": suite_rows("downstream-film")}),
     "colour": lambda: suite_table(*COLOUR),
     "colour-targets": lambda: colour_targets(*COLOUR),
+    "colour-statistics": lambda: results.colour_statistics_table(
+        results.read_numbers([RESULTS / "colour-statistics.csv"])),
     "oracle-gap": lambda: results.gap_table(gap_rows()),
     "oracle-gap-summary": lambda: results.gap_summary(gap_rows()),
     "gradient-gap": lambda: results.gap_table(results.gap_misses(gap_rows(), "gradient"),

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from amortinv.measure import knn_accuracy, knn_predict, raw_features
+from amortinv.augment.vision import adjust_hue
+from amortinv.measure import colour_statistics, knn_accuracy, knn_predict, raw_features
 
 
 def test_weighted_votes_match_a_hand_computed_case():
@@ -32,3 +33,30 @@ def test_raw_features_and_bad_input():
     assert audio.shape[0] == 2 and torch.isfinite(audio).all()
     with pytest.raises(ValueError, match="at least one"):
         knn_predict(torch.zeros(0, 2), torch.zeros(0), torch.zeros(1, 2), 2)
+
+
+def _direction(stats: torch.Tensor) -> torch.Tensor:
+    """The angle of :func:`colour_statistics`' mean hue direction (its (cos, sin) after the
+    36-bin histogram)."""
+    return torch.atan2(stats[:, 37], stats[:, 36])
+
+
+def test_colour_statistics_turn_with_the_hue_rotation():
+    # muted colours, so that no rotation clips a channel: the (I, Q) plane turns exactly
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.uniform(0.35, 0.65, (4, 3, 8, 8))).float()
+    shift = torch.tensor([0.0, 0.125, -0.25, 0.4])
+    turned = (adjust_hue(images, shift) * 255).round().to(torch.uint8)
+    before = colour_statistics((images * 255).round().to(torch.uint8))
+    after = colour_statistics(turned)
+    turn = _direction(after) - _direction(before)
+    moved = torch.remainder(turn + torch.pi, 2 * torch.pi) - torch.pi
+    assert moved.numpy() == pytest.approx(2 * np.pi * shift.numpy(), abs=0.02)
+    # the chroma, and so the coloured fraction, stay (to 8-bit rounding)
+    assert after[:, 38].numpy() == pytest.approx(before[:, 38].numpy(), abs=0.01)
+    assert after[:, :36].sum(1).numpy() == pytest.approx(1.0, abs=1e-5)  # a distribution
+
+
+def test_colour_statistics_refuse_grey_images():
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\) colour images"):
+        colour_statistics(np.zeros((2, 1, 8, 8), np.uint8))

@@ -1,6 +1,7 @@
 """The benchmark, evaluation and shipping scripts run and print what their docs promise (tiny
 settings: speed itself is measured by running them for real, see docs/BENCHMARKS.md)."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -32,7 +33,8 @@ def smoke_run(tmp_path_factory):
 @pytest.mark.parametrize("name, flag", [
     ("bench_app", "--checkpoint"), ("bench_concurrent", "--checkpoint"),
     ("profile_learn", "--plain"), ("study_learner", "--checkpoint"),
-    ("study_selection", "--checkpoint"), ("ship_checkpoint", None)])
+    ("study_selection", "--checkpoint"), ("colour_statistics", "--checkpoint"),
+    ("ship_checkpoint", None)])
 def test_a_missing_checkpoint_is_a_usage_error(script, monkeypatch, capsys, tmp_path, name,
                                                flag):
     missing = str(tmp_path / "no-such-run")
@@ -151,7 +153,7 @@ def test_oracle_gap_scores_the_suites_corners_again_and_splits_the_test_split(sc
     assert "nothing to do" in capsys.readouterr().err and not (tmp_path / "gap.csv").exists()
     plain = ["--plain", str(root / "checkpoints" / "fmnist-plain-cpu")]
     assert gap.main([*common, *plain, "--tasks", "sklearn-digits", "--halves", "50"]) == 0
-    (row,) = results.read_gaps([tmp_path / "gap.csv"])
+    (row,) = results.read_numbers([tmp_path / "gap.csv"])
     (file_row,) = [r for r in results.read_csv(suite) if r["task"] == "sklearn-digits"]
     # the suite's readouts again: its test scores within an example or two of the file's
     assert row["reproduced"] <= 2 / row["test_examples"]
@@ -169,3 +171,32 @@ def test_oracle_gap_scores_the_suites_corners_again_and_splits_the_test_split(sc
                                              abs=1e-3) and row["plain_se"] > 0
     tables = (tmp_path / "gap.md").read_text()
     assert tables.count("| sklearn-digits | 359 |") == 3 and "| gradient-learned |" in tables
+
+
+def test_colour_statistics_tell_colour_but_not_category(script, tmp_path, capsys):
+    stats = script("colour_statistics")
+    root = SCRIPTS.parent
+    suite = root / "docs" / "results" / "downstream-colour-a.csv"
+    common = ["--checkpoint", str(root / "checkpoints" / "rgb-hyper4-cpu"), "--out",
+              str(tmp_path / "stats")]
+    assert stats.main([*common, "--results", str(suite), "--tasks", "openclipart"]) == 1
+    assert "not a scored task" in capsys.readouterr().err  # and the file's tasks are named
+    images = str(suite.with_name("downstream-images-a.csv"))
+    assert stats.main([*common, "--results", images, "--tasks", "sklearn-digits"]) == 1
+    assert "not of colour images" in capsys.readouterr().err  # grey digits, copied to RGB
+    assert stats.main([*common, "--results", str(suite),
+                       str(suite.with_name("downstream-colour-b.csv")),
+                       "--tasks", "clipart-colour", "clipart-recoloured"]) == 0
+    with open(tmp_path / "stats.csv", newline="") as f:
+        rows = {r["task"]: r for r in csv.DictReader(f)}
+    suite_rows = {r["task"]: r for name in ("a", "b")
+                  for r in results.read_csv(suite.with_name(f"downstream-colour-{name}.csv"))}
+    colour, recoloured = rows["clipart-colour"], rows["clipart-recoloured"]
+    # colour is the label: colour statistics alone name it (7 classes: chance 0.14)
+    assert float(colour["linear"]) > 0.8 and float(colour["forest"]) > 0.8
+    # the category of drawings whose hues are noise: colour alone is far below the encoder
+    assert float(recoloured["linear"]) < suite_rows["clipart-recoloured"]["selected_score"] - 0.1
+    for name, row in rows.items():  # the suite's figures beside, read from its files
+        assert float(row["selected_score"]) == suite_rows[name]["selected_score"]
+        assert int(row["test_examples"]) > 100
+    assert "| clipart-colour | accuracy |" in (tmp_path / "stats.md").read_text()

@@ -440,7 +440,7 @@ def test_the_plain_encoders_lead_is_paired_example_by_example(tmp_path):
     # a run without --plain is read back with no plain columns, not zeros
     path = tmp_path / "gaps.csv"
     path.write_text("suite,task,metric,plain_gap,reproduced\ns,t,accuracy,,0.0\n")
-    (read,) = results.read_gaps([path])
+    (read,) = results.read_numbers([path])
     assert read["plain_gap"] is None and read["reproduced"] == 0.0
 
 

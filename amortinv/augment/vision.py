@@ -100,13 +100,16 @@ def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     return (grey + _per_image(factor, x) * (x - grey)).clamp(0, 1)
 
 
+#: RGB to YIQ (NTSC): luma, then the two chroma axes (I, Q) that :func:`adjust_hue` rotates.
+RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+
+
 def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Rotate hue by ``shift`` turns (-0.5..0.5) in YIQ space: one matrix per image, cheap on a
     GPU, and close to the HSV hue shift of torchvision for natural images."""
     angle = 2 * math.pi * shift.to(x.device, x.dtype)
     cos, sin = torch.cos(angle), torch.sin(angle)
-    to_yiq = x.new_tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322],
-                           [0.211, -0.523, 0.312]])
+    to_yiq = x.new_tensor(RGB_TO_YIQ)
     to_rgb = torch.linalg.inv(to_yiq)
     rot = torch.zeros(x.shape[0], 3, 3, device=x.device, dtype=x.dtype)
     rot[:, 0, 0] = 1
