@@ -59,12 +59,6 @@ def baselines(encoder: Encoder, task: Task, learned: Mapping[str, float] | None 
     return dict(baseline_scores(encoder, task, learned, plain, seed, features, fitted))
 
 
-def raw_input_score(task: Task, seed: int = 0) -> tuple[float, float]:
-    """(validation, test) score of the same linear readout on the raw input (pixels or
-    log-mel, reduced by PCA): the floor every encoder should clear."""
-    return fit_linear(_pca(_raw_inputs(task), seed=seed), task.targets, task.classes)
-
-
 def _raw_inputs(task: Task) -> list[torch.Tensor]:
     return [raw_features(s.x, task.data.modality) for s in (task.train, task.val, task.test)]
 

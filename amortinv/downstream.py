@@ -44,11 +44,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from amortinv import data as datasets
-from amortinv.baselines import baseline_scores, baselines, raw_input_score
+from amortinv.baselines import baseline_scores, baselines
 from amortinv.data import Dataset, Split, adapt_channels
 from amortinv.invariance import InvarianceSpace, VectorLike, describe
 from amortinv.models import Encoder, Inputs, fast_bf16
-from amortinv.readout import fit_linear, score
+from amortinv.readout import score
 from amortinv.selection import (
     GRADIENT,
     Candidate,
@@ -64,8 +64,8 @@ from amortinv.settings import check_settings, setting
 from amortinv.task import Task
 
 __all__ = ["GRADIENT", "Assessment", "DownstreamConfig", "Result", "Scored", "State", "Task",
-           "TaskMismatch", "assess", "baselines", "corner_name", "evaluate_vector", "fit",
-           "learn", "prepare", "raw_input_score", "usable_folds"]
+           "TaskMismatch", "assess", "baselines", "corner_name", "fit", "learn", "prepare",
+           "usable_folds"]
 
 
 @dataclass
@@ -316,7 +316,9 @@ def learn(encoder: Encoder, task: Task, config: DownstreamConfig | None = None,
     the training split at the start once more for the warm-up.
 
     Stops after ``config.steps`` steps, on early stopping, when ``stop`` is set, or when the
-    caller stops iterating. The last state has ``done=True`` and the selected vector.
+    caller stops iterating. The last state has ``done=True`` and the best vector of the path
+    (rounded to a corner with ``config.round_vector``): the gradient-learned vector, which
+    :func:`assess` then selects from with the corners.
 
     The encoder is frozen in eval mode while this runs and left exactly as it was found
     (``requires_grad`` flags, train/eval modes) when the generator ends or is closed early.
@@ -451,16 +453,7 @@ def _readout_score(encoder: Encoder, task: Task, x_val: np.ndarray | torch.Tenso
     return score(pred, task.val.y, task.classification)
 
 
-# -- stage 2: a fixed vector, scored like every baseline -----------------------------------------
-def evaluate_vector(encoder: Encoder, task: Task, vector: VectorLike | float,
-                    precision: str = "fp32") -> tuple[float, float]:
-    """(validation, test) score of a linear readout on the encoder's features at ``vector``
-    (computed in ``precision``)."""
-    features = Features(encoder, task, precision).splits(vector)
-    return fit_linear(features, task.targets, task.classes)
-
-
-# -- stage 3: validated selection, then test scores ----------------------------------------------
+# -- stages 2 and 3: validated selection, then test scores ---------------------------------------
 @dataclass
 class Scored:
     """Progress of :func:`assess`: ``done`` of ``total`` scores of this ``split`` are in, the

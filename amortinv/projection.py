@@ -80,9 +80,6 @@ class Projector:
         self.layout: np.ndarray | None = None
         self._fingerprint = b""
 
-    def reset(self) -> None:
-        self.layout = None
-
     def __call__(self, z: torch.Tensor | np.ndarray) -> np.ndarray:
         """The 2-D layout of ``z``, aligned to the previous call's. The same features as last
         time give the very same layout (a redrawn page keeps its chart, and its selection)."""

@@ -319,7 +319,9 @@ def choose(fitted: dict[str, Candidate], space: InvarianceSpace,
 
 def select(features: Features, gradient: VectorLike, with_corners: bool = True,
            folds: int = 0) -> Selection:
-    """Choose the task's vector on the validation split among the gradient vector and every
-    corner (see the module's docstring); ``folds`` as for :func:`candidates`."""
+    """Choose the task's vector among the gradient vector and every corner (see the module's
+    docstring), on the validation split, or cross-validated in ``folds`` > 1 folds (as for
+    :func:`candidates`). :func:`amortinv.downstream.assess` does the same in steps, with
+    progress and the corners it already fitted."""
     fitted = {c.name: c for c in candidates(features, gradient, with_corners, folds)}
     return choose(fitted, features.encoder.space)

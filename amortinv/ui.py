@@ -55,14 +55,14 @@ def runs_dir() -> Path:
     return CHECKPOINT_DIRS[-1]
 
 
-def find_checkpoints(amortised: bool = False) -> dict[str, Path]:
-    """Shipped checkpoints first, then the user's pre-training runs: label -> path. Within
-    each folder image encoders come first (the app opens on the first one), the paper's
-    hypernetwork before FiLM before plain, and the narrowest first (the fastest to probe and
-    learn with on a CPU). ``amortised`` leaves out plain encoders, which
-    ignore the vector (they are baselines: :func:`plain_baseline`)."""
+def find_checkpoints() -> dict[str, Path]:
+    """The amortised encoders the sidebar offers, shipped checkpoints first, then the user's
+    pre-training runs: label -> path, in :func:`checkpoints`' order (image encoders first: the
+    app opens on the first one). Plain encoders are left out: they ignore the vector (they are
+    baselines: :func:`plain_baseline`; the Runs page lists them, from :func:`checkpoints`).
+    One whose header cannot be read is listed: choosing it says why it cannot be loaded."""
     return {label: path for label, (path, meta) in checkpoints().items()
-            if not (amortised and meta.get("model", {}).get("conditioning") == "none")}
+            if _meta(meta).get("model", {}).get("conditioning") != "none"}
 
 
 _CONDITIONING_ORDER = {"hyper": 0, "film": 1, "none": 2}
@@ -224,7 +224,7 @@ def task_choices(encoder: Encoder) -> dict[str, str]:
 # -- the sidebar and the page header ---------------------------------------------------------
 def sidebar() -> tuple[Encoder, str, Path] | None:
     """The encoder and dataset this session works with (chosen in the sidebar)."""
-    found = find_checkpoints(amortised=True)
+    found = find_checkpoints()
     if not found:
         st.sidebar.warning("No encoder yet.")
         st.info("No encoder found in `checkpoints/` or `runs/`. Pre-train one on the "
@@ -441,7 +441,8 @@ def follow(job, draw, key: str, every: float | Callable[[Any], float] = 1.0) -> 
     then rerun the whole page once when it ends, so its buttons and polling update. A note
     above it says when other jobs share the server (they take turns:
     :data:`amortinv.workers.TURNS`).
-    ``key`` names this page's job in ``st.session_state``. ``every`` may depend on the
+    ``key`` is where ``st.session_state`` keeps whether the job was running at the last
+    redraw (to rerun the page once when it ends). ``every`` may depend on the
     snapshot (e.g. slower once the live part is over: each redraw costs the server and the
     browser CPU the job could use); the page reruns when it changes."""
 

@@ -247,6 +247,25 @@ def test_an_encoder_too_slow_to_probe_is_refused_before_it_is_loaded(app, monkey
         ui._probe_plan.clear()
 
 
+def test_a_corrupt_checkpoint_among_the_runs_is_listed_and_refused_by_name(encoder_dirs,
+                                                                          monkeypatch, tmp_path):
+    broken = tmp_path / "runs" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "encoder.safetensors").write_bytes(b"cut off by a full disk")
+    monkeypatch.setattr(ui, "CHECKPOINT_DIRS", (encoder_dirs / "checkpoints", tmp_path / "runs"))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception  # every page's sidebar reads the headers
+    box = at.sidebar.selectbox(key="checkpoint")
+    assert box.value == "checkpoints/digits-smoke" and "runs/broken" in box.options
+    box.select("runs/broken").run()
+    assert not at.exception, at.exception
+    assert any("cannot be loaded" in e.value and "corrupt or truncated" in e.value
+               for e in at.error)
+    at.switch_page("pages/runs.py").run()  # the Runs page lists it with its error, too
+    assert not at.exception, at.exception
+
+
 def test_the_app_opens_on_the_narrowest_amortised_image_encoder_shipped():
     # The shipped folder, as the app lists it: images before audio, the hypernetwork before
     # FiLM before plain, the narrowest (fastest on a CPU) first.
@@ -256,7 +275,7 @@ def test_the_app_opens_on_the_narrowest_amortised_image_encoder_shipped():
     keys = [(m["modality"] != "image", ui._CONDITIONING_ORDER[m["conditioning"]], m["width"])
             for m in shipped]
     assert len(keys) >= 2 and keys == sorted(keys)
-    first = listed[next(iter(ui.find_checkpoints(amortised=True)))][1]["model"]
+    first = listed[next(iter(ui.find_checkpoints()))][1]["model"]
     assert (first["modality"], first["conditioning"]) == ("image", "hyper")
     assert first["width"] == min(m["width"] for m in shipped
                                  if (m["modality"], m["conditioning"]) == ("image", "hyper"))

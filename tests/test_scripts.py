@@ -61,8 +61,11 @@ def test_bench_augment_prints_its_json():
     line = json.loads(run(str(SCRIPTS / "bench_augment.py"), "--batch", "16", "--seconds",
                           "0.2").splitlines()[-1])
     assert {"device", "batched_img_s", "torchvision_img_s", "ratio"} <= set(line)
-    assert line["ratio"] == pytest.approx(line["batched_img_s"] / line["torchvision_img_s"],
-                                          rel=0.02)
+    # the rates are printed rounded to whole images a second (a loaded machine: a few tens),
+    # the ratio to two decimals from the unrounded ones
+    batched, single = line["batched_img_s"], line["torchvision_img_s"]
+    assert (batched - 0.5) / (single + 0.5) - 0.005 <= line["ratio"] \
+        <= (batched + 0.5) / (single - 0.5) + 0.005
 
 
 def test_bench_pretrain_prints_a_line_per_conditioning():

@@ -6,10 +6,12 @@ import pytest
 import torch
 
 from amortinv import checkpoint
-from amortinv.downstream import GRADIENT, DownstreamConfig, corner_name, evaluate_vector, prepare
+from amortinv.downstream import GRADIENT, DownstreamConfig, corner_name, prepare
 from amortinv.invariance import GREY
 from amortinv.models import Encoder, ModelConfig
 from amortinv.pretrain import Trainer, preset
+from amortinv.readout import fit_linear
+from amortinv.selection import Features
 from amortinv.workers import (
     KEPT,
     PLAIN,
@@ -52,7 +54,9 @@ def test_learning_job_runs_in_the_background_selects_and_scores_the_comparison()
     assert test[0] == GRADIENT and (chosen == GRADIENT or test[1] == chosen)
     assert len(test) == len(set(test))  # each score once
     assert {GRADIENT, PLAIN, RAW} | corners <= set(snap.result["scores"])
-    assert snap.result["scores"][PLAIN] == evaluate_vector(plain, task, 1.0, config.precision)[1]
+    plain_features = Features(plain, task, config.precision).splits(1.0)
+    assert snap.result["scores"][PLAIN] == fit_linear(plain_features, task.targets,
+                                                      task.classes)[1]
     assert set(snap.result["learned"]) == set(GREY.names)
     assert set(snap.result["selected"]) == set(GREY.names)
     assert snap.result["task"] == "sklearn-digits" and snap.result["metric"] == "accuracy"

@@ -56,15 +56,14 @@ def _prepare(names: list[str]) -> int:
 
 
 def _fetch(name: str) -> int:
-    from amortinv.data.torchvision_sets import FETCHERS
+    from amortinv.data import torchvision_sets
 
-    if name not in FETCHERS:
-        print(f"no download for {name!r}; downloadable: {', '.join(sorted(FETCHERS))}",
-              file=sys.stderr)
+    if name not in torchvision_sets.FETCHERS:
+        print(f"no download for {name!r}; downloadable: "
+              f"{', '.join(sorted(torchvision_sets.FETCHERS))}", file=sys.stderr)
         return 2
-    root = datasets.cache_dir() / "torchvision"
-    print(f"downloading {name} into {root} ...")
-    FETCHERS[name](root)
+    print(f"downloading {name} into {torchvision_sets.root()} ...")
+    torchvision_sets.fetch(name)
     return 0
 
 

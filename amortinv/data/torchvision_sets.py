@@ -289,7 +289,9 @@ FETCHERS: dict[str, Callable[[Path], None]] = {
 
 
 def fetch(name: str, target: Path | None = None) -> Path:
-    """Download dataset ``name`` with torchvision (needs internet); returns the root used."""
+    """Download dataset ``name`` with torchvision (needs internet) into ``target`` (default
+    :func:`root`, where the registry reads it: ``python -m amortinv.data fetch NAME``);
+    returns the folder used."""
     if name not in FETCHERS:
         raise ValueError(f"no download known for {name!r}; these can be fetched: "
                          f"{', '.join(sorted(FETCHERS))}")
