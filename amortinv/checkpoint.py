@@ -15,6 +15,7 @@ the previous checkpoint intact.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -85,9 +86,18 @@ def read_meta(path: str | Path) -> dict:
         meta = json.loads(header["amortinv"])
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path} has a damaged header ({err})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} has a damaged header (its JSON is a "
+                              f"{type(meta).__name__}, not an object); use an earlier "
+                              "checkpoint or write it again")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an amortinv checkpoint")
-    if meta.get("version", 0) > VERSION:
+    version = meta.get("version", 0)
+    if not _is_int(version):
+        raise CheckpointError(f"{path} has a damaged header (format version {version!r} is "
+                              "not a whole number); use an earlier checkpoint or write it "
+                              "again")
+    if version > VERSION:
         raise CheckpointError(f"{path} has format version {meta['version']}; this amortinv "
                               f"reads up to {VERSION}: upgrade amortinv")
     return meta
@@ -128,15 +138,78 @@ def save_encoder(path: str | Path, encoder: Encoder, dtype: torch.dtype = torch.
 
 
 def build_encoder(meta: dict, where: Path | str = "checkpoint") -> Encoder:
-    """The (untrained) encoder a checkpoint's JSON describes."""
+    """The (untrained) encoder a checkpoint's JSON describes. Its model settings are checked
+    first (:func:`check_model`), so an edited or damaged header says which setting is wrong
+    instead of failing inside the network, or later, at the first features."""
     try:
-        config = ModelConfig.from_json(meta["model"])
-        space = InvarianceSpace.from_json(meta["space"])
-        return Encoder(config, space, meta.get("card"))
+        model, space = meta["model"], meta["space"]
     except KeyError as err:
         raise CheckpointError(f"{where} lacks {err} in its header") from None
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{where} describes a model that cannot be built: {err}") from None
+    try:
+        check_model(model)
+        config = ModelConfig.from_json(model)
+        return Encoder(config, InvarianceSpace.from_json(space), meta.get("card"))
+    except (TypeError, ValueError, AttributeError, KeyError, RuntimeError,
+            ZeroDivisionError) as err:
+        reason = str(err) or type(err).__name__
+        raise CheckpointError(f"{where} describes a model that cannot be built: {reason}; "
+                              "if its header was edited or damaged, use an earlier "
+                              "checkpoint or write it again") from None
+
+
+def check_model(model: dict) -> None:
+    """Raise ``ValueError`` naming the first setting of a checkpoint's model description (the
+    header's ``model``) that no model can be built from: sizes that are not positive whole
+    numbers, or a normalisation that is not finite, positive (std) and one number or one per
+    input channel (audio: per mel bin). Settings it leaves out take their defaults."""
+    if not isinstance(model, dict):
+        raise ValueError(f"'model' is a {type(model).__name__}, not an object")
+    defaults = ModelConfig().to_json()
+    settings = {**defaults, **model}
+    for name in ("width", "bases", "bands", "in_channels"):
+        _check_positive(name, settings[name])
+    stages = settings["conditioned_stages"]
+    if not isinstance(stages, list | tuple) or not all(_is_int(s) for s in stages):
+        raise ValueError(f"conditioned_stages must be a list of stage numbers, got {stages!r}")
+    for name in ("arch", "conditioning", "stem", "modality"):
+        if not isinstance(settings[name], str):
+            raise ValueError(f"{name} must be a string, got {settings[name]!r}")
+    if not isinstance(settings["resize"], bool):
+        raise ValueError(f"resize must be true or false, got {settings['resize']!r}")
+    if settings["modality"] == "audio":
+        if not isinstance(settings["mel"], dict):
+            raise ValueError(f"mel must be an object, got {settings['mel']!r}")
+        mel = {**defaults["mel"], **settings["mel"]}
+        for name in ("sample_rate", "n_fft", "hop_length", "n_mels"):
+            _check_positive(f"mel {name}", mel[name])
+        channels, per = mel["n_mels"], "mel bin"
+    else:
+        _check_positive("image_size", settings["image_size"])
+        channels, per = settings["in_channels"], "channel"
+    for name in ("input_mean", "input_std"):
+        value = settings[name]
+        values = value if isinstance(value, list | tuple) else [value]
+        if not all(_is_number(v) and math.isfinite(v) for v in values):
+            raise ValueError(f"{name} must be a finite number or a list of them, got {value!r}")
+        if isinstance(value, list | tuple) and len(value) != channels:
+            raise ValueError(f"{name} has {len(value)} values for {channels} input {per}"
+                             f"{'s' if channels != 1 else ''}: give one number or one per {per}")
+        if name == "input_std" and not all(v > 0 for v in values):
+            raise ValueError(f"input_std must be above 0 (inputs are divided by it), got "
+                             f"{value!r}")
+
+
+def _check_positive(name: str, value: object) -> None:
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is no number
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:

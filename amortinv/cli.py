@@ -73,6 +73,18 @@ def task_name(value: str) -> str:
     return value
 
 
+def positive_int(value: str) -> int:
+    """``type=`` for a count that must be at least 1 (e.g. kNN's k), else argparse's usage
+    error."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 

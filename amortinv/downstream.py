@@ -250,6 +250,24 @@ def check_compatible(encoder: Encoder, data: Dataset) -> None:
     check_modality(encoder, data.name, data.modality)
 
 
+def check_plain(encoder: Encoder, plain: Encoder | None) -> None:
+    """Raise :class:`TaskMismatch` unless the ``plain`` baseline (if any) reads what
+    ``encoder`` reads: the same modality and, for images, the same channels (its features
+    are computed on the task as it was prepared for ``encoder``). Checked before any work."""
+    if plain is None:
+        return
+    if _reads(plain) != _reads(encoder):
+        raise TaskMismatch(f"the plain encoder reads {_reads(plain)} and the amortised one "
+                           f"{_reads(encoder)}: pass a plain encoder pre-trained on the same "
+                           "kind of data (e.g. its -plain twin in checkpoints/)")
+
+
+def _reads(encoder: Encoder) -> str:
+    """What ``encoder`` takes, in words: ``audio`` or ``N-channel images``."""
+    config = encoder.config
+    return "audio" if config.modality == "audio" else f"{config.in_channels}-channel images"
+
+
 # -- stage 1: joint learning --------------------------------------------------------------------
 class Readout(nn.Module):
     """Linear readout on features standardised by a BatchNorm without affine parameters.
@@ -593,6 +611,7 @@ def fit(encoder: Encoder, task: Task | Dataset | str, config: DownstreamConfig |
     already made by :func:`prepare` with the same ``config`` (it is not prepared again)."""
     config = config or DownstreamConfig()
     start = time.perf_counter()
+    check_plain(encoder, plain)
     prepared = task if isinstance(task, Task) else prepare(encoder, task, config)
     features = Features(encoder, prepared, config.precision)
     begin, fitted = finish(corner_start(encoder, prepared, config, features))

@@ -62,16 +62,20 @@ class InvarianceSpace:
         """
         if isinstance(value, Mapping):
             vec = self._from_mapping(value)
-        elif isinstance(value, int | float):
-            vec = torch.full((len(self),), float(value))
         else:
             try:
-                vec = torch.as_tensor(value, dtype=torch.float32).detach().cpu().flatten()
-            except (TypeError, ValueError, RuntimeError):
+                vec = torch.as_tensor(value, dtype=torch.float32).detach().cpu()
+            except (TypeError, ValueError, RuntimeError, OverflowError):
                 raise InvalidInvarianceVector(
                     f"an invariance vector is one number, {len(self)} numbers in the order "
-                    f"{self._listing()}, or a mapping group -> number; got {value!r}"
+                    f"{self._listing()}, or a mapping group -> number; got {repr(value)[:80]}"
                 ) from None
+            if vec.ndim == 0:  # one number (Python's, numpy's or a 0-d tensor) for every group
+                vec = vec.expand(len(self)).clone()
+            elif vec.ndim > 1:
+                raise InvalidInvarianceVector(
+                    f"an invariance vector is one row of {len(self)} numbers "
+                    f"({self._listing()}); got shape {tuple(vec.shape)}")
             if vec.numel() != len(self):
                 raise InvalidInvarianceVector(
                     f"the '{self.name}' space has {len(self)} groups ({self._listing()}), "
@@ -94,7 +98,7 @@ class InvarianceSpace:
         return {n: round(v, 6) for n, v in zip(self.names, values, strict=True)}
 
     def _from_mapping(self, value: Mapping[str, float]) -> torch.Tensor:
-        unknown = sorted(set(value) - set(self.names))
+        unknown = sorted(k if isinstance(k, str) else repr(k) for k in set(value) - set(self.names))
         missing = [n for n in self.names if n not in value]
         if unknown or missing:
             parts = []

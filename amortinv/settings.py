@@ -21,6 +21,8 @@ check (so the Python API refuses nonsense too) and by the command line (``choice
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import field
 from typing import Any
 
@@ -50,9 +52,11 @@ def check_settings(config: Any) -> None:
                              f"got {value!r}")
         if value == AUTO and rules.get("auto"):
             continue
-        if rules.get("auto") and (isinstance(value, (str, bool))
-                                  or not isinstance(value, (int, float))):
-            raise ValueError(f"{f.name} ({flag}) takes 'auto' or a number; got {value!r}")
+        auto = rules.get("auto")
+        wanted = _wrong_kind(value, auto(0) if auto else f.default)
+        if wanted:
+            takes = f"takes 'auto' or {wanted}" if auto else f"must be {wanted}"
+            raise ValueError(f"{f.name} ({flag}) {takes}; got {value!r}")
         for rule, fails, words in (("minimum", lambda v, b: v < b, "at least"),
                                    ("above", lambda v, b: v <= b, "above"),
                                    ("maximum", lambda v, b: v > b, "at most"),
@@ -60,6 +64,20 @@ def check_settings(config: Any) -> None:
             bound = rules.get(rule)
             if bound is not None and fails(value, bound):
                 raise ValueError(f"{f.name} ({flag}) must be {words} {bound}; got {value!r}")
+
+
+def _wrong_kind(value: Any, default: Any) -> str | None:
+    """What ``value`` should be, in words, where it is not of ``default``'s kind (a bool, a
+    whole number, or a finite number); None where it is, or where ``default`` is of another
+    kind (strings, tuples: checked by their choices, if any)."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if not isinstance(default, numbers.Real):
+        return None
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if isinstance(default, numbers.Integral):
+        return None if number and isinstance(value, numbers.Integral) else "a whole number"
+    return None if number and math.isfinite(value) else "a finite number"
 
 
 def auto_or(kind: type):

@@ -86,7 +86,16 @@ def checkpoints() -> dict[str, tuple[Path, dict | checkpoint.CheckpointError]]:
 
 
 def _meta(meta: dict | checkpoint.CheckpointError) -> dict:
-    return meta if isinstance(meta, dict) else {}
+    """A checkpoint's metadata to list it by, or {} where its header could not be read or
+    describes no model that can be built (an edited "model" or "card": loading it says why),
+    so that one damaged checkpoint is listed rather than breaking the list."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("card", {}), dict):
+        return {}
+    try:
+        checkpoint.check_model(meta.get("model", {}))
+    except ValueError:
+        return {}
+    return meta
 
 
 def _order(path: Path, model: dict) -> tuple[bool, int, int, str]:

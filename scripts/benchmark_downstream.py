@@ -25,7 +25,7 @@ from amortinv import results
 from amortinv.checkpoint import CheckpointError
 from amortinv.cli import add_config_arguments, config_values, task_name
 from amortinv.devices import DEVICE_HELP
-from amortinv.downstream import DownstreamConfig, Task, TaskMismatch, fit, prepare
+from amortinv.downstream import DownstreamConfig, Task, TaskMismatch, check_plain, fit, prepare
 from amortinv.models import Encoder
 
 
@@ -98,10 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         config = DownstreamConfig(**config_values(args, DownstreamConfig))
         encoders = [amortinv.load(p, args.device) for p in args.checkpoint]
         plains = [amortinv.load(p, args.device) for p in args.plain]
+        pairs = list(zip(encoders, plains + [None] * len(encoders), strict=False))
+        for encoder, plain in pairs:  # a plain encoder of another kind: before any work
+            check_plain(encoder, plain)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    pairs = list(zip(encoders, plains + [None] * len(encoders), strict=False))
     command = "python scripts/benchmark_downstream.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
     out = Path(args.out)

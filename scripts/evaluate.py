@@ -13,7 +13,8 @@ figures of the product's quality bars.
 Both run where the encoder does (``--device``): on a GPU the whole evaluation takes seconds.
 
 Both at all ones, all zeros and 0.5 (a plain encoder: once), and on the raw input (pixels or
-log-mel spectrograms).
+log-mel spectrograms). A colour dataset is made grey for a grey encoder, and the reverse, as
+everywhere (the JSON's ``note`` says so).
 Prints one JSON object (``scripts/ship_checkpoint.py --eval`` puts it in a card).
 """
 
@@ -27,6 +28,7 @@ import time
 import amortinv
 import amortinv.data as data
 from amortinv.checkpoint import CheckpointError
+from amortinv.cli import positive_int
 from amortinv.devices import DEVICE_HELP
 from amortinv.downstream import DownstreamConfig, prepare
 from amortinv.measure import MONITOR_VECTORS, knn_accuracy, raw_features
@@ -38,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--dataset", default="", help="default: the dataset it was trained on")
-    parser.add_argument("--k", type=int, default=200)
+    parser.add_argument("--k", type=positive_int, default=200,
+                        help="neighbours in the kNN vote (default 200)")
     parser.add_argument("--linear", action=argparse.BooleanOptionalAction, default=True,
                         help="also fit linear readouts (a minute or two per vector on a CPU)")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP + " (default auto)")
@@ -64,6 +67,9 @@ def evaluate(args: argparse.Namespace) -> dict:
     # A plain encoder ignores the vector: one vector says all there is.
     vectors = MONITOR_VECTORS if enc.config.conditioning != "none" else {"all_ones": 1.0}
     task = prepare(enc, ds, DownstreamConfig(max_train=0))  # train less validation, test
+    ds = task.data  # its images as the encoder reads them: colour made grey, or the reverse
+    if task.note:
+        print(f"note: {task.note}", file=sys.stderr)
     keep, val = ds.validation_indices(DownstreamConfig.val_fraction, DownstreamConfig.seed)
     knn, linear = {}, {}
     device = enc.device  # readouts run where the encoder does: seconds on a GPU
@@ -79,6 +85,8 @@ def evaluate(args: argparse.Namespace) -> dict:
               "train": len(ds.train), "test": len(ds.test), "knn": knn,
               "raw_input_knn": round(knn_accuracy(raw_train, ds.train.y, raw_test, ds.test.y,
                                                   args.k), 4)}
+    if task.note:
+        result["note"] = task.note
     if args.linear:
         result["linear"] = linear
         result["raw_input_linear"] = round(fit_linear(

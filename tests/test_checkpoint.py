@@ -3,17 +3,20 @@
 import json
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 import amortinv
 from amortinv import checkpoint
 from amortinv.checkpoint import CheckpointError
 from amortinv.invariance import GREY, RGB
 from amortinv.models import Encoder, ModelConfig
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist-hyper4-w8-cpu"
 
 
 @pytest.fixture
@@ -108,3 +111,77 @@ def test_written_file_follows_the_umask_and_reading_it_leaves_it_alone(tmp_path,
         assert os.umask(0o027) == 0o027  # still set: reading it did not change it
     finally:
         os.umask(previous)
+
+
+def edited_copy(folder, edit):
+    """A copy of the shipped grey width-8 encoder at ``folder``/encoder.safetensors, its
+    header's JSON changed by ``edit`` (in place, or returning the new header's text)."""
+    meta = checkpoint.read_meta(SHIPPED)
+    header = edit(meta) or json.dumps(meta)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / checkpoint.ENCODER_FILE
+    save_file(load_file(SHIPPED / checkpoint.ENCODER_FILE), path, metadata={"amortinv": header})
+    return path
+
+
+def test_a_header_that_is_no_object_or_whose_version_is_no_number_is_refused(tmp_path):
+    listed = edited_copy(tmp_path / "list", lambda meta: "[1, 2]")
+    for read in (checkpoint.read_meta, amortinv.load):
+        with pytest.raises(CheckpointError, match="a list, not an object"):
+            read(listed)
+    text = edited_copy(tmp_path / "text", lambda meta: meta.update(version="1"))
+    with pytest.raises(CheckpointError, match="version '1' is not a whole number"):
+        amortinv.load(text)
+
+
+@pytest.mark.parametrize("setting, value, reason", [
+    ("width", 0, "width must be a positive whole number, got 0"),
+    ("width", -8, "width must be a positive whole number, got -8"),
+    ("width", "8", "width must be a positive whole number, got '8'"),
+    ("bases", 0, "bases must be a positive whole number"),
+    ("input_std", 0, "input_std must be above 0"),
+    ("input_std", "x", "input_std must be a finite number"),
+    ("input_mean", None, "input_mean must be a finite number"),
+    ("input_mean", float("inf"), "input_mean must be a finite number"),
+    ("input_std", [0.3, 0.3, 0.3], "input_std has 3 values for 1 input channel"),
+])
+def test_model_settings_no_model_can_be_built_from_are_named_at_load(tmp_path, setting, value,
+                                                                     reason):
+    path = edited_copy(tmp_path, lambda meta: meta["model"].update({setting: value}))
+    with pytest.raises(CheckpointError) as caught:
+        amortinv.load(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path} describes a model that cannot be built: {reason}")
+    assert "use an earlier checkpoint or write it again" in message
+
+
+def test_a_model_description_that_is_no_object_is_refused(tmp_path):
+    path = edited_copy(tmp_path, lambda meta: meta.update(model=[1, 2]))
+    with pytest.raises(CheckpointError, match="cannot be built: 'model' is a list"):
+        amortinv.load(path)
+
+
+def test_per_channel_normalisation_of_the_right_length_still_loads(tmp_path):
+    path = edited_copy(tmp_path, lambda meta: meta["model"].update(input_std=[0.35]))
+    x = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8)
+    assert torch.isfinite(amortinv.load(path).features(x, 1.0)).all()
+
+
+def test_the_app_lists_damaged_checkpoints_and_still_loads_the_others(tmp_path, monkeypatch):
+    from amortinv import ui
+
+    runs = tmp_path / "runs"
+    edited_copy(runs / "good", lambda meta: None)
+    edited_copy(runs / "list-header", lambda meta: "[1, 2]")
+    edited_copy(runs / "list-model", lambda meta: meta.update(model=[1, 2]))
+    edited_copy(runs / "text-width", lambda meta: meta["model"].update(width="8"))
+    monkeypatch.setattr(ui, "CHECKPOINT_DIRS", (tmp_path / "checkpoints", runs))
+    listed = ui.checkpoints()
+    assert sorted(listed) == ["runs/good", "runs/list-header", "runs/list-model",
+                              "runs/text-width"]
+    assert isinstance(listed["runs/list-header"][1], CheckpointError)
+    assert sorted(ui.find_checkpoints()) == sorted(listed)  # choosing one says why it fails
+    for name in ("list-model", "text-width"):
+        with pytest.raises(CheckpointError, match="cannot be built"):
+            amortinv.load(runs / name)
+    assert amortinv.load(runs / "good").space.names == ("crop", "flip", "color", "blur")

@@ -3,11 +3,13 @@ and refuses bad input clearly."""
 
 import json
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import amortinv
 import amortinv.data as data
 from amortinv import checkpoint
 from amortinv.data import Dataset, Split
@@ -19,10 +21,12 @@ from amortinv.downstream import (
     learn,
     prepare,
 )
-from amortinv.invariance import GREY
+from amortinv.invariance import GREY, RGB
 from amortinv.models import Encoder, ModelConfig
 from amortinv.readout import fit_linear
+from amortinv.workers import learning_job
 
+ROOT = Path(__file__).resolve().parents[1]
 needs_fashion = pytest.mark.skipif(
     not data.registry.is_available("fashion-mnist"),
     reason="Fashion-MNIST missing: run `make test` (installs dataset-fashion-mnist)")
@@ -180,6 +184,27 @@ def test_bad_tasks_get_clear_errors():
                    DownstreamConfig(parameterisation="tanh")))
 
 
+def test_a_plain_baseline_of_another_kind_is_refused_before_any_work():
+    enc = small_encoder()
+    torch.manual_seed(0)
+    colour = Encoder(ModelConfig(in_channels=3, image_size=16, width=4, bases=2), RGB)
+    audio = amortinv.load(str(ROOT / "checkpoints" / "audio-plain-cpu"), "cpu")
+
+    def loader():
+        raise AssertionError("the data must not be loaded")
+
+    data.register("test-grey-task", modality="image", target_kind="classification",
+                  description="a grey task", cache=False)(loader)
+    try:
+        for plain, reads in ((colour, "3-channel images"), (audio, "audio")):
+            with pytest.raises(TaskMismatch, match=f"plain encoder reads {reads}"):
+                fit(enc, "test-grey-task", DownstreamConfig(), plain=plain)
+            with pytest.raises(TaskMismatch, match="pre-trained on the same kind of data"):
+                learning_job(enc, "test-grey-task", DownstreamConfig(), plain=plain)
+    finally:
+        data.registry._REGISTRY.pop("test-grey-task")
+
+
 def test_a_task_of_the_wrong_modality_is_refused_before_its_data_is_loaded():
     loads = []
 
@@ -218,6 +243,16 @@ def test_script_prints_the_documented_json(tmp_path, capsys, script):
     assert "steps (--steps) must be at least 1" in capsys.readouterr().err
     with pytest.raises(ValueError, match="regression_loss"):
         DownstreamConfig(regression_loss="foo")
+    # NaN passes every bound (each comparison with it is false): refused by kind, at once
+    assert script.main(["--checkpoint", str(tmp_path), "--task", "sklearn-digits",
+                        "--init", "nan"]) == 1
+    assert "init (--init) must be a finite number; got nan" in capsys.readouterr().err
+    for wrong, words in ((dict(lr_invariance=float("inf")), "a finite number"),
+                         (dict(steps=2.5), "a whole number"), (dict(folds=True), "a whole number"),
+                         (dict(round_vector="no"), "true or false")):
+        with pytest.raises(ValueError, match=words):
+            DownstreamConfig(**wrong)
+    assert DownstreamConfig(steps=np.int64(10), init=np.float32(0.25)).steps == 10  # numpy
 
 
 def test_raw_baseline_projection_copes_with_tiny_tasks():

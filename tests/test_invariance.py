@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -34,6 +35,9 @@ def test_vector_round_trips_through_a_named_dict():
     assert list(RGB.to_dict(vec)) == list(RGB.names)  # ordered like the space
     assert RGB.vector([1, 0, 0.25, 1, 0.5]).tolist() == vec.tolist()
     assert RGB.vector(0.5).tolist() == [0.5] * 5
+    # one number for every group, whichever library it comes from
+    for one in (np.float32(0.5), torch.tensor(0.5), np.array(0.5), 1):
+        assert RGB.vector(one).tolist() == [float(one)] * 5
 
 
 @pytest.mark.parametrize(
@@ -49,6 +53,11 @@ def test_vector_round_trips_through_a_named_dict():
         ({"crop": "a", "flip": 0, "color": 1, "grayscale": 1, "blur": 1}, ["'crop'", "'a'"]),
         ("half", ["one number, 5 numbers", "crop, flip, color, grayscale, blur", "'half'"]),
         (None, ["or a mapping group -> number", "got None"]),
+        ({0: 1, 1: 0, 2: 1, 3: 1, 4: 0}, ["unknown group(s) 0, 1, 2, 3, 4", "missing group(s)"]),
+        ({"crop": 1, "flip": 0, "color": 1, "grayscale": 1, "blur": 1, 5: 1},
+         ["unknown group(s) 5"]),
+        ([[1, 0, 1, 1, 0], [1, 0, 1, 1, 0]], ["one row of 5 numbers", "shape (2, 5)"]),
+        (10**400, ["one number, 5 numbers", "got 1000"]),
     ],
 )
 def test_invalid_vectors_name_the_groups(value, words):

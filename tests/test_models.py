@@ -104,6 +104,7 @@ def test_imagenet_stem_and_resnet50_shapes():
 
 
 def test_gradients_reach_the_hypernetwork_and_the_vector():
+    torch.manual_seed(0)  # some draws of a width-4 net zero every gradient of a basis
     net = ConditionedResNet(3, in_channels=1, width=4, conditioning="hyper", bases=2)
     v = torch.full((3,), 0.5, requires_grad=True)
     net(torch.randn(4, 1, 16, 16), v).sum().backward()
@@ -191,6 +192,15 @@ def test_audio_encoder_takes_waveforms():
     assert z.shape == (3, enc.feature_dim) and torch.isfinite(z).all()
     with pytest.raises(ValueError, match="audio"):
         Encoder(ModelConfig(modality="image"), AUDIO)
+    # what a waveform is not: integer PCM (misread as huge floats), or shorter than the
+    # spectrogram's window (its padding fails)
+    pcm = (np.sin(np.linspace(0, 2000, 16000)) * 16000).astype(np.int16)[None]
+    with pytest.raises(ValueError, match="divide 16-bit PCM by 32768"):
+        enc.features(pcm, 0.5)
+    for samples in (0, 1, 256):
+        with pytest.raises(ValueError, match="at least 257 samples, got " + str(samples)):
+            enc.features(np.zeros((2, samples), np.float32), 0.5)
+    assert enc.features(np.zeros((2, 257), np.float32), 0.5).shape == (2, enc.feature_dim)
 
 
 def test_audio_converted_once_gives_the_same_features_in_any_batches():

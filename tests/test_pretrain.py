@@ -221,6 +221,7 @@ def test_nonsense_on_the_command_line_is_refused_and_writes_nothing(tmp_path, sc
     for args, message in ((["--steps", "-5"], r"steps \(--steps\) must be at least 1; got -5"),
                           (["--temperature", "0"], r"temperature \(--temperature\) must be abo"),
                           (["--batch-size", "0"], r"batch_size \(--batch-size\) must be at le"),
+                          (["--lr", "nan"], r"lr \(--lr\) must be a finite number; got nan"),
                           (["--device", missing], "no usable CUDA GPU|numbered from 0")):
         assert pretrain.main([*base, *args]) == 1
         err = capsys.readouterr().err

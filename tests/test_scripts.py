@@ -203,3 +203,20 @@ def test_colour_statistics_tell_colour_but_not_category(script, tmp_path, capsys
         assert float(row["selected_score"]) == suite_rows[name]["selected_score"]
         assert int(row["test_examples"]) > 100
     assert "| clipart-colour | accuracy |" in (tmp_path / "stats.md").read_text()
+
+
+def test_evaluate_reads_colour_data_with_a_grey_encoder_and_refuses_k_below_one(script,
+                                                                               capsys):
+    evaluate = script("evaluate")
+    grey = str(SCRIPTS.parent / "checkpoints" / "fmnist-hyper4-w8-cpu")
+    for k in ("0", "-5"):
+        with pytest.raises(SystemExit) as ended:
+            evaluate.main(["--checkpoint", grey, "--dataset", "tuxpaint-photos", "--k", k])
+        assert ended.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+    assert evaluate.main(["--checkpoint", grey, "--dataset", "tuxpaint-photos", "--no-linear",
+                          "--device", "cpu"]) == 0
+    out = capsys.readouterr()
+    result = json.loads(out.out)
+    assert "converted to luminance" in result["note"] and "converted to luminance" in out.err
+    # scored on the 42 test photos, above chance (8 classes) at every vector
+    assert result["test"] == 42 and min(result["knn"].values()) > 1 / 8

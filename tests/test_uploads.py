@@ -1,11 +1,15 @@
 import io
+import time
 import zipfile
 
 import numpy as np
 import pytest
+import soundfile as sf
 from PIL import Image
-from zips import make_zip
+from zips import damaged, make_zip, with_headers
 
+import amortinv.data
+from amortinv.data.audio_io import AudioDecodeError, read_clip
 from amortinv.data.folders import load_folder
 from amortinv.data.uploads import UploadError, extract_zip, load_zip
 
@@ -22,7 +26,7 @@ def test_a_class_folder_zip_unpacks_and_loads(tmp_path):
              for i in range(5)}
     files["pets/cat/broken.png"] = b"not an image"
     files["__MACOSX/pets/._cat"] = b"junk"
-    root = extract_zip(make_zip(files), tmp_path / "u")
+    root = extract_zip(make_zip(files), tmp_path / "u").root
     assert root.name == "pets" and sorted(p.name for p in root.iterdir()) == ["cat", "dog"]
     ds = load_folder(str(root))
     assert ds.class_names == ("cat", "dog") and len(ds.train) + len(ds.test) == 10
@@ -33,6 +37,11 @@ def test_a_class_folder_zip_unpacks_and_loads(tmp_path):
     ("../evil.png", "unsafe path"),
     ("/etc/evil.png", "unsafe path"),
     ("a/../../evil.png", "unsafe path"),
+    ("..\\evil.png", "unsafe path"),  # a backslash is a separator, checked all the same
+    ("a\\..\\..\\evil.png", "unsafe path"),
+    ("C:\\evil.png", "unsafe path"),
+    ("\\\\server\\share\\evil.png", "unsafe path"),
+    ("../evil/", "unsafe path"),  # folders are unpacked too, so they are checked too
 ])
 def test_unsafe_paths_are_refused_and_nothing_is_written(tmp_path, name, words):
     with pytest.raises(UploadError, match=words):
@@ -133,3 +142,148 @@ def test_an_all_grey_upload_stays_grey_without_notes(tmp_path):
              for k, c in enumerate(("x", "y")) for i in range(3)}
     ds = load_zip(make_zip(files), "grey.zip")
     assert ds.input_shape[0] == 1 and ds.notes == ()
+
+
+# -- zips other tools write, and damaged zips -------------------------------------------------
+def pets(n: int = 3) -> dict[str, bytes]:
+    return {f"{c}/{i}.png": png(i + 10 * k) for k, c in enumerate(("cat", "dog"))
+            for i in range(n)}
+
+
+def test_a_password_protected_zip_is_refused_saying_to_zip_it_without_one(tmp_path):
+    locked = with_headers(make_zip(pets()), flag_bits=0x1)  # what `zip -P` writes
+    with pytest.raises(UploadError, match="password-protected: zip the folder again without"):
+        load_zip(locked, "locked.zip")
+
+
+def test_an_unreadable_compression_method_is_refused_saying_to_use_deflate(tmp_path):
+    deflate64 = with_headers(make_zip(pets(), zipfile.ZIP_DEFLATED), method=9)
+    with pytest.raises(UploadError) as err:
+        extract_zip(deflate64, tmp_path / "u")
+    assert "deflate64" in str(err.value) and "standard (Deflate) method" in str(err.value)
+    assert not (tmp_path / "u").exists()  # what was unpacked before is removed
+
+
+def test_a_damaged_file_is_left_out_and_listed_and_the_rest_used(tmp_path):
+    files = {f"pets/{name}": data for name, data in pets().items()}
+    ds = load_zip(damaged(make_zip(files, zipfile.ZIP_DEFLATED), "pets/cat/0.png"), "p.zip")
+    assert len(ds.train) + len(ds.test) == 5
+    assert [name for name, _ in ds.skipped] == ["cat/0.png"]  # below the top folder
+    assert "damaged in the zip" in ds.skipped[0][1] and "zip the folder again" in ds.skipped[0][1]
+
+
+def test_a_zip_whose_files_are_all_damaged_is_refused(tmp_path):
+    data = make_zip(pets(1), zipfile.ZIP_DEFLATED)
+    for name in ("cat/0.png", "dog/0.png"):
+        data = damaged(data, name)
+    with pytest.raises(UploadError, match="the zip is damaged: none of its files"):
+        extract_zip(data, tmp_path / "u")
+    assert not (tmp_path / "u").exists()
+
+
+def test_a_damaged_file_is_named_when_its_class_is_left_empty(tmp_path):
+    files = pets()
+    files["bird/0.png"] = png(99)
+    with pytest.raises(UploadError) as err:
+        load_zip(damaged(make_zip(files, zipfile.ZIP_DEFLATED), "bird/0.png"), "p.zip")
+    assert "bird has no readable image file" in str(err.value)
+    assert "damaged in the zip and were left out (bird/0.png)" in str(err.value)
+
+
+def test_backslashes_in_names_are_folder_separators(tmp_path):
+    files = {name.replace("/", "\\"): data for name, data in pets().items()}  # old Windows tools
+    ds = load_zip(make_zip(files), "pets.zip")
+    assert ds.class_names == ("cat", "dog") and len(ds.train) + len(ds.test) == 6
+
+
+@pytest.mark.parametrize("empty", ["dog", "bird"])
+def test_an_empty_class_folder_in_a_zip_reads_as_it_does_on_disk(tmp_path, empty):
+    """An empty folder (dog/ next to cat/, or a third class bird/) is unpacked: the message is
+    the one the same folder on disk gets, with the zip's name for the folder's path."""
+    files = pets() if empty == "bird" else {k: v for k, v in pets().items() if "cat" in k}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+        z.mkdir(empty)
+    with pytest.raises(UploadError) as from_zip:
+        load_zip(buf.getvalue(), "pets.zip")
+    buf.seek(0)
+    zipfile.ZipFile(buf).extractall(tmp_path / "disk")
+    with pytest.raises(ValueError) as from_disk:
+        load_folder(tmp_path / "disk")
+    assert f"{empty} has no readable image file" in str(from_zip.value)
+    assert str(from_zip.value) == str(from_disk.value).replace(
+        f"{(tmp_path / 'disk').resolve()}/", "pets.zip: ")
+
+
+def wav(x: np.ndarray, rate: int = 16000) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, x.astype(np.float32), rate, format="WAV")
+    return buf.getvalue()
+
+
+def tone(seconds: float = 0.5, hz: float = 440.0, level: float = 0.5,
+         rate: int = 16000) -> np.ndarray:
+    return level * np.sin(2 * np.pi * hz * np.arange(int(seconds * rate)) / rate)
+
+
+def test_skipped_reasons_name_files_in_the_zip_not_the_temporary_folder(tmp_path):
+    files = {f"pets/{name}": data for name, data in pets().items()}
+    files["pets/cat/broken.png"] = b"not an image"
+    ds = load_zip(make_zip(files), "pets.zip")
+    assert ds.skipped == (  # named below the zip's top folder, as skipped files are
+        ("cat/broken.png", "not a readable image (cannot identify image file "
+                           "'cat/broken.png')"),)
+    sounds = {f"{c}/{i}.wav": wav(tone(hz=300 + 200 * k + 20 * i))
+              for k, c in enumerate(("low", "high")) for i in range(3)}
+    sounds["low/broken.wav"] = b"not audio"
+    ((name, reason),) = load_zip(make_zip(sounds), "sounds.zip").skipped
+    assert name == "low/broken.wav" and reason.startswith("not a readable audio file")
+    assert "amortinv-upload" not in reason and "'low/broken.wav'" in reason
+
+
+def rate_in_header(data: bytes, rate: int) -> bytes:
+    """A WAV file ``data`` whose header says ``rate`` samples per second, samples unchanged."""
+    raw = bytearray(data)
+    raw[24:28] = rate.to_bytes(4, "little")
+    return bytes(raw)
+
+
+def test_an_implausible_sample_rate_is_unreadable_and_the_rest_used(tmp_path):
+    sounds = {f"{c}/{i}.wav": wav(tone(hz=300 + 200 * k + 20 * i))
+              for k, c in enumerate(("low", "high")) for i in range(3)}
+    sounds["low/slow.wav"] = rate_in_header(wav(tone(seconds=0.125)), 1)  # 2,000 samples
+    sounds["high/fast.wav"] = rate_in_header(wav(tone(seconds=0.125)), 10_000_000)
+    start = time.perf_counter()
+    ds = load_zip(make_zip(sounds), "sounds.zip")
+    assert time.perf_counter() - start < 20
+    assert len(ds.train) + len(ds.test) == 6
+    reasons = dict(ds.skipped)
+    assert sorted(reasons) == ["high/fast.wav", "low/slow.wav"]
+    assert "sample rate of 1 Hz; audio is recorded at 1,000 to 1,000,000 Hz" in \
+        reasons["low/slow.wav"]
+    assert "sample rate of 10,000,000 Hz" in reasons["high/fast.wav"]
+    (tmp_path / "slow.wav").write_bytes(sounds["low/slow.wav"])
+    with pytest.raises(AudioDecodeError, match="sample rate of 1 Hz"):
+        read_clip(tmp_path / "slow.wav")
+
+
+def test_a_long_recording_is_read_only_as_far_as_its_clip_needs(tmp_path):
+    """A quiet tone at the start, silence, then a loud burst 40 s in: only the first 31 s are
+    read, so the tone is the clip (reading everything, the burst made the tone "silence")."""
+    rate = 8000
+    x = np.zeros(45 * rate)
+    x[: rate // 2] = tone(hz=500.0, level=0.004, rate=rate)
+    x[40 * rate: 41 * rate] = tone(seconds=1.0, hz=2000.0, level=0.9, rate=rate)
+    (tmp_path / "long.wav").write_bytes(wav(x, rate))
+    clip = read_clip(tmp_path / "long.wav")
+    spectrum = np.abs(np.fft.rfft(clip))
+    assert abs(np.argmax(spectrum) * 16000 / len(clip) - 500.0) < 5
+
+
+@pytest.mark.parametrize("name", ["folder:", "folder:  "])
+def test_a_folder_task_without_a_path_is_refused(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)  # what `folder:` read before: the current folder
+    with pytest.raises(ValueError, match=r"folder: needs a path, e\.g\. folder:/path/to/classes"):
+        amortinv.data.get(name)

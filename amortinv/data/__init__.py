@@ -70,11 +70,15 @@ def get(name: str) -> Dataset:
     """Load dataset ``name``: a registered name (decoded once, then cached on disk and in
     memory), or ``folder:PATH`` for a folder of your own (one sub-folder per class).
 
-    Raises :class:`UnknownDataset` for a name nobody registered and
-    :class:`DatasetUnavailable` (saying what to install) when its source is missing.
+    Raises :class:`UnknownDataset` for a name nobody registered,
+    :class:`DatasetUnavailable` (saying what to install) when its source is missing, and
+    ``ValueError`` for ``folder:`` without a path (it would read the current folder).
     """
     if name.startswith(FOLDER):
-        return load_folder(name.removeprefix(FOLDER))
+        path = name.removeprefix(FOLDER)
+        if not path.strip():
+            raise ValueError(f"{FOLDER} needs a path, e.g. {FOLDER}/path/to/classes")
+        return load_folder(path)
     return get_registered(name)
 
 

@@ -25,6 +25,12 @@ PEAK = 0.9
 #: Frames quieter than this (dB below the loudest 10 ms frame) count as silence at the ends.
 SILENCE_DB = 40.0
 _FRAME_SECONDS = 0.01
+#: Sample rates (Hz) a file may declare: outside them its header is broken, and believing it
+#: would resample a few kilobytes into gigabytes.
+MIN_RATE, MAX_RATE = 1_000, 1_000_000
+#: Seconds of a file read beyond the clip's own length: room for silence before the sound,
+#: without decoding all of a long recording for a short clip.
+LEAD_IN = 30.0
 
 
 class AudioDecodeError(ValueError):
@@ -40,8 +46,9 @@ def resample(x: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return resample_poly(x, to_rate // g, from_rate // g, axis=-1).astype(np.float32)
 
 
-def _read_gsm(path: Path) -> tuple[np.ndarray, int]:
-    """Headerless GSM 06.10 (Asterisk prompts, 8 kHz): libsndfile cannot open it, sox can."""
+def _read_gsm(path: Path, seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Headerless GSM 06.10 (Asterisk prompts, 8 kHz): libsndfile cannot open it, sox can.
+    ``seconds`` as in :func:`_read_soundfile`."""
     sox = shutil.which("sox")
     if sox is None:
         raise AudioDecodeError(
@@ -56,18 +63,31 @@ def _read_gsm(path: Path) -> tuple[np.ndarray, int]:
         if done.returncode != 0 or not wav.exists():
             raise AudioDecodeError(f"{path}: sox could not decode it as GSM: "
                                    f"{done.stderr.strip() or 'no output'}")
-        return _read_soundfile(wav, shown_as=path)
+        return _read_soundfile(wav, shown_as=path, seconds=seconds)
 
 
-def _read_soundfile(path: Path, shown_as: Path | None = None) -> tuple[np.ndarray, int]:
-    """Decode with libsndfile (wav, flac, ogg/vorbis, aiff, ...) into (channels, frames)."""
+def _read_soundfile(path: Path, shown_as: Path | None = None, seconds: float | None = None
+                    ) -> tuple[np.ndarray, int]:
+    """Decode with libsndfile (wav, flac, ogg/vorbis, aiff, ...) into (channels, frames): the
+    first ``seconds`` of the file, or all of it when ``None``.
+
+    A sample rate outside :data:`MIN_RATE` to :data:`MAX_RATE` makes the file unreadable.
+    """
     import soundfile as sf  # here: the GPU image pre-trains on packed arrays without it
 
+    shown = shown_as or path
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as f:
+            rate = int(f.samplerate)
+            if not MIN_RATE <= rate <= MAX_RATE:
+                raise AudioDecodeError(
+                    f"{shown}: not a readable audio file (its header gives a sample rate of "
+                    f"{rate:,} Hz; audio is recorded at {MIN_RATE:,} to {MAX_RATE:,} Hz)")
+            frames = -1 if seconds is None else math.ceil(seconds * rate)
+            data = f.read(frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        raise AudioDecodeError(f"{shown_as or path}: not a readable audio file ({err})") from err
-    return data.T, int(rate)
+        raise AudioDecodeError(f"{shown}: not a readable audio file ({err})") from err
+    return data.T, rate
 
 
 def _trim_silence(x: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -106,16 +126,19 @@ def read_clip(path: str | Path, sample_rate: int = 16000, seconds: float = 1.0, 
     """One file as a float32 ``(T,)`` clip: mono, resampled, trimmed, fixed length, in [-1, 1].
 
     ``trim`` removes silence at the ends; ``normalize`` scales the peak to :data:`PEAK`. Turn
-    both off where level or timing is the label (note velocity). Raises
-    :class:`AudioDecodeError` naming the file when it is not decodable audio or is empty, and
-    ``FileNotFoundError`` when it does not exist.
+    both off where level or timing is the label (note velocity). Only the first ``seconds`` +
+    :data:`LEAD_IN` seconds of the file are read, so the sound must start within
+    :data:`LEAD_IN` seconds. Raises :class:`AudioDecodeError` naming the file when it is not
+    decodable audio, is empty or declares a sample rate outside :data:`MIN_RATE` to
+    :data:`MAX_RATE`, and ``FileNotFoundError`` when it does not exist.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no audio file at {path}")
     if path.stat().st_size == 0:
         raise AudioDecodeError(f"{path}: the file is empty")
-    data, rate = _read_gsm(path) if path.suffix.lower() == ".gsm" else _read_soundfile(path)
+    read = _read_gsm if path.suffix.lower() == ".gsm" else _read_soundfile
+    data, rate = read(path, seconds=seconds + LEAD_IN)
     if data.shape[1] == 0:
         raise AudioDecodeError(f"{path}: the file holds no audio samples")
     x = np.nan_to_num(data.mean(axis=0), nan=0.0, posinf=0.0, neginf=0.0)

@@ -147,6 +147,14 @@ class Encoder(nn.Module):
         if self.config.modality == "audio":
             if x.ndim != 2:
                 raise ValueError(f"expected waveforms (N, T), got shape {tuple(x.shape)}")
+            if not x.is_floating_point():
+                raise ValueError(f"waveforms must be floats in [-1, 1], got {x.dtype}: divide "
+                                 "16-bit PCM by 32768 (soundfile reads floats by default)")
+            shortest = self.config.mel.n_fft // 2 + 1  # the spectrogram's reflect padding
+            if x.shape[1] < shortest:
+                raise ValueError(f"clips must hold at least {shortest} samples, got "
+                                 f"{x.shape[1]}: pad them (the app's clips are "
+                                 f"{self.config.mel.sample_rate} samples, one second)")
             return self.log_mel(x.float())
         if x.ndim != 4 or x.shape[1] != self.config.in_channels:
             raise ValueError(f"expected images (N, {self.config.in_channels}, H, W), got shape "
