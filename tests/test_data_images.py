@@ -314,6 +314,7 @@ def test_folder_of_audio(tmp_path) -> None:
 @pytest.mark.parametrize(("layout", "message"), [
     ("missing", "is not a folder"),
     ("empty", "holds no image or audio file"),
+    ("no class folders", "holds 2 image or audio file.* but none in a class sub-folder"),
     ("one class", "only the class 'red'"),
     ("mixed", "mixes 10 image file"),
     ("unreadable class", "has no readable image file"),
@@ -326,6 +327,9 @@ def test_bad_layouts_say_what_is_wrong(tmp_path, layout: str, message: str) -> N
         root.mkdir()
     if layout == "one class":
         _png(root / "red" / "a.png", (200, 0, 0))
+    elif layout == "no class folders":  # e.g. a zip of one folder of images: its root
+        _png(root / "a.png", (200, 0, 0))
+        _png(root / "b.png", (0, 0, 200))
     elif layout == "mixed":
         _image_folder(root)
         (root / "red" / "beep.wav").write_bytes(b"RIFF")

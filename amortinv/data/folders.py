@@ -130,7 +130,13 @@ def _modality(root: Path, scans: list[_Scan]) -> Modality:
             f"{len(audio)} audio file(s) (e.g. {audio[0].relative_to(root)}). Keep one kind "
             "per dataset: move the others to a folder of their own.")
     if not files:
-        raise ValueError(f"{root} holds no image or audio file in a class sub-folder. {LAYOUT}")
+        loose = [f for s in scans for f, _ in s.skipped if _media(f)]
+        where = (f"{root} holds {len(loose)} image or audio file(s) (e.g. "
+                 f"{loose[0].relative_to(root)}) but none in a class sub-folder: put each "
+                 "class's files in a folder of its own, side by side (one folder is one class, "
+                 "and a classifier needs at least two)") if loose else (
+                 f"{root} holds no image or audio file in a class sub-folder")
+        raise ValueError(f"{where}. {LAYOUT}")
     return "image" if images else "audio"
 
 
