@@ -109,11 +109,18 @@ def restore_run(out: Path, state: TrainingState, encoder: Encoder,
         raise FileNotFoundError(f"--resume: no checkpoint at {path}; start without "
                                 "--resume, or point --out at the run to continue")
     tensors, meta = checkpoint.load_tensors(path)
-    try:
+    try:  # every field read before anything is loaded: a damaged header changes nothing
         saved = PretrainConfig.from_json(meta["config"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise checkpoint.CheckpointError(f"{path} holds no usable run settings ({err})"
-                                         ) from None
+        model, card = meta["model"], meta["card"]
+        checkpoint.check_model(model)
+        mean, std = model["input_mean"], model["input_std"]
+        metrics, wall = card.get("metrics", {}), float(card.get("wall_seconds", 0.0))
+        step = int(meta["step"])
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise checkpoint.CheckpointError(
+            f"{path} holds no usable run settings ({type(err).__name__}: {err}); resume "
+            "from an earlier copy of the run, or start a new run with another --out"
+        ) from None
     changed = [f.name for f in fields(PretrainConfig)
                if f.name not in RESUMABLE and getattr(saved, f.name) != getattr(config, f.name)]
     if changed:
@@ -121,13 +128,11 @@ def restore_run(out: Path, state: TrainingState, encoder: Encoder,
             f"{path} was trained with other settings ({', '.join(changed)}); resume with "
             "the same settings, or start a new run with another --out")
     state.load(tensors, str(path))
-    encoder.config.input_mean = meta["model"]["input_mean"]
-    encoder.config.input_std = meta["model"]["input_std"]
-    encoder.card["metrics"] = meta["card"].get("metrics", {})
-    encoder.card["wall_seconds"] = meta["card"].get("wall_seconds", 0.0)
-    if "time_budget" in meta["card"]:  # a timed run keeps the total steps it fixed
-        encoder.card["time_budget"] = meta["card"]["time_budget"]
-    return int(meta["step"])
+    encoder.config.input_mean, encoder.config.input_std = mean, std
+    encoder.card["metrics"], encoder.card["wall_seconds"] = metrics, wall
+    if "time_budget" in card:  # a timed run keeps the total steps it fixed
+        encoder.card["time_budget"] = card["time_budget"]
+    return step
 
 
 class Log:

@@ -125,6 +125,14 @@ def test_a_run_is_never_silently_overwritten_or_resumed_with_other_settings(tmp_
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         run(preset("smoke", out=str(tmp_path / "new"), resume=True))
     assert not (tmp_path / "new").exists()  # a misspelt --out leaves no folder behind
+    # a header edited or damaged by hand: said at once, the run's files left as they were
+    last = tmp_path / "last.safetensors"
+    tensors, meta = checkpoint.load_tensors(last)
+    for damage in ({"step": "two"}, {"model": [4]}, {"card": None}):
+        checkpoint.save(last, tensors, meta | damage)
+        with pytest.raises(checkpoint.CheckpointError, match="holds no usable run settings"):
+            run(preset("smoke", out=str(tmp_path), steps=4, resume=True))
+        assert checkpoint.read_meta(last) == meta | damage
 
 
 def test_two_runs_at_once_in_one_folder_the_second_is_refused(tmp_path):
