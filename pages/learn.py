@@ -2,6 +2,7 @@
 
 import hashlib
 import time
+from pathlib import Path
 
 import streamlit as st
 
@@ -113,12 +114,15 @@ config = DownstreamConfig(steps=int(steps), max_train=int(max_train), lr_invaria
                           parameterisation=param, start=start, max_test=2000, folds=folds)
 
 job = st.session_state.get("learn-job")
+# the encoder the job learns with: its checkpoint and space (the sidebar may have moved on)
+job_path, job_space = st.session_state.get("learn-job-of", (str(path), space))
 running = bool(job and job.running)
 b1, b2, b3, _ = st.columns([1, 1, 1, 3])
 if b1.button("Start", type="primary", disabled=task is None or running):
     job = learning_job(encoder, task, config, plain=ui.plain_baseline(encoder),
                        alive=ui.session_alive()).start()
     st.session_state["learn-job"] = job
+    st.session_state["learn-job-of"] = job_path, job_space = str(path), space
     running = True
 if b2.button("Stop learning", disabled=not running or job.stopping,
              help="End the learning now; what was learned so far is still scored against "
@@ -155,7 +159,7 @@ def status(snapshot, opening, states, scored) -> None:
     elif not states and not opening:
         st.progress(0.0, text=f"**{name}**: preparing the data… {seconds:.0f} s")
     elif not states:
-        last, count = opening[-1], len(space.corners(min_on=0))
+        last, count = opening[-1], len(job_space.corners(min_on=0))
         st.progress(last.done / count, text=f"**{name}**: choosing where i starts, corner "
                                             f"{last.done} of {count} scored on the "
                                             f"validation split · {seconds:.0f} s")
@@ -168,7 +172,7 @@ def status(snapshot, opening, states, scored) -> None:
                                        + (" · stopping…" if snapshot.stopping else ""))
     else:
         last = scored[-1] if scored else None
-        done, of = (last.done, last.total) if last else (0, len(space.corners(min_on=0)) + 1)
+        done, of = (last.done, last.total) if last else (0, len(job_space.corners(min_on=0)) + 1)
         folds = result.get("folds", 0)
         what = ((f"choosing the vector by cross-validation ({folds} folds)" if folds
                  else "choosing the vector on the validation split")
@@ -184,16 +188,17 @@ STAGE_LABELS = dict(zip(STAGES, ("preparing the data", "corners for the start", 
 
 
 def spent(stages: dict[str, float]) -> str:
-    """A job's seconds per stage, in words."""
+    """A job's seconds per stage, in words (a stage that took no time, such as the start's
+    corners when i starts at 0.5 without them, is left out)."""
     return " · ".join(f"{STAGE_LABELS[stage]} {stages[stage]:.{1 if stages[stage] < 10 else 0}f} s"
-                      for stage in STAGES if stage in stages)
+                      for stage in STAGES if stages.get(stage, 0) >= 0.05)
 
 
 def started(start: str | None, scored_first: bool) -> str:
     """Where the gradient path started, as a clause of the caption under the comparison."""
     if not start:
         return ""
-    if start in corners(space):
+    if start in corners(job_space):
         return f", which started at {charts.score_label(start)}, the best corner there"
     why = ("no corner beat it there by more than one standard error" if scored_first
            else "the paper's start")
@@ -222,9 +227,10 @@ def draw(snapshot) -> None:
             [s.step for s in learning], [s.loss for s in learning],
             [s.step for s in evals], [s.val_score for s in evals], metric))
     if result.get("learned"):
-        st.session_state["learned-vector"] = result["learned"]  # the Probe page's presets
-        if result.get("selected"):
-            st.session_state["selected-vector"] = result["selected"]
+        # the Probe page's presets, for this encoder only
+        st.session_state["learned-vector"] = result["learned"]
+        st.session_state["selected-vector"] = result.get("selected")
+        st.session_state["learned-with"] = job_path
         scores, chosen = result.get("scores", {}), result.get("selected_name")
         st.subheader(f"The learned vectors against the alternatives ({metric} on the test "
                      "split)")
@@ -249,13 +255,18 @@ def draw(snapshot) -> None:
             + " among that vector and every corner (each scored with a fresh linear readout); "
             "the best there wins only if it beats all ones, then the gradient-learned vector, "
             "by more than one standard error of its score. **Corners** switch each group "
-            f"fully on (1) or off (0): {corner_example(space)}; 'all ones' is standard "
+            f"fully on (1) or off (0): {corner_example(job_space)}; 'all ones' is standard "
             "SimCLR-style invariance. "
             + ("**plain**: the encoder trained without a vector on the same data. "
                if "plain" in scores else "")
             + "**raw input**: the same readout on pixels or log-mel spectrograms.")
 
 
+if job is not None and job_path != str(path) and not running:
+    # a finished job of another encoder: its vectors mean nothing to this one
+    st.caption(f":material/info: Your last job learned with **{Path(job_path).name}**: "
+               "choose it in the sidebar again to see its results.")
+    job = None
 if job is not None:
     def every(snapshot) -> float:
         """Seconds between redraws: while the vector moves, once per validation score (every
@@ -275,6 +286,9 @@ if job is not None:
             st.session_state["learn-every"] = kept
         return kept[1]
 
+    if job_path != str(path):  # another encoder is chosen in the sidebar now
+        st.caption(f":material/info: This job learns with **{Path(job_path).name}**, chosen "
+                   "before the encoder in the sidebar; its scores are that encoder's.")
     ui.follow(job, draw, "learn-was-running", every=every)
 else:
     init = f"{defaults.init:g}"

@@ -21,7 +21,9 @@ if list(vector) != list(space.names):
 affordable = max(ui.probe_points(path)[0] // 10, 50)
 choices = [n for n in (25, 50, 100, 200, 500) if n <= affordable]  # at least 25, 50
 default = 200 if encoder.config.modality == "image" else 100
-POINTS = st.select_slider("examples used", choices, key="map-points",
+# a widget per kind of encoder and budget: one's choice (or cap) is not carried to another
+POINTS = st.select_slider("examples used", choices,
+                          key=f"map-points-{encoder.config.modality}-{choices[-1]}",
                           value=min(default, choices[-1]))
 VALUES = [0.0, 0.25, 0.5, 0.75, 1.0]
 

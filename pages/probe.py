@@ -26,8 +26,8 @@ def set_vector(values) -> None:
 # -- the vector: presets and sliders ---------------------------------------------------------------
 presets = {}
 for key, label in (("selected-vector", "selected"), ("learned-vector", "gradient-learned")):
-    learned = st.session_state.get(key)
-    if learned and list(learned) == list(space.names):
+    learned = st.session_state.get(key)  # learned with this encoder only (another's may share
+    if learned and st.session_state.get("learned-with") == str(path):  # its space, not its i)
         presets[f"{label} on 'Learn invariances'"] = list(learned.values())
 for corner in sorted(space.corners(min_on=0), key=lambda c: -float(c.sum())):  # all ones first
     presets[corner_name(space, corner, readable=True)] = corner.tolist()

@@ -70,8 +70,9 @@ out = c3.text_input("run name", f"app-{name}", key="runs-out")
 job = st.session_state.get("runs-job")
 start, stop = st.columns(2)
 if start.button("Start pre-training", type="primary", disabled=bool(job and job.running)):
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", out):
-        st.error("Use letters, digits, '.', '_' or '-' for the run name.")
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", out) or not out.strip("."):
+        # dots alone ('.', '..') name runs/ itself or the folder above it, not a run in it
+        st.error("Use letters, digits, '.', '_' or '-' for the run name, not dots alone.")
     else:
         folder = ui.runs_dir() / out
         try:

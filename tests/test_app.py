@@ -1,5 +1,7 @@
 """Every app page through streamlit's AppTest, on a small encoder trained here."""
 
+import shutil
+
 import numpy as np
 import pytest
 from apptests import dataset_box
@@ -131,6 +133,32 @@ def test_before_start_the_page_says_what_a_job_will_do_with_these_settings(app):
     assert "every corner is scored" not in said
 
 
+def test_a_finished_job_stays_with_the_encoder_it_learned_with(encoder_dirs, monkeypatch,
+                                                                tmp_path):
+    # a second amortised encoder of the same space (a copy under another name): another
+    # encoder's vectors must not be shown, nor offered as Probe presets, under this one
+    shutil.copytree(encoder_dirs / "checkpoints" / "digits-smoke", tmp_path / "runs" / "other")
+    monkeypatch.setattr(ui, "CHECKPOINT_DIRS", (encoder_dirs / "checkpoints", tmp_path / "runs"))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("pages/learn.py").run()
+    learn(at, 300)
+    at.run()
+    assert any(s.value.startswith("The learned vectors") for s in at.subheader)
+    at.sidebar.selectbox(key="checkpoint").select("runs/other").run()
+    assert not at.exception, at.exception
+    assert not any(s.value.startswith("The learned vectors") for s in at.subheader)
+    assert any("Your last job learned with **digits-smoke**" in c.value for c in at.caption)
+    at.switch_page("pages/probe.py").run()
+    offered = at.selectbox(key="probe-preset").options
+    assert not any("Learn invariances" in o for o in offered)  # learned with another encoder
+    at.sidebar.selectbox(key="checkpoint").select("checkpoints/digits-smoke").run()
+    offered = at.selectbox(key="probe-preset").options
+    assert "selected on 'Learn invariances'" in offered  # its own encoder: offered again
+    at.switch_page("pages/learn.py").run()
+    assert any(s.value.startswith("The learned vectors") for s in at.subheader)
+
+
 def test_learning_again_on_the_same_task_reuses_the_corners_and_says_so(app):
     KEPT.clear()  # an earlier test's job on this task and these settings would be reused
     at = app("learn")
@@ -191,7 +219,7 @@ def test_invariance_map_draws_scores_for_every_transform(app, encoder_dirs):
     assert {"crop", "flip", "brightness", "blur"} <= set(scores)
     # the page's scores are the library's, on the examples it says it used
     encoder = amortinv.load(encoder_dirs / "checkpoints" / "digits-smoke")
-    used = at.select_slider(key="map-points").value
+    used = next(s for s in at.select_slider if s.label == "examples used").value
     x = data.get("sklearn-digits").test.x[:used]
     assert scores == pytest.approx(invariance_scores(encoder, x, [1.0] * 4), abs=1e-5)
     assert len({round(v, 3) for v in scores.values()}) > 1  # transforms differ
@@ -205,6 +233,13 @@ def test_runs_page_lists_runs_and_starts_a_pretraining(app, encoder_dirs):
     assert any("digits-smoke-plain" in row for row in rows)  # plain runs are listed here
     assert any("digits-smoke" in row and "plain" not in row for row in rows)
     at.number_input(key="runs-steps").set_value(4)
+    for outside in ("..", ".", "a/b"):  # runs/ itself, the folder above it, a sub-folder
+        at.text_input(key="runs-out").set_value(outside)
+        at.button[0].click().run()
+        assert any("not dots alone" in e.value for e in at.error)
+        assert "runs-job" not in at.session_state
+    assert not (encoder_dirs / "encoder.safetensors").exists()
+    assert not (encoder_dirs / "runs" / "encoder.safetensors").exists()
     at.text_input(key="runs-out").set_value("from-app")
     at.button[0].click().run()
     assert not at.exception, at.exception
