@@ -129,8 +129,10 @@ if b2.button("Stop learning", disabled=not running or job.stopping,
                   "every corner, the plain encoder (where one was trained on the same data) "
                   "and the raw input."):
     job.stop()
+    st.rerun()  # redrawn with Stop disabled and the progress line saying so
 if b3.button("Cancel", disabled=not running, help="End the job, scores and all."):
     job.cancel("by you")
+    st.rerun()
 
 def status(snapshot, opening, states, scored) -> None:
     """One progress bar: preparing, then scoring the corners for the start (``opening``), then
@@ -140,7 +142,8 @@ def status(snapshot, opening, states, scored) -> None:
     total = result.get("steps", config.steps)
     learning = [s for s in states if not s.done]
     if snapshot.cancelled:
-        st.warning(f"Cancelled ({snapshot.cancelled}) after {seconds:.0f} s.")
+        st.warning(f"Cancelling ({snapshot.cancelled})… {seconds:.0f} s" if snapshot.running
+                   else f"Cancelled ({snapshot.cancelled}) after {seconds:.0f} s.")
     elif snapshot.error:
         st.error(f"Learning stopped: {snapshot.error}")
     elif not snapshot.running:
@@ -162,7 +165,9 @@ def status(snapshot, opening, states, scored) -> None:
         last, count = opening[-1], len(job_space.corners(min_on=0))
         st.progress(last.done / count, text=f"**{name}**: choosing where i starts, corner "
                                             f"{last.done} of {count} scored on the "
-                                            f"validation split · {seconds:.0f} s")
+                                            f"validation split · {seconds:.0f} s"
+                                            + (" · stopping: no learning steps, the corners "
+                                               "still scored" if snapshot.stopping else ""))
     elif not scored and not states[-1].done:
         step = learning[-1].step
         elapsed = time.perf_counter() - result.get("learning_since", time.perf_counter())
