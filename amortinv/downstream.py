@@ -251,9 +251,14 @@ def check_compatible(encoder: Encoder, data: Dataset) -> None:
 
 
 def check_plain(encoder: Encoder, plain: Encoder | None) -> None:
-    """Raise :class:`TaskMismatch` unless the ``plain`` baseline (if any) reads what
+    """Raise :class:`TaskMismatch` unless ``encoder`` is amortised (a plain one ignores the
+    vector: there is nothing to learn) and the ``plain`` baseline (if any) reads what
     ``encoder`` reads: the same modality and, for images, the same channels (its features
     are computed on the task as it was prepared for ``encoder``). Checked before any work."""
+    if encoder.config.conditioning == "none":
+        raise TaskMismatch("this is a plain encoder: it ignores the invariance vector, so there "
+                           "is nothing to learn; pass an amortised one (a plain encoder is the "
+                           "baseline: --plain)")
     if plain is None:
         return
     if _reads(plain) != _reads(encoder):

@@ -18,6 +18,9 @@ class KnnMonitor:
     n_train: int = 5000
     n_test: int = 1000
 
+    def __post_init__(self) -> None:
+        datasets.folder_or_info(self.dataset)  # a misspelt name: refused before training
+
     def __call__(self, encoder: Encoder) -> dict[str, float]:
         """Accuracy per monitored vector; empty for a dataset without classes."""
         ds = datasets.get(self.dataset)

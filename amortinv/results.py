@@ -62,6 +62,11 @@ def write_csv(path: Path, rows: list[dict]) -> None:
             writer.writerow([*cells, *[r["baselines"].get(k, "") for k in keys], ""])
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether paths ``a`` and ``b`` name one file (an output that would overwrite an input)."""
+    return Path(a).resolve() == Path(b).resolve()
+
+
 def read_csv(path: Path) -> list[dict]:
     """The rows of a file :func:`write_csv` wrote, as the suite held them."""
     rows = []

@@ -116,7 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(json.dumps(row), flush=True)
             rows.append(row)
-        write(out, rows, skipped, command)
+        if rows:  # a run that scores nothing leaves an earlier file of this name alone
+            write(out, rows, skipped, command)
+    if not rows:
+        print(f"error: no task was run: no --checkpoint reads {', '.join(skipped)} (pass an "
+              f"encoder of their kind); {out.with_suffix('.csv')} was not written",
+              file=sys.stderr)
+        return 1
     print(f"wrote {out.with_suffix('.csv')} and {out.with_suffix('.md')}", file=sys.stderr)
     return 1 if any("error" in r for r in rows) else 0
 

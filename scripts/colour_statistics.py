@@ -84,8 +84,17 @@ def main(argv: list[str] | None = None) -> int:
         encoder = amortinv.load(args.checkpoint, "cpu")
         suite = {r["task"]: r for path in args.results for r in results.read_csv(Path(path))
                  if "error" not in r}
-    except (CheckpointError, FileNotFoundError, ValueError) as err:
+    except (CheckpointError, OSError, ValueError) as err:  # a folder, a truncated file
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    if not suite:
+        print(f"error: {', '.join(args.results)} hold no scored task (are they "
+              "benchmark_downstream.py results files?)", file=sys.stderr)
+        return 1
+    if args.out and any(results.same_file(Path(args.out).with_suffix(".csv"), Path(r))
+                        for r in args.results):
+        print(f"error: --out {args.out} would overwrite one of the --results: write "
+              "elsewhere", file=sys.stderr)
         return 1
     names = args.tasks or list(suite)
     unknown = [t for t in names if t not in suite]

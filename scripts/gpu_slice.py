@@ -151,6 +151,9 @@ class Job:
         return out
 
 
+#: A file the slice leaves in its work folder, so that ``--work`` never empties another one.
+WORK_MARK = ".gpu-slice"
+
 def run_jobs(jobs: list[Job], deadline: float, env: dict[str, str]) -> None:
     """Start ``jobs`` at once and wait for them until ``deadline`` (perf_counter time);
     kill those still running then."""
@@ -785,7 +788,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"{', '.join(f'{r} is in {RUN_SETS[r]}' for r in stray)}")
     data = a.data or (ROOT / "gpu-data" if (ROOT / "gpu-data").is_dir() else None)
     work = a.work or ROOT / "runs" / ("gpu-slice-dry" if a.dry_run else "gpu-slice")
+    if a.work and work.exists() and any(work.iterdir()) and not (work / WORK_MARK).exists():
+        p.error(f"--work {work} holds files the slice did not write (it empties its work "
+                "folder first): choose a new or empty folder")
     shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    (work / WORK_MARK).write_text("the GPU slice's scratch folder: emptied by its next run\n")
     minutes = a.minutes or (DRY_MINUTES if a.dry_run else 7.0)
     return Slice(a.out.resolve(), work.resolve(), minutes, a.dry_run,
                  data.resolve() if data else None, sets=tuple(sets), only=tuple(a.runs)).run()

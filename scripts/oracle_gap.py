@@ -101,11 +101,24 @@ def main(argv: list[str] | None = None) -> int:
         config = DownstreamConfig(**config_values(args, DownstreamConfig))
         encoder = amortinv.load(args.checkpoint, "cpu")
         plain = amortinv.load(args.plain, "cpu") if args.plain else None
-        rows = {r["task"]: r for r in results.read_csv(Path(args.results))}
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    try:
+        rows = {r["task"]: r for r in results.read_csv(Path(args.results))}
+    except (OSError, ValueError, KeyError) as err:  # a folder, a truncated or foreign file
+        print(f"error: --results {args.results} cannot be read as a benchmark_downstream.py "
+              f"results file ({type(err).__name__}: {err})", file=sys.stderr)
+        return 1
     scored = [t for t, r in rows.items() if "error" not in r]
+    if not scored:
+        print(f"error: {args.results} holds no scored task (is it a benchmark_downstream.py "
+              "results file?)", file=sys.stderr)
+        return 1
+    if results.same_file(Path(args.out).with_suffix(".csv"), Path(args.results)):
+        print(f"error: --out {args.out} would overwrite --results {args.results}: write "
+              "elsewhere", file=sys.stderr)
+        return 1
     names = args.tasks or scored
     unknown = [t for t in names if t not in scored]
     if unknown:

@@ -196,6 +196,10 @@ def test_a_plain_baseline_of_another_kind_is_refused_before_any_work():
     data.register("test-grey-task", modality="image", target_kind="classification",
                   description="a grey task", cache=False)(loader)
     try:
+        plain_grey = Encoder(ModelConfig(in_channels=1, image_size=16, width=4,
+                                         conditioning="none"), GREY)
+        with pytest.raises(TaskMismatch, match="plain encoder: it ignores the invariance"):
+            fit(plain_grey, "test-grey-task", DownstreamConfig())  # nothing to learn
         for plain, reads in ((colour, "3-channel images"), (audio, "audio")):
             with pytest.raises(TaskMismatch, match=f"plain encoder reads {reads}"):
                 fit(enc, "test-grey-task", DownstreamConfig(), plain=plain)

@@ -163,6 +163,17 @@ def test_only_the_chosen_sets_train(script, tmp_path):
     assert refused.returncode == 2 and "fashion-mnist-large" in refused.stderr  # the choices
 
 
+def test_a_work_folder_the_slice_did_not_make_is_never_emptied(tmp_path):
+    mine = tmp_path / "results"
+    mine.mkdir()
+    (mine / "important.md").write_text("keep me")
+    refused = subprocess.run([sys.executable, ROOT / "scripts" / "gpu_slice.py", "--dry-run",
+                              "--work", str(mine), "--out", str(tmp_path / "out")],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "holds files the slice did not write" in refused.stderr
+    assert (mine / "important.md").read_text() == "keep me"
+
+
 def test_only_the_chosen_runs_train(script, tmp_path):
     gpu_slice = script("gpu_slice")
     run = gpu_slice.Slice(tmp_path / "out", tmp_path / "work", minutes=1.0, dry_run=True,

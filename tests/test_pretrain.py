@@ -14,6 +14,7 @@ import torch
 import amortinv
 import amortinv.data as data
 from amortinv import checkpoint
+from amortinv.data import UnknownDataset
 from amortinv.pretrain import PRESETS, Trainer, TrainingDiverged, preset
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
@@ -174,6 +175,9 @@ def test_bad_settings_get_clear_errors(tmp_path):
         Trainer(preset("smoke", out=str(tmp_path), method="moco", sampling="continuous"))
     with pytest.raises(ValueError, match="share modality"):
         Trainer(preset("smoke", out=str(tmp_path), dataset="sklearn-digits,asterisk-digits"))
+    with pytest.raises(UnknownDataset, match="Did you mean fashion-mnist"):  # before training
+        Trainer(preset("smoke", out=str(tmp_path / "run"), knn_dataset="fashion-mnst"))
+    assert not (tmp_path / "run").exists()
     with pytest.raises(ValueError, match="batch size"):
         list(Trainer(preset("smoke", out=str(tmp_path), batch_size=100_000)).run())
     with pytest.raises(ValueError, match="per-bin is for audio"):

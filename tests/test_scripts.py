@@ -149,6 +149,17 @@ def test_oracle_gap_scores_the_suites_corners_again_and_splits_the_test_split(sc
               "--results", str(suite), "--out", str(tmp_path / "gap")]
     assert gap.main([*common, "--tasks", "no-such-task"]) == 1
     assert "not a scored task" in capsys.readouterr().err  # and the file's tasks are named
+    copy = tmp_path / "suite.csv"
+    copy.write_bytes(suite.read_bytes())
+    assert gap.main([*common[:3], str(copy), "--out", str(tmp_path / "suite")]) == 1
+    assert "would overwrite --results" in capsys.readouterr().err  # its own input, refused
+    assert copy.read_bytes() == suite.read_bytes()
+    for foreign in (tmp_path / "empty.csv", suite.with_name("selection-study.csv"), tmp_path):
+        if foreign.suffix:
+            foreign.touch(exist_ok=True)
+        assert gap.main([*common[:3], str(foreign), "--out", str(tmp_path / "x")]) == 1
+        assert "results file" in capsys.readouterr().err  # empty, another script's, a folder
+    assert not (tmp_path / "x.csv").exists()
     audio = ["--results", str(suite.with_name("downstream-audio.csv")), "--tasks", "sonic-pi"]
     assert gap.main([*common[:2], *audio, "--out", str(tmp_path / "wrong")]) == 1
     assert "the encoder that ran" in capsys.readouterr().err  # an image encoder, audio rows
@@ -220,3 +231,17 @@ def test_evaluate_reads_colour_data_with_a_grey_encoder_and_refuses_k_below_one(
     assert "converted to luminance" in result["note"] and "converted to luminance" in out.err
     # scored on the 42 test photos, above chance (8 classes) at every vector
     assert result["test"] == 42 and min(result["knn"].values()) > 1 / 8
+
+
+def test_a_suite_that_scores_nothing_keeps_the_results_file_it_would_replace(script, tmp_path,
+                                                                            capsys):
+    bench = script("benchmark_downstream")
+    earlier = tmp_path / "downstream-audio.csv"
+    earlier.write_bytes((SCRIPTS.parent / "docs" / "results" / "downstream-audio.csv")
+                        .read_bytes())
+    audio = str(SCRIPTS.parent / "checkpoints" / "audio-hyper4-cpu")
+    assert bench.main(["--checkpoint", audio, "--tasks", "fmnist-flip",
+                       "--out", str(earlier.with_suffix(""))]) == 1
+    assert "no task was run" in capsys.readouterr().err
+    assert earlier.read_bytes() == (SCRIPTS.parent / "docs" / "results"
+                                    / "downstream-audio.csv").read_bytes()
