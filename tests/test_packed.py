@@ -128,3 +128,12 @@ def test_pack_keeps_what_fits_in_its_budget(fresh_cache, tmp_path, capsys):
     assert "what fits" in capsys.readouterr().out
     assert data_cli(["pack", "sklearn-digits", "--into", str(tmp_path / "none"), "--max-mb",
                      "0.001"]) == 1  # not even its test split fits
+    before = packed_path("sklearn-digits", whole).read_bytes()
+    assert data_cli(["pack", "sklearn-digits", "--into", str(whole), "--max-mb",
+                     "0.001"]) == 1  # and an earlier pack of it stays as it was
+    assert packed_path("sklearn-digits", whole).read_bytes() == before
+    assert [p.name for p in packed_path("sklearn-digits", whole).parent.iterdir()] == [
+        "sklearn-digits.npz"]
+    for bad in (["--limit", "-5"], ["--max-mb", "nan"], ["--max-mb", "-1"]):
+        assert data_cli(["pack", "sklearn-digits", "--into", str(tmp_path / "bad"), *bad]) == 2
+    assert not (tmp_path / "bad").exists()

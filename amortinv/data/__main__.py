@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -72,21 +73,29 @@ def _pack(names: list[str], into: Path, limit: int, lossless: bool, max_mb: floa
     With ``max_mb``, datasets are packed in the order given while they fit; one that does not
     fit whole keeps an evenly spread part of its training split that does (its test split
     whole), or is left out."""
+    if limit < 0 or not math.isfinite(max_mb) or max_mb < 0 or not str(into).strip():
+        print("error: --limit and --max-mb must be 0 (no limit) or more, and --into a folder",
+              file=sys.stderr)
+        return 2
     total, failed = 0, []
     for name, ds, _ in _each(names, failed):
         room = max_mb * 2**20 - total if max_mb else float("inf")
         keep = limit or len(ds.train)
+        final = packed_path(name, into)
+        trial = final.with_name(final.name + ".trial")  # an earlier pack stays until this fits
         for _ in range(4):  # shrink the training split until it fits
             train, test = _spread(ds.train, keep), _spread(ds.test, limit)
-            path = _write(name, ds, train, test, into, lossless)
+            path = _write(name, ds, train, test, trial, lossless)
             size = path.stat().st_size
             if size <= room:
                 break
             keep = int(len(train) * 0.95 * room / size)
             if keep < 1:
                 break
-        if size > room:
-            path.unlink()
+        if size <= room:
+            path = trial.replace(final)
+        else:
+            trial.unlink()
             print(f"{name}: does not fit in the {max(room, 0) / 2**20:.1f} MB left of "
                   f"--max-mb {max_mb:g}; left out", file=sys.stderr)
             failed.append(name)
@@ -100,12 +109,12 @@ def _pack(names: list[str], into: Path, limit: int, lossless: bool, max_mb: floa
 
 
 def _write(name: str, ds: datasets.Dataset, train: datasets.Split, test: datasets.Split,
-           into: Path, lossless: bool) -> Path:
+           path: Path, lossless: bool) -> Path:
     splits = datasets.Splits(train, test, ds.class_names)
     if ds.modality != "audio":
-        return write_packed(packed_path(name, into), splits)
+        return write_packed(path, splits)
     packing = LOSSLESS if lossless else AudioPacking("mulaw8", PACK_RATES.get(name))
-    return write_packed(packed_path(name, into), splits, ds.sample_rate, train=packing)
+    return write_packed(path, splits, ds.sample_rate, train=packing)
 
 
 def _spread(split: datasets.Split, limit: int) -> datasets.Split:
