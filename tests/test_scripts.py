@@ -245,3 +245,22 @@ def test_a_suite_that_scores_nothing_keeps_the_results_file_it_would_replace(scr
     assert "no task was run" in capsys.readouterr().err
     assert earlier.read_bytes() == (SCRIPTS.parent / "docs" / "results"
                                     / "downstream-audio.csv").read_bytes()
+
+
+def test_shipping_checks_everything_before_it_writes(script, tmp_path, capsys):
+    ship = script("ship_checkpoint")
+    shipped = SCRIPTS.parent / "checkpoints" / "fmnist-plain-cpu"
+    dest = tmp_path / "dest"
+    assert ship.main([str(shipped), str(dest)]) == 0  # an earlier shipment
+    before = {p.name: p.read_bytes() for p in dest.iterdir()}
+    no_log = tmp_path / "run"  # a run folder without its metrics.jsonl
+    no_log.mkdir()
+    (no_log / "encoder.safetensors").write_bytes(
+        (SCRIPTS.parent / "checkpoints" / "audio-plain-cpu" / "encoder.safetensors").read_bytes())
+    (tmp_path / "eval.json").write_text("not json")
+    for args in ([str(no_log), str(dest)], [str(shipped / "encoder.safetensors"), str(dest)],
+                 [str(shipped), str(dest), "--eval", str(tmp_path / "eval.json")],
+                 [str(shipped), str(dest), "--wall-seconds", "nan"]):
+        assert ship.main(args) == 1
+        assert capsys.readouterr().err.startswith("error: ")
+        assert {p.name: p.read_bytes() for p in dest.iterdir()} == before  # nothing changed
