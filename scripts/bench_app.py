@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from amortinv.cli import checkpoint_path
+from amortinv.cli import checkpoint_path, positive_int
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ def main() -> None:
                         default=str(ROOT / "checkpoints" / "fmnist-hyper4-w8-cpu"),
                         help="default: the encoder the app opens on")
     parser.add_argument("--dataset", default="")
-    parser.add_argument("--moves", type=int, default=8)
+    parser.add_argument("--moves", type=positive_int, default=8)
     args = parser.parse_args()
 
     import torch

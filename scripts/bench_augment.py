@@ -20,6 +20,7 @@ import torch
 from torchvision.transforms import v2
 
 from amortinv.augment import AudioAugment, LogMel, VisionAugment
+from amortinv.cli import positive_float, positive_int
 from amortinv.invariance import AUDIO, RGB
 
 
@@ -50,9 +51,9 @@ def rate(step, images: int, seconds: float, sync=lambda: None) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=512)
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--batch", type=positive_int, default=512)
+    parser.add_argument("--size", type=positive_int, default=32)
+    parser.add_argument("--seconds", type=positive_float, default=5.0)
     args = parser.parse_args()
 
     aug = VisionAugment(RGB)

@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 from amortinv.browser import browser, idle, plot_signature, serve
+from amortinv.cli import positive_int
 
 LONG = 300_000  # ms
 #: Text that shows a page is drawn (with the script idle), per page title in the sidebar.
@@ -154,7 +155,7 @@ def _cpu_model() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--moves", type=int, default=8, help="slider moves per projection")
+    parser.add_argument("--moves", type=positive_int, default=8, help="slider moves per projection")
     parser.add_argument("--skip-learning", action="store_true")
     parser.add_argument("--only-learning", action="store_true",
                         help="open Home, then time Learn alone (no pages, no sliders)")

@@ -17,7 +17,7 @@ import json
 import time
 
 import amortinv
-from amortinv.cli import checkpoint_path, task_name
+from amortinv.cli import checkpoint_path, positive_int, task_name
 from amortinv.downstream import DownstreamConfig
 from amortinv.workers import learning_job
 
@@ -25,12 +25,12 @@ from amortinv.workers import learning_job
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--jobs", type=positive_int, default=2)
     parser.add_argument("--checkpoint", type=checkpoint_path,
                         default="checkpoints/fmnist-hyper4-w8-cpu")
     parser.add_argument("--task", type=task_name, default="fashion-mnist")
     parser.add_argument("--max-train", type=int, default=2000)
-    parser.add_argument("--steps", type=int, default=DownstreamConfig().steps)
+    parser.add_argument("--steps", type=positive_int, default=DownstreamConfig().steps)
     parser.add_argument("--folds", type=int, default=DownstreamConfig().folds,
                         help="the selection's cross-validation folds (0: the validation split, "
                              "the Learn page's other 'choose by'; default %(default)s)")

@@ -35,7 +35,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from amortinv.cli import task_name
+from amortinv.cli import positive_int, task_name
 
 
 def redraws(stop: threading.Event) -> None:
@@ -72,7 +72,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default="checkpoints/fmnist-hyper4-w8-cpu")
     parser.add_argument("--task", type=task_name, default="fashion-mnist")
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=positive_int, default=20)
     args = parser.parse_args()
 
     import amortinv

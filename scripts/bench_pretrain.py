@@ -24,6 +24,7 @@ import time
 import numpy as np
 import torch
 
+from amortinv.cli import positive_float, positive_int
 from amortinv.pretrain import Trainer, preset
 
 #: name -> overrides of the amortised model (the plain step has conditioning="none")
@@ -53,10 +54,10 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     gpu = torch.cuda.is_available()
     parser.add_argument("--device", default="cuda" if gpu else "cpu")
-    parser.add_argument("--batch", type=int, default=512 if gpu else 128)
-    parser.add_argument("--width", type=int, default=64 if gpu else 16)
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=10.0 if gpu else 20.0)
+    parser.add_argument("--batch", type=positive_int, default=512 if gpu else 128)
+    parser.add_argument("--width", type=positive_int, default=64 if gpu else 16)
+    parser.add_argument("--size", type=positive_int, default=32)
+    parser.add_argument("--seconds", type=positive_float, default=10.0 if gpu else 20.0)
     parser.add_argument("--warmup", type=int, default=20 if gpu else 3)
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=gpu)
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,

@@ -23,6 +23,7 @@ import time
 
 import torch
 
+from amortinv.cli import positive_int
 from amortinv.invariance import default_space
 from amortinv.models import Encoder, ModelConfig
 
@@ -50,13 +51,13 @@ def seconds_per_move(encoder: Encoder, images: torch.Tensor, repeats: int) -> fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--widths", type=int, nargs="+", default=[16, 24, 32])
+    parser.add_argument("--widths", type=positive_int, nargs="+", default=[16, 24, 32])
     parser.add_argument("--conditionings", nargs="+", choices=sorted(CONDITIONINGS),
                         default=["hyper-4", "film"])
     parser.add_argument("--inputs", nargs="+", choices=sorted(INPUTS),
                         default=["grey28", "rgb32", "rgb64"])
-    parser.add_argument("--images", type=int, default=3000)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--images", type=positive_int, default=3000)
+    parser.add_argument("--repeats", type=positive_int, default=5)
     args = parser.parse_args()
 
     generator = torch.Generator().manual_seed(0)

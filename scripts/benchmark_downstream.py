@@ -94,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help=DEVICE_HELP + " (default auto)")
     add_config_arguments(parser, DownstreamConfig)
     args = parser.parse_args(argv)
+    if len(args.plain) > len(args.checkpoint):
+        parser.error(f"{len(args.plain)} --plain encoders for {len(args.checkpoint)} "
+                     "--checkpoint: give one plain encoder per checkpoint, in the same order")
     try:
         config = DownstreamConfig(**config_values(args, DownstreamConfig))
         encoders = [amortinv.load(p, args.device) for p in args.checkpoint]

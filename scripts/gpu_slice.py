@@ -42,6 +42,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from amortinv.cli import positive_float
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: import this checkout's amortinv
 
@@ -768,7 +770,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="where the files that come back go (default: $OUT, else out/gpu)")
     p.add_argument("--work", type=Path, default=None,
                    help="scratch folder for runs and logs (default: runs/gpu-slice)")
-    p.add_argument("--minutes", type=float, default=None,
+    p.add_argument("--minutes", type=positive_float, default=None,
                    help=f"the whole slice's wall time (default 7; dry run {DRY_MINUTES:g})")
     p.add_argument("--sets", nargs="+", choices=list(SETS), default=None,
                    help="the sets of runs that train (default: all): fewer runs share the "

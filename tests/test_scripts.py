@@ -264,3 +264,16 @@ def test_shipping_checks_everything_before_it_writes(script, tmp_path, capsys):
         assert ship.main(args) == 1
         assert capsys.readouterr().err.startswith("error: ")
         assert {p.name: p.read_bytes() for p in dest.iterdir()} == before  # nothing changed
+
+
+@pytest.mark.parametrize("name, args", [
+    ("bench_augment", ["--batch", "0"]), ("bench_augment", ["--seconds", "-1"]),
+    ("bench_widths", ["--repeats", "0"]), ("bench_pretrain", ["--seconds", "nan"]),
+    ("bench_concurrent", ["--jobs", "0"]), ("bench_gil", ["--steps", "0"]),
+    ("bench_app", ["--moves", "0"]), ("gpu_slice", ["--dry-run", "--minutes", "0"])])
+def test_counts_and_times_below_one_are_usage_errors(script, monkeypatch, capsys, name, args):
+    monkeypatch.setattr(sys, "argv", [name, *args])
+    with pytest.raises(SystemExit) as ended:
+        script(name).main()
+    assert ended.value.code == 2  # argparse's usage error, before any work
+    assert "must be" in capsys.readouterr().err
