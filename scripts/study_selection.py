@@ -37,10 +37,12 @@ import time
 from pathlib import Path
 
 import amortinv
+import amortinv.data as data
 from amortinv.cli import checkpoint_path, task_name
 from amortinv.downstream import (
     DownstreamConfig,
     TaskMismatch,
+    check_modality,
     corner_start,
     finish,
     held_out_task,
@@ -105,11 +107,23 @@ def main(argv: list[str] | None = None) -> int:
     encoder = amortinv.load(args.checkpoint)
     out = Path(args.out).with_suffix(".csv")
     done = set()
-    if out.exists():
-        done = {(r["suite"], r["task"]) for r in csv.DictReader(out.open())}
+    if out.exists():  # rows are appended: only to a file of this study's own columns
+        with out.open(newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames != list(FIELDS):
+                print(f"error: {out} is not this study's file (its columns differ): choose "
+                      "another --out", file=sys.stderr)
+                return 1
+            done = {(r["suite"], r["task"]) for r in reader}
     for name in args.tasks:
         if (args.suite, name) in done:
             continue
+        try:
+            if (entry := data.folder_or_info(name)) is not None:
+                check_modality(encoder, name, entry.modality)
+        except TaskMismatch as err:  # the wrong kind of encoder: no task of it can run
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         try:
             row = study(encoder, name, args.suite, DownstreamConfig(), args.folds)
         except TaskMismatch as err:  # too small to hold a part out: say so, go on

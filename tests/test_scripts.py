@@ -277,3 +277,21 @@ def test_counts_and_times_below_one_are_usage_errors(script, monkeypatch, capsys
         script(name).main()
     assert ended.value.code == 2  # argparse's usage error, before any work
     assert "must be" in capsys.readouterr().err
+
+
+def test_the_selection_study_appends_only_to_its_own_file(script, tmp_path, capsys):
+    study = script("study_selection")
+    foreign = tmp_path / "gaps.csv"
+    foreign.write_bytes((SCRIPTS.parent / "docs" / "results" / "oracle-gap-audio.csv")
+                        .read_bytes())
+    grey = str(SCRIPTS.parent / "checkpoints" / "fmnist-hyper4-w8-cpu")
+    audio = str(SCRIPTS.parent / "checkpoints" / "audio-hyper4-cpu")
+    assert study.main(["--checkpoint", grey, "--tasks", "sklearn-digits", "--suite", "x",
+                       "--out", str(foreign.with_suffix(""))]) == 1
+    assert "is not this study's file" in capsys.readouterr().err
+    assert foreign.read_bytes() == (SCRIPTS.parent / "docs" / "results"
+                                    / "oracle-gap-audio.csv").read_bytes()
+    assert study.main(["--checkpoint", audio, "--tasks", "sklearn-digits", "--suite", "x",
+                       "--out", str(tmp_path / "new")]) == 1  # the wrong kind: not a skip
+    assert "trained on audio" in capsys.readouterr().err
+    assert not (tmp_path / "new.csv").exists()
