@@ -9,6 +9,7 @@ size, and the test accuracies `scripts/evaluate.py` recorded at all ones beside 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from amortinv import checkpoint
@@ -35,18 +36,25 @@ def row(folder: Path) -> str:
             f"{percent(ev.get('raw_input_knn'))} | {percent(ev.get('raw_input_linear'))} |")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", nargs="?", default="checkpoints")
-    args = parser.parse_args()
+    parser.add_argument("folder", nargs="?", default="checkpoints",
+                        help="a folder of checkpoint folders (default: checkpoints)")
+    args = parser.parse_args(argv)
+    found = sorted(Path(args.folder).glob(f"*/{checkpoint.ENCODER_FILE}"))
+    if not found:
+        print(f"error: no checkpoint folders in {args.folder} (give the folder that holds "
+              "them, e.g. checkpoints)", file=sys.stderr)
+        return 1
     print("| name | pre-trained on | model (fp16 file) | steps x batch, wall time (hardware) "
           "| evaluated on (test split) | kNN at all ones | linear at all ones | raw kNN "
           "| raw linear |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for path in sorted(Path(args.folder).glob(f"*/{checkpoint.ENCODER_FILE}")):
+    for path in found:
         print(row(path.parent))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -126,6 +126,10 @@ def test_evaluate_and_shipping(smoke_run, tmp_path):
     table = run(str(SCRIPTS / "checkpoint_table.py"), str(tmp_path)).splitlines()
     assert len(table) == 3 and table[2].startswith("| `shipped` | sklearn-digits |")
     assert "| 50.0% |" in table[2] and "test machine" in table[2]
+    # one checkpoint's folder, not a folder of them: said, not an empty table
+    empty = subprocess.run([sys.executable, SCRIPTS / "checkpoint_table.py", str(dest)],
+                           capture_output=True, text=True, timeout=60)
+    assert empty.returncode == 1 and "no checkpoint folders in" in empty.stderr
 
 
 def test_the_docs_tables_are_the_results_files(script, tmp_path, monkeypatch):
