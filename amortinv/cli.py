@@ -77,10 +77,7 @@ def task_name(value: str) -> str:
 def positive_int(value: str) -> int:
     """``type=`` for a count that must be at least 1 (e.g. kNN's k), else argparse's usage
     error."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    number = _parsed(value, int, "a whole number")
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
     return number
@@ -89,13 +86,17 @@ def positive_int(value: str) -> int:
 def positive_float(value: str) -> float:
     """``type=`` for a finite amount above 0 (seconds, minutes), else argparse's usage
     error."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    number = _parsed(value, float, "a number")
     if not math.isfinite(number) or number <= 0:
         raise argparse.ArgumentTypeError(f"must be a number above 0, got {value}")
     return number
+
+
+def _parsed(value: str, kind: type, words: str):
+    try:
+        return kind(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {words}, got {value!r}") from None
 
 
 def _flag(name: str) -> str:
