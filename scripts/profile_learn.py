@@ -104,6 +104,17 @@ def main() -> None:
     parser.add_argument("--only-stages", action="store_true",
                         help="time the stages in the main thread only (a third of the time)")
     args = parser.parse_args()
+    import amortinv
+    from amortinv.data import folder_or_info
+    from amortinv.downstream import TaskMismatch, check_modality, check_plain
+
+    encoder = amortinv.load(args.checkpoint)
+    try:  # the encoders and the task read the same kind of data: said before any timing
+        check_plain(encoder, amortinv.load(args.plain))
+        if (entry := folder_or_info(args.task)) is not None:
+            check_modality(encoder, args.task, entry.modality)
+    except TaskMismatch as err:
+        raise SystemExit(f"error: {err}") from None
     timed = stages(args.checkpoint, args.plain, args.task)
     result = {"stages": timed, "main_s": round(sum(timed.values()), 1)}
     if not args.only_stages:

@@ -33,14 +33,17 @@ from pathlib import Path
 import torch
 
 import amortinv
+import amortinv.data as data
 from amortinv import results
 from amortinv.cli import checkpoint_path, task_name
 from amortinv.downstream import (
     DownstreamConfig,
     Readout,
     Task,
+    TaskMismatch,
     _targets,
     _warm_up,
+    check_modality,
     frozen,
     held_out_task,
     learn,
@@ -308,9 +311,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     encoder = amortinv.load(args.checkpoint, "cpu")
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     table, paths = out.with_suffix(".csv"), out.with_suffix(".paths.jsonl")
-    rows = list(csv.DictReader(table.open())) if table.exists() else []
+    try:  # before any folder or file is made
+        for name in args.tasks:
+            if (entry := data.folder_or_info(name)) is not None:
+                check_modality(encoder, name, entry.modality)
+        rows = list(csv.DictReader(table.open())) if table.exists() else []
+        if rows and not {"task", "variant", "seed"} <= set(rows[0]):
+            raise ValueError(f"{table} is not this study's file (it has no task, variant and "
+                             "seed columns): choose another --out")
+    except (TaskMismatch, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     done = {(r["task"], r["variant"], r["seed"]) for r in rows}
     command = "python scripts/study_learner.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
@@ -318,10 +330,19 @@ def main(argv: list[str] | None = None) -> int:
         found = {(p["task"], p["variant"], p["seed"]): p  # every OUT*.paths.jsonl
                  for f in sorted(out.parent.glob(f"{out.name}*.paths.jsonl"))
                  for p in map(json.loads, f.read_text().splitlines())}
+        missing = [f"{t} {v} seed {args.seeds[0]}" for v in args.variants for t in args.tasks
+                   if (t, v, args.seeds[0]) not in found]
+        if missing:
+            print(f"error: no learned path of {', '.join(missing[:3])}"
+                  f"{f' (and {len(missing) - 3} more)' if len(missing) > 3 else ''} in "
+                  f"{out}*.paths.jsonl: run the study with the same --out first",
+                  file=sys.stderr)
+            return 1
         grid = [[found[(t, v, args.seeds[0])] for t in args.tasks] for v in args.variants]
         plot_paths(grid, Path(args.plot), "invariance vector i over the learning steps "
                                           "(learner study: training splits only)")
         return 0
+    out.parent.mkdir(parents=True, exist_ok=True)
     if args.gradients:
         grads = out.with_suffix(".gradients.csv")
         measured = list(csv.DictReader(grads.open())) if grads.exists() else []

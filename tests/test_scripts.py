@@ -299,3 +299,30 @@ def test_the_selection_study_appends_only_to_its_own_file(script, tmp_path, caps
                        "--out", str(tmp_path / "new")]) == 1  # the wrong kind: not a skip
     assert "trained on audio" in capsys.readouterr().err
     assert not (tmp_path / "new.csv").exists()
+
+
+def test_the_learner_study_refuses_before_it_makes_anything(script, tmp_path, capsys):
+    study = script("study_learner")
+    audio = str(SCRIPTS.parent / "checkpoints" / "audio-hyper4-cpu")
+    grey = str(SCRIPTS.parent / "checkpoints" / "fmnist-hyper4-w8-cpu")
+    assert study.main(["--checkpoint", audio, "--tasks", "sklearn-digits",
+                       "--out", str(tmp_path / "new" / "study")]) == 1
+    assert "trained on audio" in capsys.readouterr().err
+    foreign = tmp_path / "gaps.csv"
+    foreign.write_bytes((SCRIPTS.parent / "docs" / "results" / "oracle-gap-audio.csv")
+                        .read_bytes())
+    assert study.main(["--checkpoint", grey, "--tasks", "sklearn-digits",
+                       "--out", str(foreign.with_suffix(""))]) == 1
+    assert "is not this study's file" in capsys.readouterr().err
+    assert study.main(["--checkpoint", grey, "--tasks", "sklearn-digits", "--out",
+                       str(tmp_path / "none" / "study"), "--plot", str(tmp_path / "p.png")]) == 1
+    assert "run the study with the same --out first" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists() and not (tmp_path / "none").exists()
+
+
+def test_profile_learn_refuses_encoders_of_another_kind_before_timing(script, monkeypatch):
+    audio_plain = str(SCRIPTS.parent / "checkpoints" / "audio-plain-cpu")
+    monkeypatch.setattr(sys, "argv", ["profile_learn", "--plain", audio_plain, "--only-stages"])
+    with pytest.raises(SystemExit) as ended:
+        script("profile_learn").main()
+    assert "the plain encoder reads audio" in str(ended.value.code)
