@@ -250,7 +250,7 @@ def check_compatible(encoder: Encoder, data: Dataset) -> None:
     check_modality(encoder, data.name, data.modality)
 
 
-def check_plain(encoder: Encoder, plain: Encoder | None) -> None:
+def check_encoders(encoder: Encoder, plain: Encoder | None) -> None:
     """Raise :class:`TaskMismatch` unless ``encoder`` is amortised (a plain one ignores the
     vector: there is nothing to learn) and the ``plain`` baseline (if any) reads what
     ``encoder`` reads: the same modality and, for images, the same channels (its features
@@ -616,7 +616,7 @@ def fit(encoder: Encoder, task: Task | Dataset | str, config: DownstreamConfig |
     already made by :func:`prepare` with the same ``config`` (it is not prepared again)."""
     config = config or DownstreamConfig()
     start = time.perf_counter()
-    check_plain(encoder, plain)
+    check_encoders(encoder, plain)
     prepared = task if isinstance(task, Task) else prepare(encoder, task, config)
     features = Features(encoder, prepared, config.precision)
     begin, fitted = finish(corner_start(encoder, prepared, config, features))

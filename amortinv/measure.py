@@ -70,7 +70,6 @@ def raw_features(x: np.ndarray, modality: str = "image") -> torch.Tensor:
     return torch.as_tensor(x).float().flatten(1) / 255.0
 
 
-
 def colour_statistics(x: np.ndarray | torch.Tensor, bins: int = 36) -> torch.Tensor:
     """Hand-made colour features of ``(N, 3, H, W)`` uint8 images, ``(N, bins + 4)``: a
     histogram of hue over ``bins`` angles, each pixel weighted by its chroma and the whole

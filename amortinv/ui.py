@@ -108,7 +108,8 @@ def plain_checkpoint(encoder: Encoder) -> Path | None:
     """Where a plain (non-amortised) encoder pre-trained on the same data as ``encoder`` is,
     if one was shipped or trained (from the checkpoints' headers: nothing is loaded)."""
     for path, meta in checkpoints().values():
-        model, card = _meta(meta).get("model", {}), _meta(meta).get("card", {})
+        meta = _meta(meta)
+        model, card = meta.get("model", {}), meta.get("card", {})
         if (model.get("conditioning") == "none"
                 and model.get("modality") == encoder.config.modality
                 and model.get("in_channels") == encoder.config.in_channels

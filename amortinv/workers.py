@@ -39,7 +39,7 @@ from amortinv.downstream import (
     State,
     Task,
     assess,
-    check_plain,
+    check_encoders,
     corner_start,
     learn,
     prepare,
@@ -344,8 +344,8 @@ def learning_job(encoder: Encoder, task: Task | Dataset | str, config: Downstrea
 
     :meth:`Job.stop` ends the learning early: the best vector so far is still selected from
     and scored. :meth:`Job.cancel` ends the job. A ``plain`` encoder that cannot read what
-    ``encoder`` reads is refused at once (:func:`amortinv.downstream.check_plain`)."""
-    check_plain(encoder, plain)
+    ``encoder`` reads is refused at once (:func:`amortinv.downstream.check_encoders`)."""
+    check_encoders(encoder, plain)
 
     def work(stop: threading.Event) -> Iterator[State | Scored]:
         laps = Laps()

@@ -25,7 +25,7 @@ from amortinv import results
 from amortinv.checkpoint import CheckpointError
 from amortinv.cli import add_config_arguments, config_values, task_name
 from amortinv.devices import DEVICE_HELP
-from amortinv.downstream import DownstreamConfig, Task, TaskMismatch, check_plain, fit, prepare
+from amortinv.downstream import DownstreamConfig, Task, TaskMismatch, check_encoders, fit, prepare
 from amortinv.models import Encoder
 
 
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         plains = [amortinv.load(p, args.device) for p in args.plain]
         pairs = list(zip(encoders, plains + [None] * len(encoders), strict=False))
         for encoder, plain in pairs:  # a plain encoder of another kind: before any work
-            check_plain(encoder, plain)
+            check_encoders(encoder, plain)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

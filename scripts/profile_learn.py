@@ -106,11 +106,11 @@ def main() -> None:
     args = parser.parse_args()
     import amortinv
     from amortinv.data import folder_or_info
-    from amortinv.downstream import TaskMismatch, check_modality, check_plain
+    from amortinv.downstream import TaskMismatch, check_encoders, check_modality
 
     encoder = amortinv.load(args.checkpoint)
     try:  # the encoders and the task read the same kind of data: said before any timing
-        check_plain(encoder, amortinv.load(args.plain))
+        check_encoders(encoder, amortinv.load(args.plain))
         if (entry := folder_or_info(args.task)) is not None:
             check_modality(encoder, args.task, entry.modality)
     except TaskMismatch as err:
