@@ -67,6 +67,16 @@ def same_file(a: Path, b: Path) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
+def output(out: str | Path, suffix: str) -> Path:
+    """The file ending in ``suffix`` (``.csv``, ``.md``, ``.paths.jsonl``) of a script's
+    ``--out OUT``: OUT given with ``.csv`` or ``.md`` loses it, any other dot stays
+    (``--out suite.v2`` writes ``suite.v2.csv``, not ``suite.csv``)."""
+    out = Path(out)
+    if out.suffix in (".csv", ".md"):
+        out = out.with_suffix("")
+    return out.with_name(out.name + suffix)
+
+
 def read_csv(path: Path) -> list[dict]:
     """The rows of a file :func:`write_csv` wrote, as the suite held them."""
     rows = []

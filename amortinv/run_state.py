@@ -84,7 +84,11 @@ def claim_run_folder(out: Path) -> Iterator[None]:
     made here for a run that wrote nothing (``--resume`` of a misspelt ``--out``, say) is
     removed again."""
     made = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # under a file, a read-only or virtual file system
+        raise ValueError(f"cannot make the run folder {out} ({err.strerror}): choose another "
+                         "--out (run name)") from None
     lock = FileLock(out / WRITING_LOCK, timeout=0)
     try:
         lock.acquire()

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from amortinv.cli import checkpoint_path, positive_int
+from amortinv.cli import checkpoint_path, positive_int, task_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +78,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=checkpoint_path,
                         default=str(ROOT / "checkpoints" / "fmnist-hyper4-w8-cpu"),
                         help="default: the encoder the app opens on")
-    parser.add_argument("--dataset", default="")
+    parser.add_argument("--dataset", type=task_name,
+                        help="default: the encoder's pre-training dataset")
     parser.add_argument("--moves", type=positive_int, default=8)
     args = parser.parse_args()
 
@@ -86,13 +87,21 @@ def main() -> None:
 
     import amortinv
     import amortinv.data as data
+    from amortinv.downstream import TaskMismatch, check_compatible, check_modality
     from amortinv.projection import warm_up_umap
     from amortinv.ui import PROBE_POINTS
 
-    warm_up_umap(block=True)  # the app does this in the background at start
     encoder = amortinv.load(args.checkpoint, device="cpu")
-    dataset = data.adapt_channels(data.get(args.dataset or encoder.card["dataset"].split(",")[0]),
-                                  encoder.config.in_channels)[0]
+    name = args.dataset or encoder.card["dataset"].split(",")[0]
+    try:  # before the timing: a task the encoder cannot read
+        if (entry := data.folder_or_info(name)) is not None:
+            check_modality(encoder, name, entry.modality)  # from the registry: no loading
+        dataset = data.get(name)
+        check_compatible(encoder, dataset)  # a folder's modality shows once it is read
+        dataset = data.adapt_channels(dataset, encoder.config.in_channels)[0]
+    except (data.DatasetUnavailable, TaskMismatch) as err:
+        parser.error(str(err))
+    warm_up_umap(block=True)  # the app does this in the background at start
     result = {"points": min(PROBE_POINTS[encoder.config.modality], len(dataset.test))}
     for method in ("pca", "umap"):
         for part, values in slider_moves(encoder, dataset, method, args.moves).items():

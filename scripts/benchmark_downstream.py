@@ -45,8 +45,8 @@ def markdown(rows: list[dict], skipped: list[str], command: str) -> str:
 def write(out: Path, rows: list[dict], skipped: list[str], command: str) -> None:
     """Both files, with every row so far (rewritten after each row)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    results.write_csv(out.with_suffix(".csv"), rows)
-    out.with_suffix(".md").write_text(markdown(rows, skipped, command))
+    results.write_csv(results.output(out, ".csv"), rows)
+    results.output(out, ".md").write_text(markdown(rows, skipped, command))
 
 
 def first_reader(name: str, pairs: list[tuple[Encoder, Encoder | None]],
@@ -123,10 +123,11 @@ def main(argv: list[str] | None = None) -> int:
             write(out, rows, skipped, command)
     if not rows:
         print(f"error: no task was run: no --checkpoint reads {', '.join(skipped)} (pass an "
-              f"encoder of their kind); {out.with_suffix('.csv')} was not written",
+              f"encoder of their kind); {results.output(out, '.csv')} was not written",
               file=sys.stderr)
         return 1
-    print(f"wrote {out.with_suffix('.csv')} and {out.with_suffix('.md')}", file=sys.stderr)
+    csv_file, md_file = results.output(out, ".csv"), results.output(out, ".md")
+    print(f"wrote {csv_file} and {md_file}", file=sys.stderr)
     return 1 if any("error" in r for r in rows) else 0
 
 

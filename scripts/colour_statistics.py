@@ -64,9 +64,9 @@ def row_for(task: Task, suite_row: dict) -> dict:
 
 def write(out: Path, rows: list[dict], command: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    results.write_numbers(out.with_suffix(".csv"), rows, results.COLOUR_STATISTICS)
+    results.write_numbers(results.output(out, ".csv"), rows, results.COLOUR_STATISTICS)
     table = results.colour_statistics_table(rows)
-    out.with_suffix(".md").write_text(f"Command: `{command}`\n\n{table}")
+    results.output(out, ".md").write_text(f"Command: `{command}`\n\n{table}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {', '.join(args.results)} hold no scored task (are they "
               "benchmark_downstream.py results files?)", file=sys.stderr)
         return 1
-    if args.out and any(results.same_file(Path(args.out).with_suffix(".csv"), Path(r))
+    if args.out and any(results.same_file(results.output(args.out, ".csv"), Path(r))
                         for r in args.results):
         print(f"error: --out {args.out} would overwrite one of the --results: write "
               "elsewhere", file=sys.stderr)

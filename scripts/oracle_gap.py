@@ -75,11 +75,11 @@ def gap_row(encoder: Encoder, row: dict, suite: str, config: DownstreamConfig,
 
 def write(out: Path, rows: list[dict], command: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    results.write_numbers(out.with_suffix(".csv"), rows, results.GAP_FIELDS)
+    results.write_numbers(results.output(out, ".csv"), rows, results.GAP_FIELDS)
     tables = [results.gap_table(rows), results.gap_table(rows, "gradient")]
     if any(r["plain_gap"] is not None for r in rows):
         tables.append(results.plain_table(rows))
-    out.with_suffix(".md").write_text(f"Command: `{command}`\n\n" + "\n".join(tables))
+    results.output(out, ".md").write_text(f"Command: `{command}`\n\n" + "\n".join(tables))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.results} holds no scored task (is it a benchmark_downstream.py "
               "results file?)", file=sys.stderr)
         return 1
-    if results.same_file(Path(args.out).with_suffix(".csv"), Path(args.results)):
+    if results.same_file(results.output(args.out, ".csv"), Path(args.results)):
         print(f"error: --out {args.out} would overwrite --results {args.results}: write "
               "elsewhere", file=sys.stderr)
         return 1
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{done[-1]['reproduced']:.4f}: is {args.checkpoint} the encoder that ran "
                   f"{args.results}, with the same settings?", file=sys.stderr)
         write(Path(args.out), done, command)
-    print(f"wrote {Path(args.out).with_suffix('.csv')} and .md", file=sys.stderr)
+    print(f"wrote {results.output(args.out, '.csv')} and .md", file=sys.stderr)
     return 0
 
 

@@ -310,8 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="docs/results/learner-study")
     args = parser.parse_args(argv)
     encoder = amortinv.load(args.checkpoint, "cpu")
-    out = Path(args.out)
-    table, paths = out.with_suffix(".csv"), out.with_suffix(".paths.jsonl")
+    out = results.output(args.out, "")  # the stem: OUT.csv, OUT.md, OUT*.paths.jsonl
+    table, paths = results.output(out, ".csv"), results.output(out, ".paths.jsonl")
     try:  # before any folder or file is made
         for name in args.tasks:
             if (entry := data.folder_or_info(name)) is not None:
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.gradients:
-        grads = out.with_suffix(".gradients.csv")
+        grads = results.output(out, ".gradients.csv")
         measured = list(csv.DictReader(grads.open())) if grads.exists() else []
         for name in args.tasks:
             config = DownstreamConfig(precision=args.precision, **PAPER)
@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
                     writer = csv.DictWriter(f, FIELDS)
                     writer.writeheader()
                     writer.writerows(rows)
-                out.with_suffix(".md").write_text(summary(rows, command))
+                results.output(out, ".md").write_text(summary(rows, command))
     return 0
 
 

@@ -34,10 +34,10 @@ import argparse
 import csv
 import sys
 import time
-from pathlib import Path
 
 import amortinv
 import amortinv.data as data
+from amortinv import results
 from amortinv.cli import checkpoint_path, task_name
 from amortinv.downstream import (
     DownstreamConfig,
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="folds of the cross-validated rules (0: leave them out)")
     args = parser.parse_args(argv)
     encoder = amortinv.load(args.checkpoint)
-    out = Path(args.out).with_suffix(".csv")
+    out = results.output(args.out, ".csv")
     done = set()
     if out.exists():  # rows are appended: only to a file of this study's own columns
         with out.open(newline="") as f:

@@ -107,6 +107,10 @@ def test_pack_limits_and_refuses_unknown_names(fresh_cache, tmp_path, capsys):
     packed = read_packed(packed_path("sklearn-digits", into))
     assert len(packed.train) == len(packed.test) == 50
     assert len(np.unique(packed.train.y)) == 10  # evenly spread, not the first 50
+    capsys.readouterr()
+    assert data_cli(["pack", "sklearn-digits", "sklearn-digits", "--into", str(into),
+                     "--limit", "50"]) == 0
+    assert capsys.readouterr().out.count("sklearn-digits:") == 1  # a name given twice: once
     assert data_cli(["pack", "no-such-dataset", "--into", str(into)]) == 1
     assert "unknown dataset" in capsys.readouterr().err
     with pytest.raises(SystemExit):

@@ -240,6 +240,11 @@ def test_nonsense_on_the_command_line_is_refused_and_writes_nothing(tmp_path, sc
         assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
         assert re.search(message, err), err
     assert not out.exists()  # no untrained checkpoint
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("kept")
+    assert pretrain.main([*base[:3], str(a_file / "run")]) == 1  # was a NotADirectoryError
+    assert "cannot make the run folder" in capsys.readouterr().err  # traceback
+    assert a_file.read_text() == "kept"
     args = pretrain.parser().parse_args(["--temperature", "auto", "--min-on", "2"])
     assert (args.temperature, args.min_on) == ("auto", 2)
 

@@ -283,6 +283,16 @@ def test_counts_and_times_below_one_are_usage_errors(script, monkeypatch, capsys
     assert "must be" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("dataset, says", [("fashion-mnst", "Did you mean fashion-mnist"),
+                                            ("spoken-digits", "use an encoder trained on audio")])
+def test_the_app_benchmark_refuses_a_dataset_before_timing(script, monkeypatch, capsys,
+                                                           dataset, says):
+    monkeypatch.setattr(sys, "argv", ["bench_app", "--dataset", dataset])
+    with pytest.raises(SystemExit) as ended:  # was a traceback after UMAP's warm-up
+        script("bench_app").main()
+    assert ended.value.code == 2 and says in capsys.readouterr().err
+
+
 def test_the_selection_study_appends_only_to_its_own_file(script, tmp_path, capsys):
     study = script("study_selection")
     foreign = tmp_path / "gaps.csv"

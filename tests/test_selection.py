@@ -271,6 +271,13 @@ def test_learning_starts_where_it_is_told_and_keeps_its_start_when_nothing_beats
     assert states[-1].best_score > 0.9  # a readout that fits the task scored it
 
 
+def test_a_scripts_out_keeps_every_dot_but_its_own_suffix():
+    assert results.output("runs/suite.v2", ".csv").name == "suite.v2.csv"  # was suite.csv
+    assert results.output("runs/suite.csv", ".md").name == "suite.md"
+    assert results.output("runs/study", ".paths.jsonl").name == "study.paths.jsonl"
+    assert results.output("runs/study.md", "").name == "study"
+
+
 def test_results_files_round_trip_and_say_where_targets_are_missed(tmp_path):
     row = {"task": "t", "needs": "n", "metric": "accuracy", "learned": {"crop": 0.2},
            "learned_score": 0.70, "val_score": 0.7, "selected_name": "all_ones",

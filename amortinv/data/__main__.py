@@ -147,12 +147,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="pack at most this much, in the order given; a dataset that does "
                         "not fit whole keeps part of its training split (0: no limit)")
     args = parser.parse_args(argv)
+    names = list(dict.fromkeys(getattr(args, "names", []) or []))  # a name given twice: once
     if args.command == "list":
         return _list(args.all)
     if args.command == "prepare":
-        return _prepare(args.names)
+        return _prepare(names)
     if args.command == "pack":
-        return _pack(args.names, args.into, args.limit, args.lossless, args.max_mb)
+        return _pack(names, args.into, args.limit, args.lossless, args.max_mb)
     return _fetch(args.name)
 
 

@@ -26,7 +26,7 @@ import tempfile
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from amortinv.data.folders import FolderDataset
@@ -127,13 +127,24 @@ def _copy(archive: zipfile.ZipFile, m: zipfile.ZipInfo, path: PurePosixPath, tar
             "zip the folder again with the standard (Deflate) method and upload the new zip"
         ) from None
     with src, open(target, "wb") as out:
-        while chunk := src.read(1 << 20):
+        while chunk := _read(src):
             written += len(chunk)
             if written > max_unpacked:
                 raise UploadError(f"the zip unpacks to more than "
                                   f"{max_unpacked / 2**30:.1f} GB")
             out.write(chunk)
     return written
+
+
+def _read(src: IO[bytes]) -> bytes:
+    """The next chunk of a member. bzip2 says its bytes are damaged with an OSError ("Invalid
+    data stream"): raised as :class:`zipfile.BadZipFile`, like the other methods' damage, so
+    that the file is left out and the rest used (writing's errors, a full disk, stay OSError
+    and refuse the zip)."""
+    try:
+        return src.read(1 << 20)
+    except OSError as err:
+        raise zipfile.BadZipFile(str(err)) from None
 
 
 def _is_dir(m: zipfile.ZipInfo) -> bool:
