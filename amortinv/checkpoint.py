@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -25,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from amortinv.devices import resolve_device
+from amortinv.files import written_whole
 from amortinv.invariance import InvarianceSpace
 from amortinv.models.encoder import Encoder, ModelConfig
 
@@ -39,35 +38,11 @@ class CheckpointError(ValueError):
 
 def save(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
     """Write ``tensors`` and ``meta`` atomically to ``path`` (a ``.safetensors`` file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     header = {"amortinv": json.dumps({"format": FORMAT, "version": VERSION, **meta})}
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with written_whole(path) as tmp:
         save_file(tensors, tmp, metadata=header)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a checkpoint is not
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
-
-
-def _umask() -> int:
-    """The process umask, read without changing it where Linux says it (setting it to read
-    it, the portable way, races with other threads creating files)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    return Path(path)
 
 
 def read_meta(path: str | Path) -> dict:

@@ -357,19 +357,48 @@ def learn(encoder: Encoder, task: Task, config: DownstreamConfig | None = None,
         yield from _learn(encoder, task, config, stop, start, features)
 
 
+@dataclass
+class _Frozen:
+    """A module held by :func:`frozen`: how many are inside, and how to leave it."""
+
+    inside: int
+    modes: list[tuple[nn.Module, bool]]
+    flags: list[tuple[nn.Parameter, bool]]
+
+
+#: The modules inside :func:`frozen` now (an entry goes with the last to leave).
+_FROZEN: dict[nn.Module, _Frozen] = {}
+_FROZEN_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def frozen(module: nn.Module) -> Iterator[nn.Module]:
-    """``module`` in eval mode without parameter gradients; restored as it was afterwards."""
-    modes = [(m, m.training) for m in module.modules()]
-    flags = [(p, p.requires_grad) for p in module.parameters()]
-    module.eval().requires_grad_(False)
+    """``module`` in eval mode without parameter gradients; restored as it was afterwards.
+
+    The app shares one encoder between browser sessions, so two learning jobs may freeze it
+    at once, in two threads, and leave in any order. The first to enter saves the modes and
+    flags and the last to leave restores them: each saving its own, the second would save
+    the first's frozen state and put it back for good, and the first to leave would thaw the
+    encoder under the other."""
+    with _FROZEN_LOCK:
+        held = _FROZEN.get(module)
+        if held is None:
+            held = _FROZEN[module] = _Frozen(
+                0, [(m, m.training) for m in module.modules()],
+                [(p, p.requires_grad) for p in module.parameters()])
+            module.eval().requires_grad_(False)
+        held.inside += 1
     try:
         yield module
     finally:
-        for m, training in modes:
-            m.training = training
-        for p, flag in flags:
-            p.requires_grad_(flag)
+        with _FROZEN_LOCK:
+            held.inside -= 1
+            if not held.inside:
+                del _FROZEN[module]
+                for m, training in held.modes:
+                    m.training = training
+                for p, flag in held.flags:
+                    p.requires_grad_(flag)
 
 
 def _learn(encoder: Encoder, task: Task, config: DownstreamConfig,

@@ -15,7 +15,9 @@ import contextlib
 import copy
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -39,9 +41,9 @@ from amortinv.monitor import KnnMonitor
 from amortinv.optim import cosine_lr, make_optimizer
 from amortinv.presets import HELP, PRESET_NOTES, PRESETS, RENAMED, PretrainConfig, preset
 from amortinv.run_state import (
-    LAST_FILE,
     Log,
     TrainingState,
+    check_fresh,
     claim_run_folder,
     restore_run,
     save_run,
@@ -50,11 +52,16 @@ from amortinv.settings import AUTO
 from amortinv.time_budget import OPEN_STEPS, TimeBudget
 
 __all__ = ["HELP", "PRESETS", "PRESET_NOTES", "RENAMED", "PretrainConfig", "Trainer",
-           "TrainingDiverged", "close_distributed", "preset", "pretrain"]
+           "TrainingDiverged", "TrainingInterrupted", "close_distributed", "preset",
+           "pretrain"]
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Stopped by the user (Ctrl-C) after a step, which was saved: ``--resume`` continues."""
 
 
 class ContrastiveModel(nn.Module):
@@ -132,6 +139,8 @@ class Trainer:
         self.monitor = KnnMonitor(cfg.knn_dataset or cfg.dataset.split(",")[0].strip(),
                                   cfg.knn_train, cfg.knn_test)
         self.step = 0
+        #: Set to end the run after the step under way, saved (:func:`pretrain`'s Ctrl-C).
+        self.stop_requested = False
         #: What a training step calls: the model, DDP-wrapped across processes, compiled
         #: when asked.
         self.step_model = self._parallel()
@@ -249,11 +258,7 @@ class Trainer:
         loss = self.loss(self.batch(self.step))
         value = float(loss.detach())
         if not math.isfinite(value):
-            raise TrainingDiverged(
-                f"the loss became {value} at step {self.step}; the last good checkpoint in "
-                f"{self.out} is kept. Start a new run (another --out) with a lower --lr, a "
-                "longer --warmup-steps (at most a tenth of --steps counts) or --optimizer "
-                "adamw: --resume continues only with the same settings")
+            raise self._diverged(f"the loss became {value} at step {self.step}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -271,11 +276,24 @@ class Trainer:
         dist.all_gather(out, keys.contiguous())
         return torch.cat(out)
 
+    def _diverged(self, what: str) -> TrainingDiverged:
+        return TrainingDiverged(
+            f"{what}; the last good checkpoint in {self.out} is kept. Start a new run (another "
+            "--out) with a lower --lr, a longer --warmup-steps (at most a tenth of --steps "
+            "counts) or --optimizer adamw: --resume continues only with the same settings")
+
     # -- checkpoints -------------------------------------------------------------------------
     def save(self, metrics: dict) -> None:
-        """Write ``last.safetensors`` (to resume) and ``encoder.safetensors`` (to use)."""
+        """Write ``last.safetensors`` (to resume) and ``encoder.safetensors`` (to use), unless
+        a weight or a running statistic is no longer finite: a step can ruin them before the
+        next step's loss shows it, and the last good checkpoint must stay the last."""
         if not self.process.main:
             return
+        tensors = {k: t for k, t in self.model.state_dict().items() if t.is_floating_point()}
+        if not bool(torch.stack([torch.isfinite(t).all() for t in tensors.values()]).all()):
+            ruined = [k for k, t in tensors.items() if not bool(torch.isfinite(t).all())]
+            raise self._diverged(f"{len(ruined)} weights or statistics became NaN or infinite "
+                                 f"by step {self.step} (e.g. {ruined[0]})")
         self.encoder.card["metrics"] = metrics
         self.encoder.card["steps"] = self.step
         save_run(self.out, self.state, self.encoder, self.step, self.config)
@@ -300,11 +318,10 @@ class Trainer:
         cfg = self.config
         if cfg.resume:
             self.restore()
-        elif self.process.main and (self.out / LAST_FILE).exists():
-            raise FileExistsError(f"{self.out} already holds a run: pass --resume to continue "
-                                  "it, or choose another --out")
+        elif self.process.main:
+            check_fresh(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
-        log = Log(self.out, self.process.main, cfg.tensorboard)
+        log = Log(self.out, self.process.main, cfg.tensorboard, fresh=not cfg.resume)
         self.metrics = dict(self.encoder.card.get("metrics", {}))
         budget = self._time_budget()
         bar = progress(None if budget else cfg.steps, self.step,
@@ -340,6 +357,11 @@ class Trainer:
                     images, clock = 0, time.perf_counter()
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     checkpoint()
+                if self.stop_requested and self.step < cfg.steps:
+                    checkpoint()
+                    raise TrainingInterrupted(
+                        f"stopped at step {self.step} of {cfg.steps}, saved in {self.out}: "
+                        "continue with the same command and --resume")
                 if budget is None or self.step >= self.config.steps:
                     continue
                 if "time_budget" not in self.encoder.card:  # still timing the first steps
@@ -452,6 +474,31 @@ def pretrain(config: PretrainConfig) -> Trainer:
         torch.cuda.set_device(local)
         config = replace(config, device=f"cuda:{local}")
     trainer = Trainer(config, process)
-    for _ in trainer.run():
-        pass
+    with _stop_on_interrupt(trainer):
+        for _ in trainer.run():
+            pass
     return trainer
+
+
+@contextlib.contextmanager
+def _stop_on_interrupt(trainer: Trainer) -> Iterator[None]:
+    """Ctrl-C ends a one-process run after the step under way, saved (it would lose every
+    step since the last checkpoint, up to ``checkpoint_every``); a second Ctrl-C leaves at
+    once, the last checkpoint kept. Processes under torchrun keep the default: they must
+    stop at the same step."""
+    if trainer.process.world > 1 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupted(signum, frame) -> None:
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        trainer.stop_requested = True
+        print("\nstopping after this step, saved (Ctrl-C again: stop at once, unsaved)",
+              file=sys.stderr, flush=True)
+
+    before = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)

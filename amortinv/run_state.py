@@ -1,14 +1,13 @@
 """A pre-training run's state on disk, in its folder: ``last.safetensors`` (every tensor needed
 to resume exactly: model, MoCo's momentum encoder and queues, optimiser state, with the step
 and settings), ``encoder.safetensors`` (the encoder to use) and ``metrics.jsonl`` (the log);
-while a run trains, ``.writing.lock`` keeps a second run out.
+while a run trains, ``.NAME.writing.lock`` beside the folder keeps a second run out.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -17,7 +16,7 @@ import torch
 from filelock import FileLock, Timeout
 from torch import nn
 
-from amortinv import checkpoint
+from amortinv import checkpoint, files
 from amortinv.models import Encoder
 from amortinv.presets import PretrainConfig
 
@@ -79,29 +78,56 @@ def save_run(out: Path, state: TrainingState, encoder: Encoder, step: int,
 def claim_run_folder(out: Path) -> Iterator[None]:
     """Hold run folder ``out`` for one run while it trains: a second run pointed at the same
     folder meanwhile (two app users who kept the default run name, two terminals) is refused
-    at once, instead of both writing the same checkpoints and metrics. A lock file (released
-    by the system if the process dies), not a marker that a crash would leave behind. A folder
-    made here for a run that wrote nothing (``--resume`` of a misspelt ``--out``, say) is
-    removed again."""
-    made = not out.exists()
+    at once, instead of both writing the same checkpoints and metrics.
+
+    The lock is a file beside the folder (``.NAME.writing.lock``; released by the system if
+    the process dies, not a marker that a crash would leave behind), so that everything done
+    to the folder is done holding it: temporary files of a save that a killed run left are
+    removed, and a folder made here for a run that wrote nothing (``--resume`` of a misspelt
+    ``--out``, say) is removed again before the next run can claim it."""
+    cannot = "cannot make the run folder {} ({}): choose another --out (run name)"
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:  # under a file, a read-only or virtual file system
-        raise ValueError(f"cannot make the run folder {out} ({err.strerror}): choose another "
-                         "--out (run name)") from None
-    lock = FileLock(out / WRITING_LOCK, timeout=0)
-    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(lock_path(out), timeout=0)
         lock.acquire()
     except Timeout:
         raise FileExistsError(f"another pre-training is writing to {out} right now: choose "
-                              "another --out (run name), or wait for it to end and pass "
-                              "--resume") from None
+                              "another --out (run name), or wait for it to end (`pretrain.py "
+                              "--resume` then continues it)") from None
+    except OSError as err:  # under a file, a read-only or virtual file system
+        raise ValueError(cannot.format(out, err.strerror)) from None
+    made = False
     try:
+        made = not out.exists()
+        try:
+            out.mkdir(exist_ok=True)
+        except OSError as err:  # a file of that name
+            raise ValueError(cannot.format(out, err.strerror)) from None
+        for stale in out.glob(files.TEMPORARY):  # a save cut short by a kill
+            stale.unlink(missing_ok=True)
         yield
     finally:
-        lock.release()
-        if made and [p.name for p in out.iterdir()] == [WRITING_LOCK]:
-            shutil.rmtree(out, ignore_errors=True)
+        try:
+            if made and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()
+        finally:
+            lock.release()
+
+
+def lock_path(out: Path) -> Path:
+    """The lock file of run folder ``out`` (:func:`claim_run_folder`)."""
+    return out.parent / f".{out.name}{WRITING_LOCK}"
+
+
+def check_fresh(out: Path) -> None:
+    """Raise :class:`FileExistsError` where ``out`` holds a run: one to resume, or a finished
+    encoder. A run folder is never overwritten without ``--resume``."""
+    if (out / LAST_FILE).exists():
+        raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or "
+                              "choose another --out (run name)")
+    if (out / checkpoint.ENCODER_FILE).exists():
+        raise FileExistsError(f"{out} already holds a trained encoder "
+                              f"({checkpoint.ENCODER_FILE}): choose another --out (run name)")
 
 
 def restore_run(out: Path, state: TrainingState, encoder: Encoder,
@@ -140,11 +166,13 @@ def restore_run(out: Path, state: TrainingState, encoder: Encoder,
 
 
 class Log:
-    """``metrics.jsonl`` in the run folder (appended on resume), optionally TensorBoard."""
+    """``metrics.jsonl`` in the run folder, optionally TensorBoard. A resumed run appends; a
+    fresh one starts it empty (what a run killed before its first checkpoint logged is not
+    this run's)."""
 
-    def __init__(self, out: Path, active: bool, tensorboard: bool):
+    def __init__(self, out: Path, active: bool, tensorboard: bool, fresh: bool = False):
         self.active = active
-        self.file = open(out / "metrics.jsonl", "a") if active else None  # noqa: SIM115
+        self.file = open(out / "metrics.jsonl", "w" if fresh else "a") if active else None  # noqa: SIM115
         self.writer = None
         if active and tensorboard:
             try:

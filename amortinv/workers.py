@@ -12,6 +12,9 @@ Two ways to end a job early, both returning at once:
   browser session closed or reloaded) for longer than ``grace`` seconds is cancelled, so it
   never keeps the machine busy for nobody.
 
+Either one asked of a job that has already ended changes nothing: a click that races with the
+job's end leaves its complete result shown as complete, not as cancelled.
+
 Jobs take turns (:data:`TURNS`): the work between two records runs while the job holds the
 process's one turn, handed over in the order asked for, so two users' jobs each go at about
 half speed. Run at once, two learning jobs on a 2-core machine took 468 s where one alone
@@ -161,7 +164,8 @@ class Job:
             if inspect.getgeneratorstate(work) == inspect.GEN_SUSPENDED:  # left mid-way
                 with TURNS:  # its own clean-up computes too (e.g. a pre-training saves)
                     work.close()
-            self._ended = time.perf_counter()
+            with self._lock:  # from now on, stop and cancel change nothing
+                self._ended = time.perf_counter()
             with _RUNNING_LOCK:
                 _RUNNING.discard(self)
 
@@ -189,13 +193,20 @@ class Job:
             self._result.update(values)
 
     def stop(self) -> None:
-        self._stop.set()
+        """Ask the work to wrap up; nothing once the job has ended."""
+        with self._lock:
+            if not self._ended:
+                self._stop.set()
 
     def cancel(self, reason: str = "cancelled") -> None:
+        """End the job at its next record, ``reason`` shown to the user; nothing once the job
+        has ended (finished, failed or cancelled before), whose result stands as it is."""
         with self._lock:
+            if self._ended:
+                return
             self._cancelled = self._cancelled or reason
-        self._stop.set()
-        self._cancel.set()
+            self._stop.set()
+            self._cancel.set()
 
     @property
     def stopping(self) -> bool:
@@ -410,22 +421,23 @@ def learning_job(encoder: Encoder, task: Task | Dataset | str, config: Downstrea
 
 def pretraining_job(trainer, alive: Callable[[], bool] | None = None) -> Job:
     """Run a :class:`amortinv.pretrain.Trainer` in the background; records are its log.
-    Stopped or cancelled, it saves the encoder as it is (``--resume`` continues it); refused
-    before its first step (its folder holds a run, or another run is writing it), it saves
-    nothing there."""
+    Stopped or cancelled while it trains, it saves the encoder as it is (``--resume`` continues
+    it), while the run still holds its folder. A run that ended by itself saves nothing more:
+    done, it saved at its last step; diverged, its last good checkpoint must stay the last;
+    refused before its first step (its folder holds a run, or another run is writing it), the
+    folder is not its own. Done or diverged, the run has let go of its folder by then: a
+    ``--resume`` that took the folder since would have its checkpoint overwritten."""
 
     def work(stop: threading.Event) -> Iterator[dict]:
         run = trainer.run()
-        started = False
         try:
             for record in run:
-                started = True
                 yield record
                 if stop.is_set():
                     break
         finally:
             try:
-                if started:  # while the run still holds its folder
+                if inspect.getgeneratorstate(run) == inspect.GEN_SUSPENDED:  # left mid-way
                     trainer.save(trainer.encoder.card.get("metrics", {}))
             finally:
                 run.close()  # the run's own clean-up: its log, progress bar and folder

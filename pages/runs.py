@@ -9,6 +9,7 @@ import streamlit as st
 
 from amortinv import ui
 from amortinv.pretrain import PRESET_NOTES, Trainer, preset
+from amortinv.run_state import check_fresh
 from amortinv.workers import pretraining_job
 
 st.title("Pre-training runs")
@@ -80,8 +81,7 @@ if start.button("Start pre-training", type="primary", disabled=bool(job and job.
             # learning job started meanwhile waits one step, not twenty.
             trainer = Trainer(preset(name, out=str(folder), steps=int(steps), progress=False,
                                      log_every=1))
-            if (folder / "last.safetensors").exists():
-                raise FileExistsError(f"{folder} already holds a run: choose another name")
+            check_fresh(folder)  # a run to resume, or a finished encoder: kept
         except (ValueError, OSError, RuntimeError) as err:  # settings, data, folder
             st.error(str(err))
         else:

@@ -33,6 +33,7 @@ from amortinv.pretrain import (
     RENAMED,
     PretrainConfig,
     TrainingDiverged,
+    TrainingInterrupted,
     close_distributed,
     preset,
     pretrain,
@@ -75,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
             FileExistsError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as err:
+        print(str(err), file=sys.stderr)
+        return 130  # the shell's code for Ctrl-C
+    except KeyboardInterrupt:
+        print("interrupted at once: the steps since the last checkpoint are lost; --resume "
+              "continues from that checkpoint, if the run reached one", file=sys.stderr)
+        return 130
     finally:
         close_distributed()
     if trainer.process.main:

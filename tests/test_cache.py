@@ -1,6 +1,8 @@
 """The on-disk cache of decoded data: built once, even when several ask at once; a torn file
 is built again; what comes back is what was built."""
 
+import os
+import stat
 import threading
 import time
 
@@ -58,3 +60,14 @@ def test_splits_come_back_as_they_were_built(fresh_cache):
     for got in (first, again):
         np.testing.assert_array_equal(got.train.x, splits.train.x)
         np.testing.assert_array_equal(got.test.y, splits.test.y)
+
+
+def test_a_cache_file_is_readable_by_the_others_sharing_the_data_folder(fresh_cache):
+    previous = os.umask(0o022)
+    try:
+        cached_arrays("shared-mode", counting_build([]))
+    finally:
+        os.umask(previous)
+    path = cache_path("shared-mode")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # was mkstemp's private 0o600
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import amortinv
-from amortinv import checkpoint
+from amortinv import checkpoint, files
 from amortinv.checkpoint import CheckpointError
 from amortinv.invariance import GREY, RGB
 from amortinv.models import Encoder, ModelConfig
@@ -105,7 +105,7 @@ def test_newer_versions_and_settings_ask_for_an_upgrade(tmp_path, encoder):
 def test_written_file_follows_the_umask_and_reading_it_leaves_it_alone(tmp_path, encoder):
     previous = os.umask(0o027)
     try:
-        assert checkpoint._umask() == 0o027
+        assert files.umask() == 0o027
         path = checkpoint.save_encoder(tmp_path / "enc.safetensors", encoder)
         assert stat.S_IMODE(path.stat().st_mode) == 0o640  # not mkstemp's private 0o600
         assert os.umask(0o027) == 0o027  # still set: reading it did not change it

@@ -18,6 +18,7 @@ from amortinv.downstream import (
     TaskMismatch,
     baselines,
     fit,
+    frozen,
     learn,
     prepare,
 )
@@ -85,6 +86,43 @@ def test_encoder_stays_frozen_in_eval_mode_and_is_left_as_it_was_found():
     assert states[-1].done
     assert [p.requires_grad for p in enc.parameters()] == flags
     assert [m.training for m in enc.modules()] == modes
+
+
+def test_two_threads_freezing_one_encoder_leave_it_as_it_was_in_either_order():
+    # The app shares one encoder between sessions. With two jobs at once, the old frozen() let
+    # the first to leave restore the flags under the second (still learning, now with
+    # gradients), and the second restore the frozen flags it had saved: every later session
+    # found the encoder with requires_grad False everywhere.
+    module = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    module[0].bias.requires_grad_(False)  # a flag that was False before stays False
+    module[1].eval()
+    flags = [p.requires_grad for p in module.parameters()]
+    modes = [m.training for m in module.modules()]
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def first() -> None:  # enters, then leaves while the second is inside
+        with frozen(module):
+            a_in.set()
+            b_in.wait(10)
+        a_out.set()
+
+    def second() -> None:
+        a_in.wait(10)
+        with frozen(module):
+            b_in.set()
+            a_out.wait(10)
+            seen["flags"] = [p.requires_grad for p in module.parameters()]
+            seen["modes"] = [m.training for m in module.modules()]
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert a_out.is_set() and not any(seen["flags"]) and not any(seen["modes"])
+    assert [p.requires_grad for p in module.parameters()] == flags
+    assert [m.training for m in module.modules()] == modes
 
 
 def test_learning_leaves_the_global_random_state_alone_and_repeats_exactly():

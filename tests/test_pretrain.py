@@ -1,10 +1,13 @@
 """Pre-training: every method and model runs, resume is exact, failures keep good state."""
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import amortinv.data as data
 from amortinv import checkpoint
 from amortinv.data import UnknownDataset
 from amortinv.pretrain import PRESETS, Trainer, TrainingDiverged, preset
+from amortinv.run_state import claim_run_folder
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -126,6 +130,14 @@ def test_a_run_is_never_silently_overwritten_or_resumed_with_other_settings(tmp_
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         run(preset("smoke", out=str(tmp_path / "new"), resume=True))
     assert not (tmp_path / "new").exists()  # a misspelt --out leaves no folder behind
+    finished = tmp_path / "finished"  # a finished run's encoder, without its last.safetensors
+    finished.mkdir()
+    (finished / "encoder.safetensors").write_bytes((tmp_path / "encoder.safetensors")
+                                                   .read_bytes())
+    with pytest.raises(FileExistsError, match="already holds a trained encoder"):
+        run(preset("smoke", out=str(finished), steps=2))  # was overwritten by 2 new steps
+    assert (finished / "encoder.safetensors").read_bytes() == (
+        tmp_path / "encoder.safetensors").read_bytes()
     # a header edited or damaged by hand: said at once, the run's files left as they were
     last = tmp_path / "last.safetensors"
     tensors, meta = checkpoint.load_tensors(last)
@@ -134,6 +146,51 @@ def test_a_run_is_never_silently_overwritten_or_resumed_with_other_settings(tmp_
         with pytest.raises(checkpoint.CheckpointError, match="holds no usable run settings"):
             run(preset("smoke", out=str(tmp_path), steps=4, resume=True))
         assert checkpoint.read_meta(last) == meta | damage
+
+
+def test_a_fresh_run_logs_alone_and_a_resume_clears_what_a_kill_left(tmp_path):
+    killed = tmp_path / "killed"  # killed before its first checkpoint: a log, no checkpoint
+    killed.mkdir()
+    (killed / "metrics.jsonl").write_text('{"step": 1, "loss": 9.9}\n')
+    run(preset("smoke", out=str(killed), steps=2))
+    steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").open()]
+    assert steps.count(1) == 1  # the old log was appended to: two records of step 1
+    stale = killed / ".last.safetensors.k1ll3d00.tmp"  # a save cut short by SIGKILL
+    stale.write_bytes(b"half a checkpoint")
+    run(preset("smoke", out=str(killed), steps=3, resume=True))
+    assert not stale.exists() and checkpoint.read_meta(killed / "last.safetensors")["step"] == 3
+
+
+def _claims_and_fails(out: Path, claimed: threading.Event) -> None:
+    with contextlib.suppress(ValueError), claim_run_folder(out):
+        claimed.set()
+        raise ValueError("bad settings")  # a run that wrote nothing
+
+
+def _claims_and_saves(out: Path, claimed: threading.Event) -> None:
+    claimed.wait()
+    while True:
+        try:
+            with claim_run_folder(out):
+                (out / "last.safetensors").write_text("B's checkpoint")
+                time.sleep(0.002)
+                return
+        except FileExistsError:  # the first run still holds it
+            continue
+
+
+def test_a_run_that_wrote_nothing_never_removes_the_next_runs_folder(tmp_path):
+    lost = 0
+    for i in range(100):  # the old clean-up let go of the lock first: 21 of 300 races lost
+        out, claimed = tmp_path / f"r{i}", threading.Event()
+        threads = [threading.Thread(target=f, args=(out, claimed))
+                   for f in (_claims_and_fails, _claims_and_saves)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        lost += not (out / "last.safetensors").exists()
+    assert lost == 0
 
 
 def test_two_runs_at_once_in_one_folder_the_second_is_refused(tmp_path):
@@ -163,6 +220,25 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, mo
     with pytest.raises(TrainingDiverged, match=r"step 3.*last good checkpoint"):
         list(trainer.run())
     assert checkpoint.read_meta(tmp_path / "last.safetensors")["step"] == 2
+    assert torch.isfinite(amortinv.load(tmp_path).features(trainer.inputs[:2].numpy(), 1)).all()
+
+
+def test_weights_ruined_before_the_loss_shows_it_are_not_saved(tmp_path, monkeypatch):
+    trainer = Trainer(preset("smoke", out=str(tmp_path), steps=6, checkpoint_every=2))
+    honest = trainer.train_step
+
+    def ruinous() -> float:  # a step that leaves a running statistic NaN, its loss still finite
+        loss = honest()
+        if trainer.step == 3:
+            next(b for n, b in trainer.model.named_buffers() if "running_var" in n).fill_(
+                float("nan"))
+        return loss
+
+    monkeypatch.setattr(trainer, "train_step", ruinous)
+    with pytest.raises(TrainingDiverged, match=r"NaN or infinite by step 4 \(e\.g\. .*running_var"):
+        list(trainer.run())  # the old code saved step 4's NaN statistics as the "last good"
+    assert checkpoint.read_meta(tmp_path / "last.safetensors")["step"] == 2
+    assert checkpoint.read_meta(tmp_path / "encoder.safetensors")["card"]["steps"] == 2
     assert torch.isfinite(amortinv.load(tmp_path).features(trainer.inputs[:2].numpy(), 1)).all()
 
 
@@ -280,6 +356,27 @@ def test_script_help_documents_presets_and_the_script_runs(tmp_path):
                            capture_output=True, text=True)
     assert again.returncode == 1 and "--resume" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+def test_ctrl_c_saves_the_step_under_way_and_resume_continues_from_it(tmp_path):
+    command = [sys.executable, SCRIPTS / "pretrain.py", "--preset", "smoke", "--out",
+               str(tmp_path), "--checkpoint-every", "100000"]
+    training = subprocess.Popen([*command, "--steps", "100000"], stderr=subprocess.PIPE,
+                                text=True)
+    log = tmp_path / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (log.exists() and log.stat().st_size) and time.monotonic() < deadline:
+        time.sleep(0.2)  # training: a step logged
+    training.send_signal(signal.SIGINT)
+    _, err = training.communicate(timeout=120)
+    # the old script: a KeyboardInterrupt traceback, every step since the last save lost
+    assert training.returncode == 130 and "Traceback" not in err, err
+    step = int(re.search(r"stopped at step (\d+) of 100000, saved", err)[1])
+    assert checkpoint.read_meta(tmp_path / "last.safetensors")["step"] == step >= 1
+    done = subprocess.run([*command, "--steps", str(step + 2), "--resume"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert checkpoint.read_meta(tmp_path / "last.safetensors")["step"] == step + 2
 
 
 @pytest.mark.parametrize("method", ["simclr", "moco"])

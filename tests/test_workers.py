@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from amortinv import checkpoint
+from amortinv import checkpoint, run_state
 from amortinv.downstream import GRADIENT, DownstreamConfig, corner_name, prepare
 from amortinv.invariance import GREY
 from amortinv.models import Encoder, ModelConfig
@@ -157,6 +157,93 @@ def test_a_second_pretraining_job_on_the_same_folder_is_refused_and_writes_nothi
     first.join(60)
     assert first.snapshot().error is None
     assert checkpoint.read_meta(tmp_path / "last.safetensors")["step"] >= 2  # the first's
+
+
+def held_by_a_run(out) -> bool:
+    """Whether a second run pointed at ``out`` now (a ``--resume`` in a terminal) is refused."""
+    try:
+        with run_state.claim_run_folder(out):
+            return False
+    except FileExistsError:
+        return True
+
+
+def spy_on_saves(trainer: Trainer, out) -> list[tuple[int, bool]]:
+    """(step, folder held by a run) of each of ``trainer``'s saves from now on."""
+    saves, save = [], trainer.save
+
+    def spied(metrics: dict) -> None:
+        saves.append((trainer.step, held_by_a_run(out)))
+        save(metrics)
+
+    trainer.save = spied
+    return saves
+
+
+@pytest.mark.parametrize("ending", ["done", "diverged"])
+def test_a_pretraining_job_that_ends_by_itself_saves_nothing_after_its_run(tmp_path, ending):
+    # The old job saved once more after its run had ended, when the run no longer held its
+    # folder: [(2, True), (4, True), (4, False)], where a --resume that took the folder
+    # meanwhile would have its checkpoint overwritten, and a diverged run's ruined weights
+    # were saved again.
+    out = tmp_path / "run"
+    settings = {"done": {"steps": 4}, "diverged": {"steps": 40, "lr": 1e5, "warmup_steps": 4}}
+    trainer = Trainer(preset("smoke", out=str(out), checkpoint_every=2, log_every=1,
+                             **settings[ending]))
+    saves = spy_on_saves(trainer, out)
+    job = pretraining_job(trainer).start()
+    job.join(60)
+    snap = job.snapshot()
+    assert saves and all(held for _, held in saves)
+    if ending == "done":
+        assert snap.error is None and saves == [(2, True), (4, True)]
+    else:
+        assert snap.error.startswith("TrainingDiverged")
+
+
+def test_a_stopped_pretraining_job_saves_where_it_stopped_and_resumes_from_there(tmp_path):
+    out = tmp_path / "run"
+    trainer = Trainer(preset("smoke", out=str(out), steps=50, log_every=1,
+                             checkpoint_every=1000))
+    saves = spy_on_saves(trainer, out)
+    job = pretraining_job(trainer)
+    step = trainer.train_step
+
+    def train_step() -> float:
+        loss = step()
+        if trainer.step == 3:  # Stop pressed during the third step: no race with the thread
+            job.stop()
+        return loss
+
+    trainer.train_step = train_step
+    job.start()
+    job.join(60)
+    snap = job.snapshot()
+    assert snap.error is None and [r["step"] for r in snap.records] == [1, 2, 3]
+    assert saves == [(3, True)]  # once, while the run still held its folder
+    resumed = Trainer(preset("smoke", out=str(out), steps=5, log_every=1, resume=True))
+    assert [r["step"] for r in resumed.run() if "loss" in r] == [4, 5]
+
+
+@pytest.mark.parametrize("ending", ["finished", "failed"])
+def test_stopping_or_cancelling_a_job_that_has_ended_changes_nothing(ending):
+    # A Cancel click that raced with the job's end: the old job was marked cancelled and
+    # stopping all the same, and the page said "Cancelled" over a complete result.
+    def work(stop: threading.Event):
+        yield 1
+        job.set_result(answer=42)
+        if ending == "failed":
+            raise ValueError("the data ran out")
+
+    job = Job(work)
+    job.start()
+    job.join(10)
+    before = job.snapshot()
+    job.cancel()
+    job.stop()
+    after = job.snapshot()
+    assert after == before and not job.stopping
+    assert not after.cancelled and not after.stopping and after.result == {"answer": 42}
 
 
 def wait_for_steps(job, n: int) -> None:

@@ -14,6 +14,7 @@ from typing import TypeVar
 import numpy as np
 from filelock import FileLock
 
+from amortinv.files import written_whole
 from amortinv.data.dataset import Split, Splits
 
 T = TypeVar("T")
@@ -86,14 +87,8 @@ def save_splits(path: Path, splits: Splits) -> None:
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with written_whole(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def load_splits(path: Path) -> Splits:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from amortinv.files import written_whole
 from amortinv.data.cache import cache_dir
 from amortinv.data.dataset import Split, Splits
 
@@ -78,17 +79,11 @@ def write_packed(path: Path, splits: Splits, sample_rate: int | None = None,
                    f"{name}_codec": np.array(packing.codec), f"{name}_rate": np.array(rate)}
     if sample_rate is not None:
         arrays["sample_rate"] = np.array(sample_rate)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_LZMA) as archive:
-            for key, value in arrays.items():
-                with archive.open(f"{key}.npy", "w", force_zip64=True) as f:
-                    np.lib.format.write_array(f, np.asarray(value), allow_pickle=False)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with written_whole(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_LZMA) \
+            as archive:
+        for key, value in arrays.items():
+            with archive.open(f"{key}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asarray(value), allow_pickle=False)
     return path
 
 
